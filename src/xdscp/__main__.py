@@ -1,0 +1,3 @@
+from xdscp.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The admin HTTP server: health, readiness and debug views."""

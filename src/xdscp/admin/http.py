@@ -1,0 +1,30 @@
+"""Admin endpoints: /healthz, /readyz, /debug/nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from xdscp.server.tracker import StreamTracker
+
+
+def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, Any]]) -> web.Application:
+    """``readiness()`` returns {"ready": bool, ...details}; /readyz answers 503 until ready."""
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        state = readiness()
+        return web.json_response(state, status=200 if state["ready"] else 503)
+
+    async def nodes(_: web.Request) -> web.Response:
+        return web.json_response({"nodes": tracker.nodes()})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/debug/nodes", nodes)
+    return app

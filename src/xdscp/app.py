@@ -1,0 +1,138 @@
+"""Wires the stages together: sources -> registry -> translation -> cache -> xDS server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from grpc import aio
+
+from xdscp.admin.http import build_admin_app
+from xdscp.cache.cache import SnapshotCache
+from xdscp.cache.node_group import node_grouper
+from xdscp.config import Config, split_host_port
+from xdscp.errors import ConfigError
+from xdscp.logfmt import log_event
+from xdscp.model.registry import Registry
+from xdscp.server.services import add_xds_services
+from xdscp.server.stream import ServerEnv
+from xdscp.server.tracker import StreamTracker
+from xdscp.sources.base import Source
+from xdscp.sources.file import FileSource
+from xdscp.translation.placeholders import missing_resource
+from xdscp.translation.publisher import Publisher
+from xdscp.translation.translator import ListenerSettings, Translator
+
+log = logging.getLogger("xdscp")
+
+_GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+]
+
+
+def build_sources(cfg: Config) -> list[Source]:
+    return [FileSource(name, src.path, src.poll_interval) for name, src in zip(cfg.source_names(), cfg.sources)]
+
+
+class ControlPlane:
+    """One xdscp process: start() binds the ports and starts watching, stop() undoes it."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.sources = build_sources(cfg)
+        self.registry = Registry(s.name for s in self.sources)
+        lc = cfg.listener
+        self.translator = Translator(ListenerSettings(lc.name, lc.address, lc.port, lc.route_config_name or lc.name))
+        self.cache = SnapshotCache()
+        self.tracker = StreamTracker()
+        self.publisher = Publisher(self.registry, self.translator, self.cache)
+        self.env = ServerEnv(self.cache, node_grouper(cfg.node_group_by), self.tracker, missing_resource)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._grpc: aio.Server | None = None
+        self._admin: web.AppRunner | None = None
+        self.xds_port = 0
+        self.admin_port = 0
+
+    def readiness(self) -> dict[str, Any]:
+        return {
+            "ready": self.publisher.published > 0 and self._grpc is not None,
+            "sources": {s.name: {"synced": self.registry.is_synced(s.name),
+                                 "last_error": getattr(s, "last_error", None)} for s in self.sources},
+            "version": self.publisher.last_version,
+        }
+
+    async def start(self) -> None:
+        if not self.sources:
+            self.publisher.publish(set())  # no sources: serve the listener with no services
+        self._tasks.append(asyncio.create_task(_supervised("publisher", self.publisher.run)))
+        for src in self.sources:
+            run = src.run
+            self._tasks.append(asyncio.create_task(_supervised(f"source:{src.name}", lambda r=run: r(self.registry))))
+
+        server = aio.server(options=_GRPC_OPTIONS)
+        add_xds_services(server, self.env)
+        xds_host, port = split_host_port(self.cfg.xds.address)
+        self.xds_port = server.add_insecure_port(f"[{xds_host}]:{port}" if ":" in xds_host else f"{xds_host}:{port}")
+        if self.xds_port == 0:
+            raise ConfigError(f"cannot listen for xDS on {self.cfg.xds.address}")
+        await server.start()
+        self._grpc = server
+
+        runner = web.AppRunner(build_admin_app(self.tracker, self.readiness), access_log=None)
+        await runner.setup()
+        host, port = split_host_port(self.cfg.admin.address)
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        self._admin = runner
+        self.admin_port = runner.addresses[0][1]
+        log_event(log, logging.INFO, "xdscp.started", xds=f"{xds_host}:{self.xds_port}",
+                  admin=f"{host}:{self.admin_port}", sources=[s.name for s in self.sources])
+
+    async def stop(self, grace: float = 1.0) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+            self._grpc = None
+        if self._admin is not None:
+            await self._admin.cleanup()
+            self._admin = None
+        log_event(log, logging.INFO, "xdscp.stopped")
+
+
+async def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Keep a long-running task alive: a bug in one source must not stop the others."""
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("task crashed, restarting in 1s", extra={"xdscp_fields": {"task": name}})
+            await asyncio.sleep(1.0)
+
+
+async def serve_forever(cfg: Config) -> None:
+    """Run until SIGINT/SIGTERM, then stop gracefully."""
+    cp = ControlPlane(cfg)
+    await cp.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await cp.stop()

@@ -1,0 +1,1 @@
+"""Versioned, pre-serialized resources per node group, and the watchers streams wait on."""

@@ -1,0 +1,52 @@
+"""A resource serialized once per content version, ready to drop into any response."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from xdscp.cache import wire
+
+# Field numbers in envoy.service.discovery.v3 messages.
+_ANY_TYPE_URL, _ANY_VALUE = 1, 2
+_RESPONSE_RESOURCES = 2  # DiscoveryResponse.resources and DeltaDiscoveryResponse.resources
+_RES_VERSION, _RES_RESOURCE, _RES_NAME = 1, 2, 3  # discovery.v3.Resource
+
+
+def content_version(payload: bytes) -> str:
+    """A version that is a function of content only, so replicas agree."""
+    return hashlib.blake2b(payload, digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """One named xDS resource at one version, with its encoded response entries."""
+
+    type_url: str
+    name: str
+    version: str
+    message: Message
+    sotw_entry: bytes  # DiscoveryResponse.resources[i]: an Any
+    delta_entry: bytes  # DeltaDiscoveryResponse.resources[i]: a Resource wrapping the Any
+
+    @classmethod
+    def of(cls, type_url: str, name: str, message: Message) -> Resource:
+        # Deterministic: Struct metadata is a map, and map order must not change versions.
+        payload = message.SerializeToString(deterministic=True)
+        version = content_version(payload)
+        any_bytes = wire.string_field(_ANY_TYPE_URL, type_url) + wire.field(_ANY_VALUE, payload)
+        delta = (
+            wire.string_field(_RES_NAME, name)
+            + wire.string_field(_RES_VERSION, version)
+            + wire.field(_RES_RESOURCE, any_bytes)
+        )
+        return cls(
+            type_url=type_url,
+            name=name,
+            version=version,
+            message=message,
+            sotw_entry=wire.field(_RESPONSE_RESOURCES, any_bytes),
+            delta_entry=wire.field(_RESPONSE_RESOURCES, delta),
+        )

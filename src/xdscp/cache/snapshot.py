@@ -1,0 +1,103 @@
+"""Immutable snapshots: per type, the resources a node group is served, and what changed."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from xdscp.cache.resource import Resource
+
+
+def _entry_hash(name: str, version: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{name}\0{version}".encode(), digest_size=8).digest(), "big")
+
+
+@dataclass(slots=True)
+class TypeSnapshot:
+    """All resources of one type at one point, and the names changed since ``prev_version``.
+
+    The version is an order-independent hash of every (name, version) pair, kept up to
+    date incrementally (XOR), so a one-resource change costs O(1) hashing, not O(n).
+    """
+
+    type_url: str
+    resources: Mapping[str, Resource]
+    version: str
+    prev_version: str | None = None
+    changed: frozenset[str] = frozenset()
+    _acc: int = 0
+    _body: bytes | None = field(default=None, repr=False)
+
+    @classmethod
+    def empty(cls, type_url: str) -> TypeSnapshot:
+        return cls(type_url, MappingProxyType({}), _version_of(0, 0))
+
+    @classmethod
+    def build(cls, type_url: str, resources: Iterable[Resource]) -> TypeSnapshot:
+        return cls.empty(type_url).evolve({r.name: r for r in resources}, (), replace_all=True)
+
+    def evolve(
+        self, upserts: Mapping[str, Resource], removed: Iterable[str], *, replace_all: bool = False
+    ) -> TypeSnapshot:
+        """The next snapshot of this type; ``self`` itself if nothing actually changed."""
+        if replace_all:
+            removed = [n for n in self.resources if n not in upserts]
+        current = dict(self.resources)
+        acc = self._acc
+        changed: set[str] = set()
+        for name in removed:
+            old = current.pop(name, None)
+            if old is not None:
+                acc ^= _entry_hash(name, old.version)
+                changed.add(name)
+        for name, res in upserts.items():
+            old = current.get(name)
+            if old is not None and old.version == res.version:
+                continue
+            if old is not None:
+                acc ^= _entry_hash(name, old.version)
+            acc ^= _entry_hash(name, res.version)
+            current[name] = res
+            changed.add(name)
+        if not changed:
+            return self
+        return TypeSnapshot(
+            self.type_url,
+            MappingProxyType(current),
+            _version_of(acc, len(current)),
+            prev_version=self.version,
+            changed=frozenset(changed),
+            _acc=acc,
+        )
+
+    def sotw_body(self) -> bytes:
+        """Every resource's SotW entry, in name order; built once, shared by all streams."""
+        if self._body is None:
+            self._body = b"".join(self.resources[n].sotw_entry for n in sorted(self.resources))
+        return self._body
+
+
+def _version_of(acc: int, count: int) -> str:
+    return f"{acc:016x}-{count}"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one node group is served: a TypeSnapshot per type URL."""
+
+    types: Mapping[str, TypeSnapshot]
+
+    def get(self, type_url: str) -> TypeSnapshot:
+        ts = self.types.get(type_url)
+        # Not cached: type URLs come from clients, and a cache keyed by them would grow unbounded.
+        return ts if ts is not None else TypeSnapshot.empty(type_url)
+
+    @property
+    def version(self) -> str:
+        h = hashlib.blake2b(digest_size=8)
+        for url in sorted(self.types):
+            h.update(f"{url}={self.types[url].version};".encode())
+        return h.hexdigest()
+

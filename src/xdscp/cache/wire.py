@@ -1,0 +1,28 @@
+"""Just enough protobuf wire encoding to assemble responses from pre-serialized parts.
+
+A DiscoveryResponse is a sequence of fields; concatenating already-encoded fields is a
+valid encoding of the message. So each resource is encoded once per version and every
+stream's response is a ``bytes.join`` of shared parts plus its own nonce.
+"""
+
+from __future__ import annotations
+
+_LEN = 2  # wire type: length-delimited
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (string, bytes or sub-message)."""
+    return varint((number << 3) | _LEN) + varint(len(payload)) + payload
+
+
+def string_field(number: int, text: str) -> bytes:
+    return field(number, text.encode("utf-8")) if text else b""

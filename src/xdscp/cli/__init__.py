@@ -1,0 +1,1 @@
+"""The ``xdscp`` command line."""

@@ -1,0 +1,93 @@
+"""``xdscp serve | validate | bootstrap``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from xdscp import __version__
+from xdscp.app import build_sources, serve_forever
+from xdscp.config import Config, load_config, split_host_port
+from xdscp.errors import ConfigError
+from xdscp.logfmt import configure_logging
+
+
+def _address(value: str) -> str:
+    try:
+        split_host_port(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xdscp", description="An xDS control plane for Envoy, fed by service registries.")
+    p.add_argument("--version", action="version", version=f"xdscp {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the control plane")
+    serve.add_argument("--config", type=Path, help="config file (YAML); defaults apply without one")
+    serve.add_argument("--xds-address", type=_address, help="override xds.address (host:port)")
+    serve.add_argument("--admin-address", type=_address, help="override admin.address (host:port)")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
+
+    validate = sub.add_parser("validate", help="check a config file and its sources; exit 1 with the reasons")
+    validate.add_argument("--config", type=Path, required=True)
+
+    boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap from envoy/ pointed at a control plane")
+    boot.add_argument("--template", type=Path, required=True, help="e.g. envoy/bootstrap-ads.yaml")
+    boot.add_argument("--xds-address", type=_address, default="127.0.0.1:18000")
+    boot.add_argument("--admin-port", type=int)
+    boot.add_argument("--node-id")
+    boot.add_argument("--node-cluster")
+    return p
+
+
+def _load(path: Path | None) -> Config:
+    return load_config(path) if path is not None else Config()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        configure_logging(args.log_level, args.log_format)
+        try:
+            cfg = _load(args.config)
+        except ConfigError as e:
+            print(f"xdscp: invalid config: {e}", file=sys.stderr)
+            return 2
+        if args.xds_address:
+            cfg.xds.address = args.xds_address
+        if args.admin_address:
+            cfg.admin.address = args.admin_address
+        import uvloop
+
+        uvloop.run(serve_forever(cfg))
+        return 0
+    if args.command == "validate":
+        try:
+            cfg = load_config(args.config)
+        except ConfigError as e:
+            print(f"config {args.config}: {e}", file=sys.stderr)
+            return 1
+        failed = False
+        for src in build_sources(cfg):
+            problems = src.check()
+            for problem in problems:
+                print(f"source {src.name} ({src.kind}): {problem}", file=sys.stderr)
+            failed |= bool(problems)
+        if failed:
+            return 1
+        print(f"config {args.config}: ok ({len(cfg.sources)} source(s))")
+        return 0
+    if args.command == "bootstrap":
+        import yaml
+
+        from xdscp.cli.bootstrap import render_bootstrap
+
+        doc = render_bootstrap(args.template, args.xds_address, args.admin_port, args.node_id, args.node_cluster)
+        sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
+        return 0
+    return 2  # pragma: no cover - argparse rejects unknown commands

@@ -1,0 +1,49 @@
+"""Typed errors that carry the context an operator needs to act on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class XdscpError(Exception):
+    """Base of every error xdscp raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a document: where (field path, line) and why."""
+
+    field: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.message}"
+
+
+class DocumentError(XdscpError):
+    """A YAML/JSON file (config or registry) that does not parse or validate."""
+
+    def __init__(self, path: str, problems: list[Problem]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"{path}: " + "; ".join(str(p) for p in problems))
+
+
+class ConfigError(XdscpError):
+    """The control plane's own configuration is unusable."""
+
+
+class TranslationError(XdscpError):
+    """One service could not be turned into Envoy resources."""
+
+    def __init__(self, service: str, reason: str) -> None:
+        self.service = service
+        self.reason = reason
+        super().__init__(f"service {service}: {reason}")
+
+
+class ProtocolError(XdscpError):
+    """A client broke the xDS protocol (garbage bytes, missing type URL, wrong service)."""

@@ -1,0 +1,1 @@
+"""The registry model every source produces and translation consumes."""

@@ -1,0 +1,30 @@
+"""What a source hands the registry: its full view, or a change to it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from xdscp.model.service import Service, ServiceKey
+
+
+@dataclass(frozen=True, slots=True)
+class FullSnapshot:
+    """Everything a source knows now; services it no longer lists are gone."""
+
+    services: Mapping[ServiceKey, Service]
+
+    @classmethod
+    def of(cls, services: list[Service] | tuple[Service, ...]) -> FullSnapshot:
+        return cls({s.key: s for s in services})
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceChange:
+    """Services a source added or replaced, and keys it removed."""
+
+    upserted: tuple[Service, ...] = ()
+    removed: tuple[ServiceKey, ...] = field(default=())
+
+
+RegistryUpdate = FullSnapshot | ServiceChange

@@ -1,0 +1,1 @@
+"""The gRPC xDS server: SotW and Delta streams over ADS and the per-type services."""

@@ -1,0 +1,174 @@
+"""State-of-the-World streams: ACK/NACK by nonce, wildcard vs named, full vs partial responses."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
+
+from xdscp.cache import wire
+from xdscp.cache.resource import Resource
+from xdscp.cache.snapshot import Snapshot, TypeSnapshot
+from xdscp.logfmt import log_event
+from xdscp.server.stream import Stream, log
+from xdscp.server.tracker import TypeStatus
+from xdscp.type_urls import FULL_STATE
+
+# DiscoveryResponse field numbers.
+_VERSION, _TYPE_URL, _NONCE = 1, 4, 5
+
+
+@dataclass(slots=True)
+class _TypeState:
+    status: TypeStatus = field(default_factory=TypeStatus)
+    requested: bool = False
+    wildcard: bool = False
+    legacy_wildcard: bool = False
+    names: set[str] = field(default_factory=set)
+    added: set[str] = field(default_factory=set)  # subscribed since the last response
+    dirty: bool = False  # the subscription changed since the last response
+    sent: dict[str, str] = field(default_factory=dict)  # name -> version the client was sent
+    synced: str | None = None  # the TypeSnapshot version last answered
+    resume_version: str | None = None  # version_info of a new stream's first request
+    nonce: str | None = None  # nonce of the last response
+
+
+class SotwStream(Stream):
+    """A DiscoveryRequest/DiscoveryResponse stream (ADS, or one type's service)."""
+
+    transport = "sotw"
+    control_plane_field = 6
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._types: dict[str, _TypeState] = {}
+
+    def parse(self, raw: bytes) -> DiscoveryRequest:
+        return self.decode(DiscoveryRequest, raw)
+
+    def statuses(self) -> dict[str, TypeStatus]:
+        return {t: st.status for t, st in self._types.items()}
+
+    def on_request(self, req: DiscoveryRequest) -> None:
+        self.bind_node(req.node if req.HasField("node") else None)
+        type_url = self.resolve_type(req.type_url)
+        st = self._types.get(type_url)
+        if st is None:
+            st = self._types[type_url] = _TypeState()
+        nonce = req.response_nonce
+        if nonce and st.nonce is not None:
+            if nonce != st.nonce:
+                # A request answering an older response: the client has not seen the
+                # newest one yet, so its names and version are out of date.
+                log_event(log, logging.DEBUG, "xds.stale_nonce", node=self.node_id, type=type_url,
+                          nonce=nonce, expected=st.nonce, stream=self.id)
+                return
+            self.record_ack(st.status, type_url, req.version_info, nonce, self.nack_error(req))
+        first = not st.requested
+        st.requested = True
+        if first and req.version_info:
+            st.resume_version = req.version_info
+        self._subscribe(st, req, first)
+
+    def _subscribe(self, st: _TypeState, req: DiscoveryRequest, first: bool) -> None:
+        names = set(req.resource_names)
+        legacy = False
+        if "*" in names:
+            wildcard = True
+            names.discard("*")
+        elif not names and (first or st.legacy_wildcard):
+            # An empty list is a wildcard on the first request and for as long as the
+            # client never named a resource (xDS "legacy wildcard").
+            wildcard = legacy = True
+        else:
+            wildcard = False
+        if wildcard == st.wildcard and names == st.names:
+            return
+        st.dirty = True
+        st.added |= names - st.names
+        for gone in st.names - names:
+            st.sent.pop(gone, None)
+            st.added.discard(gone)
+        st.wildcard, st.legacy_wildcard, st.names = wildcard, legacy, names
+
+    def respond(self, type_url: str, snapshot: Snapshot) -> bytes | None:
+        st = self._types[type_url]
+        if not st.requested:
+            return None
+        ts = snapshot.get(type_url)
+        if st.resume_version is not None:
+            resumed = self._resume(st, type_url, ts)
+            st.resume_version = None
+            if resumed:
+                return None
+        if type_url in FULL_STATE or type_url not in snapshot.types:
+            return self._respond_full(st, type_url, ts)
+        return self._respond_changes(st, type_url, ts)
+
+    def _resume(self, st: _TypeState, type_url: str, ts: TypeSnapshot) -> bool:
+        """A reconnecting client that already holds this version gets nothing re-sent."""
+        if st.resume_version != ts.version or st.synced is not None:
+            return False
+        for name in ts.resources if st.wildcard else st.names:
+            res = ts.resources.get(name) or self.env.placeholder(type_url, name)
+            if res is not None:
+                st.sent[name] = res.version
+        st.synced = ts.version
+        st.dirty = False
+        st.added.clear()
+        st.status.version_acked = ts.version
+        log_event(log, logging.INFO, "xds.resume", node=self.node_id, type=type_url, version=ts.version,
+                  stream=self.id)
+        return True
+
+    def _respond_full(self, st: _TypeState, type_url: str, ts: TypeSnapshot) -> bytes | None:
+        if not st.dirty and st.synced == ts.version:
+            return None
+        if st.wildcard:
+            body, count = ts.sotw_body(), len(ts.resources)
+        else:
+            chosen = [ts.resources[n] for n in sorted(st.names) if n in ts.resources]
+            body, count = b"".join(r.sotw_entry for r in chosen), len(chosen)
+        st.sent = {}  # full-state types resend everything; nothing to remember per name
+        return self._emit(st, type_url, ts, body, count)
+
+    def _respond_changes(self, st: _TypeState, type_url: str, ts: TypeSnapshot) -> bytes | None:
+        if st.synced == ts.version:
+            candidates: set[str] | frozenset[str] | list[str] = st.added
+        elif st.synced is not None and st.synced == ts.prev_version:
+            candidates = set(ts.changed) | st.added
+        else:
+            candidates = set(ts.resources) | st.names if st.wildcard else st.names
+        to_send: list[Resource] = []
+        for name in sorted(candidates):
+            subscribed = name in st.names
+            if not (subscribed or st.wildcard):
+                continue
+            res = ts.resources.get(name)
+            if res is None and subscribed:
+                res = self.env.placeholder(type_url, name)
+            if res is not None and st.sent.get(name) != res.version:
+                to_send.append(res)
+        st.added.clear()
+        st.dirty = False
+        if not to_send:
+            st.synced = ts.version
+            return None
+        for res in to_send:
+            st.sent[res.name] = res.version
+        return self._emit(st, type_url, ts, b"".join(r.sotw_entry for r in to_send), len(to_send))
+
+    def _emit(self, st: _TypeState, type_url: str, ts: TypeSnapshot, body: bytes, count: int) -> bytes:
+        nonce = self.next_nonce()
+        st.nonce = nonce
+        st.synced = ts.version
+        st.dirty = False
+        self.record_response(st.status, type_url, ts.version, nonce, count)
+        return b"".join((
+            wire.string_field(_VERSION, ts.version),
+            body,
+            wire.string_field(_TYPE_URL, type_url),
+            wire.string_field(_NONCE, nonce),
+            self._cp,
+        ))

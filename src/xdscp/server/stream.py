@@ -1,0 +1,176 @@
+"""What SotW and Delta streams share: node binding, nonces, the wake/respond loop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.config.core.v3.base_pb2 import Node
+from google.protobuf.message import DecodeError
+
+from xdscp.cache import wire
+from xdscp.cache.cache import SnapshotCache
+from xdscp.cache.node_group import DEFAULT_GROUP, NodeGrouper
+from xdscp.cache.resource import Resource
+from xdscp.cache.snapshot import Snapshot
+from xdscp.errors import ProtocolError
+from xdscp.logfmt import log_event
+from xdscp.server.tracker import StreamTracker, TypeStatus
+from xdscp.type_urls import PUSH_ORDER
+
+log = logging.getLogger("xdscp.server")
+
+_stream_ids = itertools.count(1)
+# DiscoveryResponse.control_plane (6) and DeltaDiscoveryResponse.control_plane (7) carry
+# a ControlPlane{identifier=1}; it is constant, so it is encoded once.
+CONTROL_PLANE_ID = "xdscp"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEnv:
+    """What every stream needs from the rest of the control plane."""
+
+    cache: SnapshotCache
+    grouper: NodeGrouper
+    tracker: StreamTracker
+    placeholder: Callable[[str, str], Resource | None]
+
+
+class Stream(ABC):
+    """One xDS stream. A reader task applies requests to per-type state and wakes the
+    writer loop, which builds responses for every type in push order."""
+
+    transport = ""
+    control_plane_field = 0
+
+    def __init__(self, env: ServerEnv, fixed_type: str | None, peer: str) -> None:
+        self.env = env
+        self.fixed_type = fixed_type
+        self.peer = peer
+        self.id = next(_stream_ids)
+        self.node: Node | None = None
+        self.node_id = ""
+        self.group: str | None = None
+        self.wake = asyncio.Event()
+        self._nonces = itertools.count(1)
+        self._cp = wire.field(self.control_plane_field, wire.string_field(1, CONTROL_PLANE_ID))
+
+    # -- subclass hooks -------------------------------------------------------------
+    @abstractmethod
+    def parse(self, raw: bytes) -> Any: ...
+
+    @abstractmethod
+    def on_request(self, req: Any) -> None: ...
+
+    @abstractmethod
+    def respond(self, type_url: str, snapshot: Snapshot) -> bytes | None: ...
+
+    @abstractmethod
+    def statuses(self) -> dict[str, TypeStatus]: ...
+
+    # -- shared ---------------------------------------------------------------------
+    def decode(self, message_cls: Any, raw: bytes) -> Any:
+        try:
+            return message_cls.FromString(raw)
+        except DecodeError as e:
+            raise ProtocolError(f"malformed {message_cls.DESCRIPTOR.name}: {e}") from None
+
+    def resolve_type(self, type_url: str) -> str:
+        """The request's type, checked against the service it came in on."""
+        if self.fixed_type is None:
+            if not type_url:
+                raise ProtocolError("type_url is required on the aggregated (ADS) service")
+            return type_url
+        if type_url and type_url != self.fixed_type:
+            raise ProtocolError(f"type_url {type_url!r} on the service for {self.fixed_type!r}")
+        return self.fixed_type
+
+    def bind_node(self, node: Node | None) -> None:
+        """Remember the node from the first message that carries one (Envoy may send it once)."""
+        if self.group is not None:
+            return
+        if node is not None:
+            self.node = node
+            self.node_id = node.id
+        self.group = self.env.grouper(node) if node is not None else DEFAULT_GROUP
+        self.env.cache.watch(self.group, self.wake)
+        log_event(log, logging.INFO, "stream.open", node=self.node_id, group=self.group,
+                  transport=self.transport, stream=self.id, peer=self.peer)
+
+    def next_nonce(self) -> str:
+        return f"{self.id}-{next(self._nonces)}"
+
+    def ordered(self, type_urls: list[str]) -> list[str]:
+        known = [t for t in PUSH_ORDER if t in type_urls]
+        return known + [t for t in type_urls if t not in PUSH_ORDER]
+
+    async def serve(self, requests: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+        """Yield encoded responses until the client closes or breaks the protocol."""
+        self.env.tracker.add(self)
+        reader = asyncio.ensure_future(self._read(requests))
+        reader.add_done_callback(lambda _: self.wake.set())
+        try:
+            while True:
+                await self.wake.wait()
+                self.wake.clear()
+                if reader.done():
+                    reader.result()  # re-raise a protocol error
+                    return
+                snapshot = self.env.cache.get(self.group) if self.group is not None else None
+                if snapshot is None:
+                    continue  # nothing published yet: never serve an empty world
+                for type_url in self.ordered(list(self.statuses())):
+                    msg = self.respond(type_url, snapshot)
+                    if msg is not None:
+                        yield msg
+        finally:
+            reader.cancel()
+            self.env.tracker.remove(self)
+            if self.group is not None:
+                self.env.cache.unwatch(self.group, self.wake)
+            log_event(log, logging.INFO, "stream.close", node=self.node_id, transport=self.transport,
+                      stream=self.id)
+
+    async def _read(self, requests: AsyncIterable[bytes]) -> None:
+        async for raw in requests:
+            self.on_request(self.parse(raw))
+            self.wake.set()
+
+    @staticmethod
+    def nack_error(req: Any) -> str | None:
+        """The NACK reason of a request, or None when it is an ACK (no error_detail)."""
+        if not req.HasField("error_detail"):
+            return None
+        detail = req.error_detail
+        return detail.message or f"rejected with code {detail.code}"
+
+    def record_ack(self, status: TypeStatus, type_url: str, version: str, nonce: str,
+                   error_message: str | None) -> None:
+        """Book an ACK or NACK of our last response; log each NACK once per version."""
+        if error_message is None:
+            status.acks += 1
+            status.version_acked = version
+            log_event(log, logging.DEBUG, "xds.ack", node=self.node_id, type=type_url, version=version,
+                      nonce=nonce, stream=self.id)
+            return
+        status.nacks += 1
+        rejected = status.version_sent
+        if status.last_nack_version != rejected or status.last_nack != error_message:
+            log_event(log, logging.WARNING, "xds.nack", node=self.node_id, type=type_url,
+                      rejected_version=rejected, kept_version=version, nonce=nonce, stream=self.id,
+                      error=error_message)
+        status.last_nack = error_message
+        status.last_nack_version = rejected
+
+    def record_response(self, status: TypeStatus, type_url: str, version: str, nonce: str,
+                        resources: int, removed: int = 0) -> None:
+        status.responses += 1
+        status.version_sent = version
+        status.nonce_sent = nonce
+        log_event(log, logging.DEBUG, "xds.response", node=self.node_id, type=type_url, version=version,
+                  nonce=nonce, resources=resources, removed=removed, stream=self.id)

@@ -1,0 +1,68 @@
+"""Connected streams and their per-type protocol state, for /debug/nodes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xdscp.server.stream import Stream
+
+
+@dataclass(slots=True)
+class TypeStatus:
+    """What a stream has been sent and has acknowledged for one type URL."""
+
+    version_sent: str = ""
+    nonce_sent: str = ""
+    version_acked: str = ""
+    last_nack: str | None = None
+    last_nack_version: str | None = None
+    responses: int = 0
+    acks: int = 0
+    nacks: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "version_sent": self.version_sent,
+            "nonce_sent": self.nonce_sent,
+            "version_acked": self.version_acked,
+            "last_nack": self.last_nack,
+            "last_nack_version": self.last_nack_version,
+            "responses": self.responses,
+            "acks": self.acks,
+            "nacks": self.nacks,
+        }
+
+
+class StreamTracker:
+    """The set of open streams; cheap to update, read only by the admin server."""
+
+    def __init__(self) -> None:
+        self._streams: dict[int, Stream] = {}
+
+    def add(self, stream: Stream) -> None:
+        self._streams[stream.id] = stream
+
+    def remove(self, stream: Stream) -> None:
+        self._streams.pop(stream.id, None)
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """One entry per open stream, grouped by nothing: a node may hold several streams."""
+        out = []
+        for s in sorted(self._streams.values(), key=lambda s: (s.node_id, s.id)):
+            out.append(
+                {
+                    "node_id": s.node_id,
+                    "cluster": s.node.cluster if s.node is not None else "",
+                    "group": s.group,
+                    "stream": s.id,
+                    "transport": s.transport,
+                    "peer": s.peer,
+                    "types": {url: st.as_json() for url, st in s.statuses().items()},
+                }
+            )
+        return out

@@ -1,0 +1,1 @@
+"""Registry sources: each watches one registry and feeds the Registry full snapshots or changes."""

@@ -1,0 +1,24 @@
+"""The contract every registry source keeps."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from xdscp.model.registry import Registry
+
+
+class Source(Protocol):
+    """Watches one registry and applies what it sees to the Registry under its own name.
+
+    ``run`` never returns while the control plane is up and never raises for bad
+    registry data: it logs the problem and keeps the last good view in force.
+    """
+
+    name: str
+    kind: str
+
+    async def run(self, registry: Registry) -> None: ...
+
+    def check(self) -> list[str]:
+        """Problems a one-off read of the registry finds now (for ``xdscp validate``)."""
+        ...

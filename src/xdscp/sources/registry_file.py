@@ -1,0 +1,30 @@
+"""The registry file format (YAML or JSON): a list of services with their instances."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from xdscp.documents import load_document
+from xdscp.model.service import Service
+
+
+class RegistryFile(BaseModel):
+    """``services: [...]``; a service appears once per (namespace, group, name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    services: list[Service] = []
+
+    @model_validator(mode="after")
+    def _unique_services(self) -> RegistryFile:
+        seen = set()
+        for svc in self.services:
+            if svc.key in seen:
+                raise ValueError(f"service {svc.key!r} is listed twice")
+            seen.add(svc.key)
+        return self
+
+
+def parse_registry_file(data: bytes, path: str) -> list[Service]:
+    """Parse and validate; raise DocumentError naming the file, field and line."""
+    return load_document(data, path, RegistryFile).services

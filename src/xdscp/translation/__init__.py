@@ -1,0 +1,1 @@
+"""Registry model -> Envoy resources (Cluster, ClusterLoadAssignment, Listener, RouteConfiguration)."""

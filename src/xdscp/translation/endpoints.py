@@ -1,0 +1,54 @@
+"""Service instances -> ClusterLoadAssignment, one locality per (region, zone)."""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+
+from xdscp.model.service import Instance, Service
+from xdscp.translation.protobuf_helpers import string_struct
+
+# Registry weights are Nacos-style floats (0..10000, two decimals shown); Envoy wants
+# integers >= 1, so weights are scaled by 100 and the ratios between instances survive.
+WEIGHT_SCALE = 100
+# Envoy's lb subset and metadata matchers look for endpoint metadata here.
+ENDPOINT_METADATA_NAMESPACE = "envoy.lb"
+
+
+def health_status(inst: Instance) -> int:
+    """DRAINING for drained or zero-weight instances, else UNHEALTHY/HEALTHY from the registry."""
+    if inst.draining or inst.weight == 0:
+        return health_check_pb2.DRAINING
+    return health_check_pb2.HEALTHY if inst.healthy else health_check_pb2.UNHEALTHY
+
+
+def envoy_weight(inst: Instance) -> int:
+    return max(1, round(inst.weight * WEIGHT_SCALE))
+
+
+def build_load_assignment(name: str, svc: Service) -> endpoint_pb2.ClusterLoadAssignment:
+    """Every enabled instance, grouped into localities; no instances -> no endpoints."""
+    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    by_locality: dict[tuple[str, str], list[Instance]] = {}
+    for inst in svc.instances:
+        if inst.enabled:
+            by_locality.setdefault((inst.region, inst.zone), []).append(inst)
+    # Sorted so that registry order never changes the content (and so the version).
+    for (region, zone) in sorted(by_locality):
+        loc = cla.endpoints.add()
+        loc.locality.region = region
+        loc.locality.zone = zone
+        for inst in sorted(by_locality[(region, zone)], key=lambda i: (i.host, i.port)):
+            loc.lb_endpoints.append(_lb_endpoint(inst))
+    return cla
+
+
+def _lb_endpoint(inst: Instance) -> endpoint_components_pb2.LbEndpoint:
+    ep = endpoint_components_pb2.LbEndpoint(health_status=health_status(inst))
+    sa = ep.endpoint.address.socket_address
+    sa.address = inst.host
+    sa.port_value = inst.port
+    ep.load_balancing_weight.value = envoy_weight(inst)
+    if inst.metadata:
+        ep.metadata.filter_metadata[ENDPOINT_METADATA_NAMESPACE].CopyFrom(string_struct(inst.metadata))
+    return ep

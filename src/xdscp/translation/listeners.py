@@ -1,0 +1,27 @@
+"""The HTTP ingress Listener: an HttpConnectionManager fetching its routes over RDS/ADS."""
+
+from __future__ import annotations
+
+from envoy.config.core.v3 import config_source_pb2
+from envoy.config.listener.v3 import listener_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+
+from xdscp.translation.protobuf_helpers import pack
+
+
+def build_listener(name: str, address: str, port: int, route_config_name: str) -> listener_pb2.Listener:
+    hcm = hcm_pb2.HttpConnectionManager(stat_prefix=name, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
+    hcm.rds.route_config_name = route_config_name
+    hcm.rds.config_source.ads.SetInParent()
+    hcm.rds.config_source.resource_api_version = config_source_pb2.V3
+    router = hcm.http_filters.add(name="envoy.filters.http.router")
+    router.typed_config.CopyFrom(pack(router_pb2.Router()))
+
+    listener = listener_pb2.Listener(name=name)
+    sa = listener.address.socket_address
+    sa.address = address
+    sa.port_value = port
+    chain = listener.filter_chains.add()
+    chain.filters.add(name="envoy.filters.network.http_connection_manager").typed_config.CopyFrom(pack(hcm))
+    return listener

@@ -1,0 +1,52 @@
+"""The loop from registry changes to published snapshots."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from xdscp.cache.cache import SnapshotCache
+from xdscp.logfmt import log_event
+from xdscp.model.registry import Registry
+from xdscp.model.service import ServiceKey
+from xdscp.translation.translator import Translator
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Waits for registry changes, translates them, publishes one snapshot to every group.
+
+    Changes that arrive while a translation runs are merged into the next one, so a
+    burst costs one publish per translation, with no timer delaying the first.
+    Nothing is published until every source has synced once: a control plane that
+    restarts with one registry unreachable must not serve a world without its services.
+    """
+
+    def __init__(self, registry: Registry, translator: Translator, cache: SnapshotCache) -> None:
+        self.registry = registry
+        self.translator = translator
+        self.cache = cache
+        self.published = 0
+        self.last_version: str | None = None
+
+    async def run(self) -> None:
+        pending: set[ServiceKey] = set()
+        while True:
+            pending |= await self.registry.wait_changes()
+            if not self.registry.ready:
+                continue
+            if not pending and self.published:
+                continue
+            self.publish(pending)
+            pending = set()
+
+    def publish(self, changed: set[ServiceKey]) -> None:
+        started = time.perf_counter()
+        snapshot = self.translator.update(self.registry.services, changed)
+        self.cache.set_all(snapshot)
+        self.published += 1
+        self.last_version = snapshot.version
+        log_event(log, logging.INFO, "snapshot.published", version=snapshot.version,
+                  changed=len(changed), services=len(self.registry.services),
+                  build_ms=round((time.perf_counter() - started) * 1000, 3))

@@ -1,0 +1,140 @@
+"""Incremental translation of the registry view into a cache Snapshot.
+
+Per service, the Cluster depends only on the service's settings and the
+ClusterLoadAssignment only on its instances, so a one-instance change re-serializes one
+ClusterLoadAssignment and nothing else. A service that fails to translate keeps its
+previous resources (last known good) and is reported in ``errors``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from envoy.config.route.v3 import route_components_pb2
+
+from xdscp.cache.resource import Resource
+from xdscp.cache.snapshot import Snapshot, TypeSnapshot
+from xdscp.errors import TranslationError
+from xdscp.logfmt import log_event
+from xdscp.model.naming import cluster_name
+from xdscp.model.service import Service, ServiceKey
+from xdscp.translation.clusters import build_cluster
+from xdscp.translation.endpoints import build_load_assignment
+from xdscp.translation.listeners import build_listener
+from xdscp.translation.routes import build_route_configuration, build_virtual_host
+from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSettings:
+    """The one HTTP ingress listener every node is served."""
+
+    name: str = "ingress_http"
+    address: str = "0.0.0.0"
+    port: int = 10000
+    route_config_name: str = "ingress_http"
+
+
+@dataclass(frozen=True, slots=True)
+class _Translated:
+    service: Service
+    name: str
+    cluster: Resource
+    endpoints: Resource
+    vhost: route_components_pb2.VirtualHost
+
+
+class Translator:
+    """Keeps the last translation of every service and evolves the snapshot from it."""
+
+    def __init__(self, listener: ListenerSettings) -> None:
+        self._listener = listener
+        self._entries: dict[ServiceKey, _Translated] = {}
+        self._owners: dict[str, ServiceKey] = {}
+        lds = Resource.of(
+            LISTENER,
+            listener.name,
+            build_listener(listener.name, listener.address, listener.port, listener.route_config_name),
+        )
+        self._types: dict[str, TypeSnapshot] = {
+            CLUSTER: TypeSnapshot.empty(CLUSTER),
+            ENDPOINT: TypeSnapshot.empty(ENDPOINT),
+            LISTENER: TypeSnapshot.build(LISTENER, [lds]),
+            ROUTE: TypeSnapshot.build(ROUTE, [self._route_config()]),
+        }
+        self.errors: dict[ServiceKey, TranslationError] = {}
+
+    @property
+    def snapshot(self) -> Snapshot:
+        return Snapshot(MappingProxyType(dict(self._types)))
+
+    def update(self, services: Mapping[ServiceKey, Service], changed: Iterable[ServiceKey]) -> Snapshot:
+        """Re-translate the ``changed`` services against the current view."""
+        clusters: dict[str, Resource] = {}
+        endpoints: dict[str, Resource] = {}
+        removed: list[str] = []
+        routes_dirty = False
+        for key in sorted(changed):
+            svc = services.get(key)
+            old = self._entries.get(key)
+            if svc is None:
+                self.errors.pop(key, None)
+                if old is not None:
+                    del self._entries[key]
+                    del self._owners[old.name]
+                    removed.append(old.name)
+                    routes_dirty = True
+                continue
+            try:
+                new = self._translate(key, svc, old)
+            except Exception as e:  # one bad service must not stop the others
+                err = e if isinstance(e, TranslationError) else TranslationError(repr(key), f"{type(e).__name__}: {e}")
+                self.errors[key] = err
+                log_event(log, logging.ERROR, "translation.failed", service=repr(key), reason=err.reason,
+                          kept_previous=old is not None)
+                continue
+            self.errors.pop(key, None)
+            self._entries[key] = new
+            self._owners[new.name] = key
+            if old is None or new.cluster is not old.cluster:
+                clusters[new.name] = new.cluster
+            if old is None or new.endpoints is not old.endpoints:
+                endpoints[new.name] = new.endpoints
+            if old is None or new.vhost is not old.vhost:
+                routes_dirty = True
+        types = self._types
+        types[CLUSTER] = types[CLUSTER].evolve(clusters, removed)
+        types[ENDPOINT] = types[ENDPOINT].evolve(endpoints, removed)
+        if routes_dirty:
+            rc = self._route_config()
+            types[ROUTE] = types[ROUTE].evolve({rc.name: rc}, ())
+        return self.snapshot
+
+    def _translate(self, key: ServiceKey, svc: Service, old: _Translated | None) -> _Translated:
+        if old is not None and old.service is svc:
+            return old
+        name = cluster_name(key)
+        owner = self._owners.get(name)
+        if owner is not None and owner != key:
+            raise TranslationError(repr(key), f"cluster name {name!r} is already used by service {owner!r}")
+        same_spec = old is not None and old.service.spec_equals(svc)
+        if old is not None and same_spec:
+            cluster, vhost = old.cluster, old.vhost
+        else:
+            cluster = Resource.of(CLUSTER, name, build_cluster(name, svc))
+            vhost = build_virtual_host(name, svc)
+        if old is not None and old.service.instances == svc.instances:
+            eds = old.endpoints
+        else:
+            eds = Resource.of(ENDPOINT, name, build_load_assignment(name, svc))
+        return _Translated(svc, name, cluster, eds, vhost)
+
+    def _route_config(self) -> Resource:
+        name = self._listener.route_config_name
+        rc = build_route_configuration(name, (e.vhost for e in self._entries.values()))
+        return Resource.of(ROUTE, name, rc)
