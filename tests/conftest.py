@@ -1,0 +1,97 @@
+"""Fixtures: an in-process control plane on free loopback ports, fed by a registry file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+import yaml
+
+from xdscp.app import ControlPlane
+from xdscp.config import Config, FileSourceConfig, ListenerConfig
+
+
+def write_registry(path: Path, services: list[dict[str, Any]]) -> None:
+    """Replace the registry file atomically, as config management tools do."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump({"services": services}))
+    os.replace(tmp, path)
+
+
+def service(name: str, *ports: int, **fields: Any) -> dict[str, Any]:
+    """A registry entry with one 127.0.0.1 instance per port."""
+    return {"name": name, "instances": [{"host": "127.0.0.1", "port": p} for p in ports], **fields}
+
+
+class Plane:
+    """A running ControlPlane plus the registry file that feeds it."""
+
+    def __init__(self, cp: ControlPlane, registry: Path) -> None:
+        self.cp = cp
+        self.registry = registry
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.cp.xds_port}"
+
+    def write(self, services: list[dict[str, Any]]) -> None:
+        write_registry(self.registry, services)
+
+    async def wait_published(self, count: int, timeout: float = 5.0) -> None:
+        """Wait until the publisher has published at least ``count`` snapshots."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.cp.publisher.published < count:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"published {self.cp.publisher.published} < {count}")
+            await asyncio.sleep(0.01)
+
+    async def admin_json(self, path: str) -> Any:
+        url = f"http://127.0.0.1:{self.cp.admin_port}{path}"
+
+        def get() -> Any:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        return await asyncio.to_thread(get)
+
+
+async def start_plane(tmp_path: Path, services: list[dict[str, Any]] | None, **config: Any) -> Plane:
+    registry = tmp_path / "registry.yaml"
+    if services is not None:
+        write_registry(registry, services)
+    cfg = Config(
+        xds={"address": "127.0.0.1:0"},
+        admin={"address": "127.0.0.1:0"},
+        listener=ListenerConfig(address="127.0.0.1", port=10000),
+        sources=[FileSourceConfig(kind="file", name="file", path=registry, poll_interval=0.02)],
+        **config,
+    )
+    cp = ControlPlane(cfg)
+    await cp.start()
+    return Plane(cp, registry)
+
+
+@pytest.fixture
+async def plane(tmp_path: Path) -> AsyncIterator[Plane]:
+    p = await start_plane(tmp_path, [service("echo", 9001, 9002), service("api", 9101)])
+    await p.wait_published(1)
+    try:
+        yield p
+    finally:
+        await p.cp.stop(0)
+
+
+@pytest.fixture
+async def channel(plane: Plane) -> AsyncIterator[grpc.aio.Channel]:
+    async with grpc.aio.insecure_channel(plane.target) as ch:
+        yield ch
