@@ -1,0 +1,82 @@
+"""Run ``xdscp serve`` as its own process, as a user would, on free loopback ports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from xdscp.local.ports import free_port
+
+
+class XdscpProcess:
+    """An ``xdscp serve`` child with a file source; ``listener_port`` is Envoy's ingress."""
+
+    def __init__(self, workdir: Path, registry: Path, *, listener_port: int | None = None,
+                 poll_interval: float = 0.1, log_level: str = "info", name: str = "xdscp") -> None:
+        self.workdir = workdir
+        self.xds_port = free_port()
+        self.admin_port = free_port()
+        self.listener_port = listener_port or free_port()
+        self.log_path = workdir / f"{name}.log"
+        self.config_path = workdir / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump({
+            "xds": {"address": f"127.0.0.1:{self.xds_port}"},
+            "admin": {"address": f"127.0.0.1:{self.admin_port}"},
+            "listener": {"address": "127.0.0.1", "port": self.listener_port},
+            "sources": [{"kind": "file", "name": "file", "path": str(registry), "poll_interval": poll_interval}],
+        }))
+        self.log_level = log_level
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: Any = None
+
+    @property
+    def xds_address(self) -> str:
+        return f"127.0.0.1:{self.xds_port}"
+
+    def start(self, timeout: float = 20.0) -> XdscpProcess:
+        self._log = self.log_path.open("ab")
+        cmd = [sys.executable, "-m", "xdscp", "serve", "--config", str(self.config_path),
+               "--log-level", self.log_level]
+        self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"xdscp exited with {self._proc.returncode}: {self.log_text()[-2000:]}")
+            try:
+                if self.admin("/readyz")["ready"]:
+                    return self
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"xdscp not ready in {timeout}s: {self.log_text()[-2000:]}")
+
+    def admin(self, path: str) -> Any:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return json.loads(e.read())
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(5)
+            self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
