@@ -53,7 +53,7 @@ class FileSourceConfig(_Section):
     kind: Literal["file"]
     name: str | None = None
     path: Path
-    poll_interval: float = Field(default=0.1, gt=0, le=60)
+    poll_interval: float = Field(default=0.02, gt=0, le=60)
 
 
 SourceConfig = FileSourceConfig

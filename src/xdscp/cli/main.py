@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a config file and its sources; exit 1 with the reasons")
     validate.add_argument("--config", type=Path, required=True)
 
+    demo = sub.add_parser("demo", add_help=False,
+                          help="run xdscp, a real Envoy and three upstreams on loopback, with a scripted tour")
+    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+
     boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap from envoy/ pointed at a control plane")
     boot.add_argument("--template", type=Path, required=True, help="e.g. envoy/bootstrap-ads.yaml")
     boot.add_argument("--xds-address", type=_address, default="127.0.0.1:18000")
@@ -82,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"config {args.config}: ok ({len(cfg.sources)} source(s))")
         return 0
+    if args.command == "demo":
+        from xdscp.local.demo import main as demo_main
+
+        return demo_main(args.demo_args)
     if args.command == "bootstrap":
         import yaml
 

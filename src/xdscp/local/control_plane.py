@@ -20,7 +20,7 @@ class XdscpProcess:
     """An ``xdscp serve`` child with a file source; ``listener_port`` is Envoy's ingress."""
 
     def __init__(self, workdir: Path, registry: Path, *, listener_port: int | None = None,
-                 poll_interval: float = 0.1, log_level: str = "info", name: str = "xdscp") -> None:
+                 poll_interval: float = 0.02, log_level: str = "info", name: str = "xdscp") -> None:
         self.workdir = workdir
         self.xds_port = free_port()
         self.admin_port = free_port()

@@ -35,7 +35,7 @@ class FileSource:
 
     kind = "file"
 
-    def __init__(self, name: str, path: Path, poll_interval: float = 0.1) -> None:
+    def __init__(self, name: str, path: Path, poll_interval: float = 0.02) -> None:
         self.name = name
         self.path = path
         self.poll_interval = poll_interval

@@ -1,0 +1,55 @@
+"""Responses assembled from cached bytes must be exactly what protobuf would build."""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryResponse, DiscoveryResponse
+from google.protobuf import struct_pb2
+
+from xdscp.cache.resource import Resource
+from xdscp.cache.snapshot import TypeSnapshot
+from xdscp.type_urls import CLUSTER
+
+
+def cluster(name: str, **labels: str) -> cluster_pb2.Cluster:
+    c = cluster_pb2.Cluster(name=name)
+    meta = struct_pb2.Struct()
+    for k, v in labels.items():
+        meta.fields[k].string_value = v
+    c.metadata.filter_metadata["x"].CopyFrom(meta)
+    return c
+
+
+def test_sotw_entries_parse_as_the_resources_they_encode() -> None:
+    resources = [Resource.of(CLUSTER, n, cluster(n, a="1")) for n in ("b", "a")]
+    ts = TypeSnapshot.build(CLUSTER, resources)
+    resp = DiscoveryResponse.FromString(b"\x0a\x01v" + ts.sotw_body())
+    assert resp.version_info == "v"
+    assert [r.type_url for r in resp.resources] == [CLUSTER, CLUSTER]
+    assert [cluster_pb2.Cluster.FromString(r.value).name for r in resp.resources] == ["a", "b"]
+
+
+def test_delta_entries_carry_name_version_and_resource() -> None:
+    res = Resource.of(CLUSTER, "echo", cluster("echo"))
+    resp = DeltaDiscoveryResponse.FromString(res.delta_entry)
+    (r,) = resp.resources
+    assert (r.name, r.version) == ("echo", res.version)
+    assert cluster_pb2.Cluster.FromString(r.resource.value) == res.message
+
+
+def test_version_is_a_function_of_content_only() -> None:
+    many = {f"k{i}": str(i) for i in range(50)}
+    a = Resource.of(CLUSTER, "echo", cluster("echo", **many))
+    b = Resource.of(CLUSTER, "echo", cluster("echo", **dict(reversed(list(many.items())))))
+    c = Resource.of(CLUSTER, "echo", cluster("echo", k0="changed"))
+    assert a.version == b.version != c.version
+
+
+def test_type_version_is_incremental_and_order_independent() -> None:
+    a, b, c = (Resource.of(CLUSTER, n, cluster(n)) for n in "abc")
+    ab = TypeSnapshot.build(CLUSTER, [a, b])
+    abc = ab.evolve({"c": c}, ())
+    assert abc.prev_version == ab.version and abc.changed == {"c"}
+    assert abc.version == TypeSnapshot.build(CLUSTER, [c, b, a]).version
+    assert abc.evolve({}, ["c"]).version == ab.version
+    assert ab.evolve({"a": a}, ()) is ab  # nothing changed: the same snapshot object

@@ -1,0 +1,99 @@
+"""The assembled control plane: readiness, node groups, sources that fail or merge."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+from conftest import service, start_plane, write_registry
+
+from xds_client import node, sotw_request, sotw_stream, unpack
+from xdscp.config import Config
+from xdscp.model.registry import Registry
+from xdscp.model.service import Instance, Service
+from xdscp.model.updates import FullSnapshot, ServiceChange
+from xdscp.type_urls import CLUSTER
+
+
+async def test_not_ready_and_silent_until_the_registry_file_is_good(tmp_path: Path) -> None:
+    (tmp_path / "registry.yaml").write_text("services: [")
+    plane = await start_plane(tmp_path, None)
+    try:
+        status, body = await plane.admin_json("/readyz")
+        assert status == 503 and body["ready"] is False
+        assert "invalid YAML" in body["sources"]["file"]["last_error"]
+        assert (await plane.admin_json("/healthz"))[0] == 200
+        async with grpc.aio.insecure_channel(plane.target) as ch:
+            s = sotw_stream(ch)
+            s.send(sotw_request(CLUSTER, with_node=node()))
+            await s.expect_silence(0.3)  # never an empty world that would wipe Envoy's clusters
+            plane.write([service("echo", 9001)])
+            resp = await s.recv()
+            assert [unpack(r).name for r in resp.resources] == ["echo"]
+            await s.close()
+        status, body = await plane.admin_json("/readyz")
+        assert status == 200 and body["sources"]["file"]["synced"] is True
+    finally:
+        await plane.cp.stop(0)
+
+
+async def test_node_group_by_metadata(tmp_path: Path) -> None:
+    plane = await start_plane(tmp_path, [service("echo", 9001)], node_group_by="metadata:gateway")
+    try:
+        async with grpc.aio.insecure_channel(plane.target) as ch:
+            n = node("n1")
+            n.metadata.fields["gateway"].string_value = "public-gw"
+            s = sotw_stream(ch)
+            s.send(sotw_request(CLUSTER, with_node=n))
+            await s.recv()
+            _, body = await plane.admin_json("/debug/nodes")
+            assert body["nodes"][0]["group"] == "public-gw"
+            await s.close()
+    finally:
+        await plane.cp.stop(0)
+
+
+async def test_missing_file_at_runtime_keeps_the_last_good_view(tmp_path: Path) -> None:
+    plane = await start_plane(tmp_path, [service("echo", 9001)])
+    try:
+        await plane.wait_published(1)
+        version = plane.cp.publisher.last_version
+        plane.registry.unlink()
+        src = plane.cp.sources[0]
+        for _ in range(100):
+            if src.last_error:
+                break
+            await asyncio.sleep(0.02)
+        assert "no such file" in src.last_error
+        assert plane.cp.publisher.last_version == version
+        write_registry(plane.registry, [service("echo", 9001)])  # same content: nothing to publish
+        for _ in range(100):
+            if src.last_error is None:
+                break
+            await asyncio.sleep(0.02)
+        assert plane.cp.publisher.last_version == version
+    finally:
+        await plane.cp.stop(0)
+
+
+def test_registry_merges_sources_and_reports_changes() -> None:
+    reg = Registry(["a", "b"])
+    echo_a = Service(name="echo", instances=(Instance(host="10.0.0.1", port=1),), lb_policy="RANDOM")
+    echo_b = Service(name="echo", instances=(Instance(host="10.0.0.2", port=1), Instance(host="10.0.0.1", port=1)))
+    assert reg.apply("a", FullSnapshot.of([echo_a])) == {echo_a.key}
+    assert not reg.ready
+    assert reg.apply("b", FullSnapshot.of([echo_b])) == {echo_a.key}
+    assert reg.ready
+    merged = reg.services[echo_a.key]
+    assert merged.lb_policy.value == "RANDOM"  # the first source's settings
+    assert [i.host for i in merged.instances] == ["10.0.0.1", "10.0.0.2"]
+    assert reg.apply("b", FullSnapshot.of([echo_b])) == set()  # same content: no change
+    assert reg.apply("b", ServiceChange(removed=(echo_b.key,))) == {echo_a.key}
+    assert reg.services[echo_a.key] is echo_a  # one source left: its object, identity kept
+    assert reg.apply("a", ServiceChange(removed=(echo_a.key,))) == {echo_a.key}
+    assert echo_a.key not in reg.services
+
+
+def test_config_without_sources_is_valid() -> None:
+    assert Config().sources == []

@@ -1,0 +1,79 @@
+"""Registry files and configs: errors name the file, the field and the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xdscp.config import load_config
+from xdscp.errors import ConfigError, DocumentError
+from xdscp.model.naming import cluster_name
+from xdscp.model.service import ServiceKey
+from xdscp.sources.registry_file import parse_registry_file
+
+GOOD = b"""
+services:
+  - name: echo
+    lb_policy: LEAST_REQUEST
+    instances:
+      - host: 10.0.0.1
+        port: 8080
+        metadata: {version: 2, canary: true}
+"""
+
+
+def test_good_file_parses() -> None:
+    (svc,) = parse_registry_file(GOOD, "reg.yaml")
+    assert svc.key == ServiceKey("public", "DEFAULT_GROUP", "echo")
+    assert svc.instances[0].metadata == {"version": "2", "canary": "true"}
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (b"services:\n  - name: echo\n    instances:\n      - host: 10.0.0.1\n        port: 70000\n",
+     "line 5: services[0].instances[0].port: Input should be less than or equal to 65535"),
+    (b"services:\n  - name: echo\n    instances:\n      - {host: my-host, port: 80}\n",
+     "services[0].instances[0].host"),
+    (b"services:\n  - name: echo\n    lb_policy: FASTEST\n", "line 3: services[0].lb_policy"),
+    (b"services:\n  - name: 'bad name'\n", "services[0].name"),
+    (b"services:\n  - name: echo\n  - name: echo\n", "listed twice"),
+    (b"services:\n  - name: echo\n    colour: blue\n", "services[0].colour: Extra inputs are not permitted"),
+    (b"services: [\n", "invalid YAML"),
+    (b"- just a list\n", "top level must be a mapping"),
+    (b"services:\n  - name: e\n    instances: [{host: 10.0.0.1, port: 1}, {host: 10.0.0.1, port: 1}]\n",
+     "listed twice"),
+])
+def test_bad_files_are_rejected_with_location(text: bytes, expected: str) -> None:
+    with pytest.raises(DocumentError) as info:
+        parse_registry_file(text, "reg.yaml")
+    assert str(info.value).startswith("reg.yaml: ")
+    assert expected in str(info.value)
+
+
+def test_json_registry_and_json_errors() -> None:
+    (svc,) = parse_registry_file(b'{"services": [{"name": "echo", "instances": []}]}', "reg.json")
+    assert svc.name == "echo"
+    with pytest.raises(DocumentError, match="line 2: invalid JSON"):
+        parse_registry_file(b'{"services":\n [}', "reg.json")
+
+
+def test_naming_rule() -> None:
+    assert cluster_name(ServiceKey("public", "DEFAULT_GROUP", "echo")) == "echo"
+    assert cluster_name(ServiceKey("public", "payments", "orders")) == "orders.payments.public"
+    assert cluster_name(ServiceKey("prod", "DEFAULT_GROUP", "orders")) == "orders.DEFAULT_GROUP.prod"
+
+
+def test_config_defaults_relative_paths_and_errors(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "xdscp.yaml"
+    cfg_path.write_text("sources:\n  - kind: file\n    path: reg.yaml\n")
+    cfg = load_config(cfg_path)
+    assert cfg.xds.address == "127.0.0.1:18000" and cfg.admin.address == "127.0.0.1:19000"
+    assert cfg.listener.name == "ingress_http" and cfg.listener.port == 10000
+    assert cfg.sources[0].path == tmp_path / "reg.yaml"
+    cfg_path.write_text("xds: {address: nowhere}\nnode_group_by: colour\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg_path)
+    assert "line 1: xds.address" in str(info.value) and "node_group_by" in str(info.value)
+    cfg_path.write_text("sources:\n  - {kind: consul-but-not-yet, path: x}\n")
+    with pytest.raises(ConfigError, match="sources\\[0\\].kind"):
+        load_config(cfg_path)

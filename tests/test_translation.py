@@ -1,0 +1,113 @@
+"""Registry model -> Envoy resources, and what a change re-translates."""
+
+from __future__ import annotations
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import health_check_pb2
+
+from xdscp.model.service import Instance, Service
+from xdscp.translation.translator import ListenerSettings, Translator
+from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
+
+
+def svc(name: str = "echo", *instances: Instance, **fields) -> Service:
+    return Service(name=name, instances=instances, **fields)
+
+
+def inst(port: int, **fields) -> Instance:
+    return Instance(host="127.0.0.1", port=port, **fields)
+
+
+def translate(*services: Service) -> tuple[Translator, object]:
+    t = Translator(ListenerSettings(port=10080))
+    snap = t.update({s.key: s for s in services}, [s.key for s in services])
+    return t, snap
+
+
+def test_cluster_settings() -> None:
+    s = svc("echo", inst(1), lb_policy="MAGLEV", connect_timeout=0.25,
+            health_check={"type": "http", "path": "/hc", "expected_statuses": [200, 204]},
+            outlier_detection={"consecutive_5xx": 3})
+    _, snap = translate(s)
+    c = snap.get(CLUSTER).resources["echo"].message
+    assert c.type == cluster_pb2.Cluster.EDS and c.lb_policy == cluster_pb2.Cluster.MAGLEV
+    assert c.eds_cluster_config.eds_config.HasField("ads")
+    assert c.connect_timeout.ToMilliseconds() == 250
+    assert c.common_lb_config.healthy_panic_threshold.value == 0
+    hc = c.health_checks[0]
+    assert hc.http_health_check.path == "/hc"
+    assert [(r.start, r.end) for r in hc.http_health_check.expected_statuses] == [(200, 201), (204, 205)]
+    assert c.outlier_detection.consecutive_5xx.value == 3
+
+
+def test_every_lb_policy_maps() -> None:
+    for policy in ("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV"):
+        _, snap = translate(svc("echo", lb_policy=policy))
+        assert cluster_pb2.Cluster.LbPolicy.Name(snap.get(CLUSTER).resources["echo"].message.lb_policy) == policy
+
+
+def test_load_assignment_localities_weights_and_health() -> None:
+    s = svc("echo",
+            inst(1, zone="a", region="r1", weight=2),
+            inst(2, zone="b", region="r1", healthy=False),
+            inst(3, zone="a", region="r1", weight=0.5),
+            inst(4, enabled=False),
+            inst(5, draining=True),
+            inst(6, weight=0))
+    _, snap = translate(s)
+    cla = snap.get(ENDPOINT).resources["echo"].message
+    got = {(loc.locality.region, loc.locality.zone):
+           [(e.endpoint.address.socket_address.port_value, e.load_balancing_weight.value,
+             health_check_pb2.HealthStatus.Name(e.health_status)) for e in loc.lb_endpoints]
+           for loc in cla.endpoints}
+    assert got == {
+        ("", ""): [(5, 100, "DRAINING"), (6, 1, "DRAINING")],  # disabled port 4 left out
+        ("r1", "a"): [(1, 200, "HEALTHY"), (3, 50, "HEALTHY")],
+        ("r1", "b"): [(2, 100, "UNHEALTHY")],
+    }
+
+
+def test_instance_order_does_not_change_versions() -> None:
+    _, a = translate(svc("echo", inst(1), inst(2)))
+    _, b = translate(svc("echo", inst(2), inst(1)))
+    assert a.get(ENDPOINT).version == b.get(ENDPOINT).version
+
+
+def test_listener_and_routes() -> None:
+    _, snap = translate(svc("echo", inst(1)), svc("orders", inst(2), group="payments", namespace="prod"))
+    assert snap.get(LISTENER).resources["ingress_http"].message.address.socket_address.port_value == 10080
+    rc = snap.get(ROUTE).resources["ingress_http"].message
+    assert [(vh.name, list(vh.domains), vh.routes[0].route.cluster) for vh in rc.virtual_hosts] == [
+        ("echo", ["echo", "echo:*"], "echo"),
+        ("orders.payments.prod", ["orders.payments.prod", "orders.payments.prod:*"], "orders.payments.prod"),
+    ]
+
+
+def test_one_instance_change_reserializes_one_assignment_only() -> None:
+    a, b = svc("a", inst(1)), svc("b", inst(2))
+    t, first = translate(a, b)
+    a2 = svc("a", inst(1, healthy=False))
+    second = t.update({a2.key: a2, b.key: b}, [a2.key])
+    assert second.get(ENDPOINT).changed == frozenset({"a"})
+    assert second.get(ENDPOINT).resources["b"] is first.get(ENDPOINT).resources["b"]
+    assert second.get(CLUSTER) is first.get(CLUSTER)  # untouched type: same object, streams skip it
+    assert second.get(ROUTE) is first.get(ROUTE)
+
+
+def test_removed_service_leaves_every_type() -> None:
+    a, b = svc("a", inst(1)), svc("b", inst(2))
+    t, _ = translate(a, b)
+    snap = t.update({b.key: b}, [a.key])
+    assert set(snap.get(CLUSTER).resources) == {"b"}
+    assert set(snap.get(ENDPOINT).resources) == {"b"}
+    assert [vh.name for vh in snap.get(ROUTE).resources["ingress_http"].message.virtual_hosts] == ["b"]
+
+
+def test_name_collision_keeps_the_first_and_reports_the_second() -> None:
+    # "x.g.ns" in the default scope and "x" in group g / namespace ns name the same cluster.
+    first = svc("x.g.ns", inst(1))
+    second = svc("x", inst(2), group="g", namespace="ns")
+    t, _ = translate(first)
+    snap = t.update({first.key: first, second.key: second}, [second.key])
+    assert set(snap.get(CLUSTER).resources) == {"x.g.ns"}
+    assert second.key in t.errors and "already used" in str(t.errors[second.key])
