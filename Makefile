@@ -18,7 +18,7 @@ demo: venv
 	$(PY) -m xdscp demo $(DEMO_ARGS)
 
 test: venv
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 # Registry change -> Envoy /clusters, measured with a real Envoy (see bench/README.md).
 bench: venv

@@ -230,6 +230,20 @@ async def test_reconnect_at_the_current_version_resends_nothing(channel) -> None
     await stale.close()
 
 
+async def test_reconnect_with_current_eds_version_still_gets_the_assignments(channel) -> None:
+    # The client held "echo" at version V; its new stream also names "api", which it
+    # asked for just before the old stream broke and never received.
+    s = sotw_stream(channel)
+    s.send(sotw_request(ENDPOINT, ["echo"], with_node=node()))
+    first = await s.recv()
+    await s.close()
+    again = sotw_stream(channel)
+    again.send(sotw_request(ENDPOINT, ["echo", "api"], version=first.version_info, with_node=node()))
+    resp = await again.recv()
+    assert sorted(unpack(r).cluster_name for r in resp.resources) == ["api", "echo"]
+    await again.close()
+
+
 async def test_delta_request_on_sotw_method_is_rejected_cleanly(channel) -> None:
     # Bytes of a DeltaDiscoveryRequest happen to parse as a DiscoveryRequest with other
     # fields; the server must answer by the protocol rules, not crash.

@@ -107,13 +107,14 @@ class SotwStream(Stream):
         return self._respond_changes(st, type_url, ts)
 
     def _resume(self, st: _TypeState, type_url: str, ts: TypeSnapshot) -> bool:
-        """A reconnecting client that already holds this version gets nothing re-sent."""
-        if st.resume_version != ts.version or st.synced is not None:
+        """A reconnecting wildcard client that already holds this version gets nothing re-sent.
+
+        Only for full-state types under a wildcard: there the version names the client's
+        whole state. An EDS/RDS version_info cannot say which names the client holds
+        (responses are partial), so those are answered in full on a new stream.
+        """
+        if not (type_url in FULL_STATE and st.wildcard) or st.resume_version != ts.version:
             return False
-        for name in ts.resources if st.wildcard else st.names:
-            res = ts.resources.get(name) or self.env.placeholder(type_url, name)
-            if res is not None:
-                st.sent[name] = res.version
         st.synced = ts.version
         st.dirty = False
         st.added.clear()
