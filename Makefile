@@ -18,6 +18,7 @@ demo: venv
 	$(PY) -m xdscp demo $(DEMO_ARGS)
 
 test: venv
+	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 # Registry change -> Envoy /clusters, measured with a real Envoy (see bench/README.md).

@@ -10,17 +10,15 @@ Each change flips one instance between healthy and unhealthy in the registry fil
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
 from xdscp.local.upstream import NamedUpstream
+from xdscp.sources.registry_file import write_registry_file
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -30,9 +28,7 @@ def percentile(samples: list[float], q: float) -> float:
 
 def write(path: Path, ports: list[int], unhealthy: int | None) -> None:
     instances = [{"host": "127.0.0.1", "port": p, "healthy": i != unhealthy} for i, p in enumerate(ports)]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump({"services": [{"name": "echo", "instances": instances}]}))
-    os.replace(tmp, path)
+    write_registry_file(path, [{"name": "echo", "instances": instances}])
 
 
 def run(mode: str, changes: int, poll_interval: float, workdir: Path) -> list[float]:
@@ -72,7 +68,8 @@ def main() -> None:
     p.add_argument("--poll-interval", type=float, default=0.02, help="file source poll interval (xdscp's default 0.02)")
     args = p.parse_args()
     modes = ["ads", "delta"] if args.mode == "both" else [args.mode]
-    print(f"file change -> Envoy /clusters, {args.changes} changes, file poll interval {args.poll_interval * 1000:.0f} ms")
+    poll_ms = args.poll_interval * 1000
+    print(f"file change -> Envoy /clusters, {args.changes} changes, file poll interval {poll_ms:.0f} ms")
     print(f"{'mode':<6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'mean ms':>8}")
     for mode in modes:
         with tempfile.TemporaryDirectory(prefix="xdscp-bench-") as d:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,17 +12,10 @@ from typing import Any
 
 import grpc
 import pytest
-import yaml
 
 from xdscp.app import ControlPlane
 from xdscp.config import Config, FileSourceConfig, ListenerConfig
-
-
-def write_registry(path: Path, services: list[dict[str, Any]]) -> None:
-    """Replace the registry file atomically, as config management tools do."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(yaml.safe_dump({"services": services}))
-    os.replace(tmp, path)
+from xdscp.sources.registry_file import write_registry_file as write_registry
 
 
 def service(name: str, *ports: int, **fields: Any) -> dict[str, Any]:

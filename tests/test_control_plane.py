@@ -6,14 +6,15 @@ import asyncio
 from pathlib import Path
 
 import grpc
-from conftest import service, start_plane, write_registry
 
-from xds_client import node, sotw_request, sotw_stream, unpack
 from xdscp.config import Config
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service
 from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.type_urls import CLUSTER
+
+from conftest import service, start_plane, write_registry
+from xds_client import node, sotw_request, sotw_stream, unpack
 
 
 async def test_not_ready_and_silent_until_the_registry_file_is_good(tmp_path: Path) -> None:

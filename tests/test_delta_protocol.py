@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import grpc
-from conftest import Plane, service
 
-from xds_client import delta_request, delta_stream, node, unpack
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER
+
+from conftest import Plane, service
+from xds_client import delta_request, delta_stream, node, unpack
 
 
 def names(resp) -> list[str]:

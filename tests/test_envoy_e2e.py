@@ -8,7 +8,6 @@ response bodies through Envoy's listener.
 
 from __future__ import annotations
 
-import http.client
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -17,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_registry
 
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
+from xdscp.local.traffic import count_responses
 from xdscp.local.upstream import NamedUpstream
+
+from conftest import write_registry
 
 pytestmark = pytest.mark.envoy
 
@@ -60,18 +61,7 @@ class Stack:
         return self.envoy.cluster_hosts("echo")
 
     def requests(self, n: int = 30, host: str = "echo") -> Counter[str]:
-        """Send n requests through Envoy's listener; count bodies (or 'status NNN')."""
-        seen: Counter[str] = Counter()
-        conn = http.client.HTTPConnection("127.0.0.1", self.xdscp.listener_port, timeout=5)
-        try:
-            for _ in range(n):
-                conn.request("GET", "/", headers={"Host": host})
-                resp = conn.getresponse()
-                body = resp.read().decode()
-                seen[body if resp.status == 200 else f"status {resp.status}"] += 1
-        finally:
-            conn.close()
-        return seen
+        return count_responses(self.xdscp.listener_port, host, n)
 
 
 @pytest.fixture(params=["ads", "delta"])
@@ -127,7 +117,7 @@ def test_envoy_follows_every_registry_edit(stack: Stack) -> None:
     # The last instance deregistered: 503, never the old upstream.
     stack.write([])
     eventually(lambda: stack.hosts() == {}, what="no hosts left")
-    assert stack.requests(10) == Counter({"status 503": 10})
+    assert stack.requests(10) == Counter({"HTTP 503": 10})
     eds = [c for c in stack.envoy.config_dump()["configs"] if c["@type"].endswith("EndpointsConfigDump")][0]
     echo = [d["endpoint_config"] for d in eds.get("dynamic_endpoint_configs", [])
             if d["endpoint_config"]["cluster_name"] == "echo"]

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import grpc
-from conftest import service, write_registry
 
-from xds_client import delta_request, delta_stream, node, sotw_request, sotw_stream
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
+
+from conftest import service, write_registry
+from xds_client import delta_request, delta_stream, node, sotw_request, sotw_stream
 
 
 async def versions_of(address: str) -> dict[str, object]:

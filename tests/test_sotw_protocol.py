@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import grpc
-from conftest import Plane, service
 
+from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
+
+from conftest import Plane, service
 from xds_client import (
     delta_request,
     node,
@@ -12,7 +14,6 @@ from xds_client import (
     sotw_stream,
     unpack,
 )
-from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 
 async def test_wildcard_cds_returns_every_cluster_and_ack_gets_no_response(channel) -> None:

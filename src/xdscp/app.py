@@ -38,7 +38,8 @@ _GRPC_OPTIONS = [
 
 
 def build_sources(cfg: Config) -> list[Source]:
-    return [FileSource(name, src.path, src.poll_interval) for name, src in zip(cfg.source_names(), cfg.sources)]
+    names = cfg.source_names()
+    return [FileSource(name, src.path, src.poll_interval) for name, src in zip(names, cfg.sources, strict=True)]
 
 
 class ControlPlane:

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from xdscp.local.ports import free_port
+from xdscp.local.processes import terminate
 
 
 class XdscpProcess:
@@ -70,12 +71,7 @@ class XdscpProcess:
 
     def stop(self) -> None:
         if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(5)
+            terminate(self._proc)
             self._proc = None
         if self._log is not None:
             self._log.close()

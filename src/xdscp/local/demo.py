@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import http.client
 import tempfile
 import time
 from collections import Counter
@@ -16,11 +15,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
+from xdscp.local.traffic import count_responses
 from xdscp.local.upstream import NamedUpstream
+from xdscp.sources.registry_file import write_registry_file
 
 NAMES = ("alpha", "beta", "gamma")
 
@@ -36,24 +35,14 @@ class Demo:
         self.envoy: EnvoyProcess | None = None
 
     def write(self, instances: list[dict[str, Any]]) -> None:
-        tmp = self.registry.with_suffix(".tmp")
-        tmp.write_text(yaml.safe_dump({"services": [{"name": "echo", "instances": instances}]}))
-        tmp.replace(self.registry)
+        write_registry_file(self.registry, [{"name": "echo", "instances": instances}])
 
     def instance(self, i: int, **fields: Any) -> dict[str, Any]:
         return {"host": "127.0.0.1", "port": self.upstreams[i].port, **fields}
 
     def spread(self, n: int = 30) -> Counter[str]:
         assert self.xdscp is not None
-        seen: Counter[str] = Counter()
-        conn = http.client.HTTPConnection("127.0.0.1", self.xdscp.listener_port, timeout=5)
-        for _ in range(n):
-            conn.request("GET", "/", headers={"Host": "echo"})
-            resp = conn.getresponse()
-            body = resp.read().decode()
-            seen[body if resp.status == 200 else f"HTTP {resp.status}"] += 1
-        conn.close()
-        return seen
+        return count_responses(self.xdscp.listener_port, "echo", n)
 
     def wait_hosts(self, expected: int, timeout: float = 10.0) -> float:
         """Seconds until Envoy's /clusters shows ``expected`` healthy echo hosts."""

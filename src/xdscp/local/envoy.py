@@ -14,6 +14,7 @@ from typing import Any
 
 from xdscp.cli.bootstrap import render_bootstrap, write_bootstrap
 from xdscp.local.ports import free_port
+from xdscp.local.processes import terminate
 
 REPO_ENVOY_DIR = Path(__file__).resolve().parents[3] / "envoy"
 
@@ -105,12 +106,6 @@ class EnvoyProcess:
             return "(no log)"
 
     def stop(self) -> None:
-        if self._proc is None:
-            return
-        self._proc.terminate()
-        try:
-            self._proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait(5)
-        self._proc = None
+        if self._proc is not None:
+            terminate(self._proc, grace=5)
+            self._proc = None

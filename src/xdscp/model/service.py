@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -27,7 +27,7 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class LbPolicy(str, Enum):
+class LbPolicy(StrEnum):
     """Envoy's cluster load-balancing policies that a service may choose."""
 
     ROUND_ROBIN = "ROUND_ROBIN"

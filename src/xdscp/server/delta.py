@@ -39,22 +39,12 @@ class DeltaStream(Stream):
     transport = "delta"
     control_plane_field = 7
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._types: dict[str, _TypeState] = {}
-
-    def parse(self, raw: bytes) -> DeltaDiscoveryRequest:
-        return self.decode(DeltaDiscoveryRequest, raw)
-
-    def statuses(self) -> dict[str, TypeStatus]:
-        return {t: st.status for t, st in self._types.items()}
+    request_cls = DeltaDiscoveryRequest
+    state_cls = _TypeState
+    types: dict[str, _TypeState]
 
     def on_request(self, req: DeltaDiscoveryRequest) -> None:
-        self.bind_node(req.node if req.HasField("node") else None)
-        type_url = self.resolve_type(req.type_url)
-        st = self._types.get(type_url)
-        if st is None:
-            st = self._types[type_url] = _TypeState()
+        type_url, st = self.state_for(req)
         nonce = req.response_nonce
         if nonce:
             if nonce == st.nonce:
@@ -90,7 +80,7 @@ class DeltaStream(Stream):
             st.known.pop(name, None)
 
     def respond(self, type_url: str, snapshot: Snapshot) -> bytes | None:
-        st = self._types[type_url]
+        st = self.types[type_url]
         if not st.requested:
             return None
         ts = snapshot.get(type_url)

@@ -40,22 +40,12 @@ class SotwStream(Stream):
     transport = "sotw"
     control_plane_field = 6
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._types: dict[str, _TypeState] = {}
-
-    def parse(self, raw: bytes) -> DiscoveryRequest:
-        return self.decode(DiscoveryRequest, raw)
-
-    def statuses(self) -> dict[str, TypeStatus]:
-        return {t: st.status for t, st in self._types.items()}
+    request_cls = DiscoveryRequest
+    state_cls = _TypeState
+    types: dict[str, _TypeState]
 
     def on_request(self, req: DiscoveryRequest) -> None:
-        self.bind_node(req.node if req.HasField("node") else None)
-        type_url = self.resolve_type(req.type_url)
-        st = self._types.get(type_url)
-        if st is None:
-            st = self._types[type_url] = _TypeState()
+        type_url, st = self.state_for(req)
         nonce = req.response_nonce
         if nonce and st.nonce is not None:
             if nonce != st.nonce:
@@ -93,7 +83,7 @@ class SotwStream(Stream):
         st.wildcard, st.legacy_wildcard, st.names = wildcard, legacy, names
 
     def respond(self, type_url: str, snapshot: Snapshot) -> bytes | None:
-        st = self._types[type_url]
+        st = self.types[type_url]
         if not st.requested:
             return None
         ts = snapshot.get(type_url)

@@ -8,7 +8,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from envoy.config.core.v3.base_pb2 import Node
 from google.protobuf.message import DecodeError
@@ -45,8 +45,10 @@ class Stream(ABC):
     """One xDS stream. A reader task applies requests to per-type state and wakes the
     writer loop, which builds responses for every type in push order."""
 
-    transport = ""
-    control_plane_field = 0
+    transport: ClassVar[str]
+    control_plane_field: ClassVar[int]
+    request_cls: ClassVar[Any]  # DiscoveryRequest or DeltaDiscoveryRequest
+    state_cls: ClassVar[Callable[[], Any]]  # per-type protocol state, with a ``status``
 
     def __init__(self, env: ServerEnv, fixed_type: str | None, peer: str) -> None:
         self.env = env
@@ -59,26 +61,33 @@ class Stream(ABC):
         self.wake = asyncio.Event()
         self._nonces = itertools.count(1)
         self._cp = wire.field(self.control_plane_field, wire.string_field(1, CONTROL_PLANE_ID))
+        self.types: dict[str, Any] = {}
 
     # -- subclass hooks -------------------------------------------------------------
-    @abstractmethod
-    def parse(self, raw: bytes) -> Any: ...
-
     @abstractmethod
     def on_request(self, req: Any) -> None: ...
 
     @abstractmethod
     def respond(self, type_url: str, snapshot: Snapshot) -> bytes | None: ...
 
-    @abstractmethod
-    def statuses(self) -> dict[str, TypeStatus]: ...
-
     # -- shared ---------------------------------------------------------------------
-    def decode(self, message_cls: Any, raw: bytes) -> Any:
+    def parse(self, raw: bytes) -> Any:
         try:
-            return message_cls.FromString(raw)
+            return self.request_cls.FromString(raw)
         except DecodeError as e:
-            raise ProtocolError(f"malformed {message_cls.DESCRIPTOR.name}: {e}") from None
+            raise ProtocolError(f"malformed {self.request_cls.DESCRIPTOR.name}: {e}") from None
+
+    def statuses(self) -> dict[str, TypeStatus]:
+        return {t: st.status for t, st in self.types.items()}
+
+    def state_for(self, req: Any) -> tuple[str, Any]:
+        """Bind the node (first message), check the type URL, and get that type's state."""
+        self.bind_node(req.node if req.HasField("node") else None)
+        type_url = self.resolve_type(req.type_url)
+        st = self.types.get(type_url)
+        if st is None:
+            st = self.types[type_url] = self.state_cls()
+        return type_url, st
 
     def resolve_type(self, type_url: str) -> str:
         """The request's type, checked against the service it came in on."""

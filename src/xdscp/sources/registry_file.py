@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from xdscp.documents import load_document
@@ -28,3 +33,11 @@ class RegistryFile(BaseModel):
 def parse_registry_file(data: bytes, path: str) -> list[Service]:
     """Parse and validate; raise DocumentError naming the file, field and line."""
     return load_document(data, path, RegistryFile).services
+
+
+def write_registry_file(path: Path, services: list[dict[str, Any]]) -> None:
+    """Replace a registry file atomically (write aside, rename over), as config tools do,
+    so a watcher never reads half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump({"services": services}, sort_keys=False))
+    os.replace(tmp, path)
