@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import yaml
 
 from xdscp.cli.main import main
 from xdscp.local.envoy import REPO_ENVOY_DIR
+from xdscp.local.ports import free_port
+from xdscp.local.processes import terminate
 
 
 def test_validate_ok_and_failing(tmp_path: Path, capsys) -> None:
@@ -42,12 +48,40 @@ def test_serve_refuses_a_broken_config(tmp_path: Path) -> None:
     assert "listener.port" in proc.stderr
 
 
+def test_serve_address_flags_override_the_config(tmp_path: Path) -> None:
+    cfg = tmp_path / "xdscp.yaml"
+    cfg.write_text("xds: {address: 127.0.0.1:1}\nadmin: {address: 127.0.0.1:1}\n")
+    xds, admin = free_port(), free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "xdscp", "serve", "--config", str(cfg),
+                             "--xds-address", f"127.0.0.1:{xds}", "--admin-address", f"127.0.0.1:{admin}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{admin}/readyz", timeout=2) as r:
+                    assert json.loads(r.read())["ready"] is True
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+                assert time.monotonic() < deadline, "xdscp did not come up on the overridden admin address"
+                time.sleep(0.05)
+        with socket.create_connection(("127.0.0.1", xds), timeout=2):
+            pass  # the xDS port listens where the flag said
+    finally:
+        terminate(proc)
+    assert proc.returncode == 0  # SIGTERM is a clean, graceful stop
+
+
 def test_bootstrap_points_a_template_at_an_address(capsys) -> None:
-    for mode, api in (("ads", "GRPC"), ("delta", "DELTA_GRPC")):
+    for mode, api in (("ads", "GRPC"), ("delta", "DELTA_GRPC"), ("per-type", None)):
         assert main(["bootstrap", "--template", str(REPO_ENVOY_DIR / f"bootstrap-{mode}.yaml"),
                      "--xds-address", "10.1.2.3:1234", "--admin-port", "9911", "--node-id", "gw-7"]) == 0
         doc = yaml.safe_load(capsys.readouterr().out)
-        assert doc["dynamic_resources"]["ads_config"]["api_type"] == api
+        if api is None:
+            assert "ads_config" not in doc["dynamic_resources"]
+        else:
+            assert doc["dynamic_resources"]["ads_config"]["api_type"] == api
         xds = doc["static_resources"]["clusters"][0]
         sa = xds["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
         assert (sa["address"], sa["port_value"]) == ("10.1.2.3", 1234)

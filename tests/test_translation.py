@@ -6,7 +6,7 @@ from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import health_check_pb2
 
 from xdscp.model.service import Instance, Service
-from xdscp.translation.translator import ListenerSettings, Translator
+from xdscp.translation.translator import ListenerSettings, SourceSettings, Translator
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 
@@ -81,6 +81,18 @@ def test_listener_and_routes() -> None:
         ("echo", ["echo", "echo:*"], "echo"),
         ("orders.payments.prod", ["orders.payments.prod", "orders.payments.prod:*"], "orders.payments.prod"),
     ]
+
+
+def test_per_type_config_source_points_eds_and_rds_at_the_xds_cluster() -> None:
+    t = Translator(ListenerSettings(), SourceSettings("delta_grpc", "cp"))
+    s = svc("echo", inst(1))
+    snap = t.update({s.key: s}, [s.key])
+    eds = snap.get(CLUSTER).resources["echo"].message.eds_cluster_config.eds_config
+    assert eds.WhichOneof("config_source_specifier") == "api_config_source"
+    assert eds.api_config_source.api_type == eds.api_config_source.DELTA_GRPC
+    assert eds.api_config_source.grpc_services[0].envoy_grpc.cluster_name == "cp"
+    listener = snap.get(LISTENER).resources["ingress_http"].message
+    assert listener.filter_chains[0].filters[0].typed_config.value.count(b"cp") == 1
 
 
 def test_one_instance_change_reserializes_one_assignment_only() -> None:

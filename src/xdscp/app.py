@@ -26,7 +26,7 @@ from xdscp.sources.base import Source
 from xdscp.sources.file import FileSource
 from xdscp.translation.placeholders import missing_resource
 from xdscp.translation.publisher import Publisher
-from xdscp.translation.translator import ListenerSettings, Translator
+from xdscp.translation.translator import ListenerSettings, SourceSettings, Translator
 
 log = logging.getLogger("xdscp")
 
@@ -50,7 +50,10 @@ class ControlPlane:
         self.sources = build_sources(cfg)
         self.registry = Registry(s.name for s in self.sources)
         lc = cfg.listener
-        self.translator = Translator(ListenerSettings(lc.name, lc.address, lc.port, lc.route_config_name or lc.name))
+        self.translator = Translator(
+            ListenerSettings(lc.name, lc.address, lc.port, lc.route_config_name or lc.name),
+            SourceSettings(cfg.xds.config_source, cfg.xds.xds_cluster),
+        )
         self.cache = SnapshotCache()
         self.tracker = StreamTracker()
         self.publisher = Publisher(self.registry, self.translator, self.cache)

@@ -36,6 +36,10 @@ class _Address(_Section):
 
 class XdsConfig(_Address):
     address: str = "127.0.0.1:18000"
+    # How served Clusters/Listeners fetch EDS/RDS: over ADS, or (for bootstraps without
+    # ADS) per-type streams to the bootstrap's static cluster ``xds_cluster``.
+    config_source: Literal["ads", "grpc", "delta_grpc"] = "ads"
+    xds_cluster: str = "xdscp"
 
 
 class AdminConfig(_Address):

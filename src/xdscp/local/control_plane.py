@@ -21,7 +21,8 @@ class XdscpProcess:
     """An ``xdscp serve`` child with a file source; ``listener_port`` is Envoy's ingress."""
 
     def __init__(self, workdir: Path, registry: Path, *, listener_port: int | None = None,
-                 poll_interval: float = 0.02, log_level: str = "info", name: str = "xdscp") -> None:
+                 poll_interval: float = 0.02, log_level: str = "info", name: str = "xdscp",
+                 xds_settings: dict[str, Any] | None = None) -> None:
         self.workdir = workdir
         self.xds_port = free_port()
         self.admin_port = free_port()
@@ -29,7 +30,7 @@ class XdscpProcess:
         self.log_path = workdir / f"{name}.log"
         self.config_path = workdir / f"{name}.yaml"
         self.config_path.write_text(yaml.safe_dump({
-            "xds": {"address": f"127.0.0.1:{self.xds_port}"},
+            "xds": {"address": f"127.0.0.1:{self.xds_port}", **(xds_settings or {})},
             "admin": {"address": f"127.0.0.1:{self.admin_port}"},
             "listener": {"address": "127.0.0.1", "port": self.listener_port},
             "sources": [{"kind": "file", "name": "file", "path": str(registry), "poll_interval": poll_interval}],

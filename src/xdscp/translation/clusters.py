@@ -20,13 +20,11 @@ _LB = {
 METADATA_NAMESPACE = "xdscp"
 
 
-def build_cluster(name: str, svc: Service) -> cluster_pb2.Cluster:
-    """An EDS cluster whose endpoints come over the same ADS stream."""
+def build_cluster(name: str, svc: Service, eds_source: config_source_pb2.ConfigSource) -> cluster_pb2.Cluster:
+    """An EDS cluster whose endpoints come from ``eds_source`` (ADS by default)."""
     c = cluster_pb2.Cluster(name=name, type=cluster_pb2.Cluster.EDS, lb_policy=_LB[svc.lb_policy])
     c.connect_timeout.CopyFrom(duration(svc.connect_timeout))
-    eds = c.eds_cluster_config.eds_config
-    eds.ads.SetInParent()
-    eds.resource_api_version = config_source_pb2.V3
+    c.eds_cluster_config.eds_config.CopyFrom(eds_source)
     c.common_lb_config.healthy_panic_threshold.value = svc.panic_threshold
     if svc.health_check is not None:
         _add_health_check(c, svc)

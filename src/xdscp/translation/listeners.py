@@ -10,11 +10,11 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from xdscp.translation.protobuf_helpers import pack
 
 
-def build_listener(name: str, address: str, port: int, route_config_name: str) -> listener_pb2.Listener:
+def build_listener(name: str, address: str, port: int, route_config_name: str,
+                   rds_source: config_source_pb2.ConfigSource) -> listener_pb2.Listener:
     hcm = hcm_pb2.HttpConnectionManager(stat_prefix=name, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
     hcm.rds.route_config_name = route_config_name
-    hcm.rds.config_source.ads.SetInParent()
-    hcm.rds.config_source.resource_api_version = config_source_pb2.V3
+    hcm.rds.config_source.CopyFrom(rds_source)
     router = hcm.http_filters.add(name="envoy.filters.http.router")
     router.typed_config.CopyFrom(pack(router_pb2.Router()))
 

@@ -22,6 +22,7 @@ from xdscp.logfmt import log_event
 from xdscp.model.naming import cluster_name
 from xdscp.model.service import Service, ServiceKey
 from xdscp.translation.clusters import build_cluster
+from xdscp.translation.config_sources import ConfigSourceMode, build_config_source
 from xdscp.translation.endpoints import build_load_assignment
 from xdscp.translation.listeners import build_listener
 from xdscp.translation.routes import build_route_configuration, build_virtual_host
@@ -41,6 +42,14 @@ class ListenerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """How served resources point Envoy at their EDS/RDS: ADS, or per-type streams."""
+
+    mode: ConfigSourceMode = "ads"
+    xds_cluster: str = "xdscp"
+
+
+@dataclass(frozen=True, slots=True)
 class _Translated:
     service: Service
     name: str
@@ -52,14 +61,16 @@ class _Translated:
 class Translator:
     """Keeps the last translation of every service and evolves the snapshot from it."""
 
-    def __init__(self, listener: ListenerSettings) -> None:
+    def __init__(self, listener: ListenerSettings, sources: SourceSettings = SourceSettings()) -> None:
         self._listener = listener
+        self._config_source = build_config_source(sources.mode, sources.xds_cluster)
         self._entries: dict[ServiceKey, _Translated] = {}
         self._owners: dict[str, ServiceKey] = {}
         lds = Resource.of(
             LISTENER,
             listener.name,
-            build_listener(listener.name, listener.address, listener.port, listener.route_config_name),
+            build_listener(listener.name, listener.address, listener.port, listener.route_config_name,
+                           self._config_source),
         )
         self._types: dict[str, TypeSnapshot] = {
             CLUSTER: TypeSnapshot.empty(CLUSTER),
@@ -126,7 +137,7 @@ class Translator:
         if old is not None and same_spec:
             cluster, vhost = old.cluster, old.vhost
         else:
-            cluster = Resource.of(CLUSTER, name, build_cluster(name, svc))
+            cluster = Resource.of(CLUSTER, name, build_cluster(name, svc, self._config_source))
             vhost = build_virtual_host(name, svc)
         if old is not None and old.service.instances == svc.instances:
             eds = old.endpoints

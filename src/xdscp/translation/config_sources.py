@@ -1,0 +1,28 @@
+"""Where served Clusters and Listeners tell Envoy to fetch their EDS and RDS from."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from envoy.config.core.v3 import config_source_pb2
+
+ConfigSourceMode = Literal["ads", "grpc", "delta_grpc"]
+
+_API_TYPE = {
+    "grpc": config_source_pb2.ApiConfigSource.GRPC,
+    "delta_grpc": config_source_pb2.ApiConfigSource.DELTA_GRPC,
+}
+
+
+def build_config_source(mode: ConfigSourceMode, xds_cluster: str) -> config_source_pb2.ConfigSource:
+    """``ads``: over the same ADS stream. ``grpc``/``delta_grpc``: a per-type stream to the
+    bootstrap's static cluster ``xds_cluster`` (Envoy 1.40 rejects ``self`` sources)."""
+    cs = config_source_pb2.ConfigSource(resource_api_version=config_source_pb2.V3)
+    if mode == "ads":
+        cs.ads.SetInParent()
+        return cs
+    api = cs.api_config_source
+    api.api_type = _API_TYPE[mode]
+    api.transport_api_version = config_source_pb2.V3
+    api.grpc_services.add().envoy_grpc.cluster_name = xds_cluster
+    return cs
