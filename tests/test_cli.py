@@ -10,6 +10,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 import yaml
 
 from xdscp.cli.main import main
@@ -37,6 +38,14 @@ def test_validate_ok_and_failing(tmp_path: Path, capsys) -> None:
     cfg.write_text("admin: {address: 1.2.3.4}\n")
     assert main(["validate", "--config", str(cfg)]) == 1
     assert "admin.address" in capsys.readouterr().err
+
+
+def test_demo_options_reach_the_demo(capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["demo", "--mode", "delta", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: xdscp demo" in out and "--hold" in out and "--workdir" in out
 
 
 def test_serve_refuses_a_broken_config(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ class TypeSnapshot:
     """
 
     type_url: str
-    resources: Mapping[str, Resource]
+    resources: MappingProxyType[str, Resource]
     version: str
     prev_version: str | None = None
     changed: frozenset[str] = frozenset()
@@ -44,7 +44,10 @@ class TypeSnapshot:
         """The next snapshot of this type; ``self`` itself if nothing actually changed."""
         if replace_all:
             removed = [n for n in self.resources if n not in upserts]
-        current = dict(self.resources)
+        elif not upserts and not removed:
+            return self
+        # mappingproxy.copy() copies the underlying dict in C; dict(proxy) would iterate in Python.
+        current = self.resources.copy()
         acc = self._acc
         changed: set[str] = set()
         for name in removed:

@@ -36,9 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a config file and its sources; exit 1 with the reasons")
     validate.add_argument("--config", type=Path, required=True)
 
-    demo = sub.add_parser("demo", add_help=False,
-                          help="run xdscp, a real Envoy and three upstreams on loopback, with a scripted tour")
-    demo.add_argument("demo_args", nargs=argparse.REMAINDER)
+    # Listed for --help; its own options are parsed by xdscp.local.demo (see main()).
+    sub.add_parser("demo", help="run xdscp, a real Envoy and three upstreams on loopback, with a scripted tour")
 
     boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap from envoy/ pointed at a control plane")
     boot.add_argument("--template", type=Path, required=True, help="e.g. envoy/bootstrap-ads.yaml")
@@ -54,6 +53,12 @@ def _load(path: Path | None) -> Config:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo"]:
+        # argparse's REMAINDER drops options after a subcommand, so the demo parses its own.
+        from xdscp.local.demo import main as demo_main
+
+        return demo_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "serve":
         configure_logging(args.log_level, args.log_format)
@@ -86,10 +91,6 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"config {args.config}: ok ({len(cfg.sources)} source(s))")
         return 0
-    if args.command == "demo":
-        from xdscp.local.demo import main as demo_main
-
-        return demo_main(args.demo_args)
     if args.command == "bootstrap":
         import yaml
 
