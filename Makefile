@@ -19,6 +19,7 @@ demo: venv
 
 test: venv
 	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
 # Registry change -> Envoy /clusters, measured with a real Envoy (see bench/README.md).

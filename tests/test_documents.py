@@ -40,6 +40,8 @@ def test_good_file_parses() -> None:
     (b"services:\n  - name: echo\n    colour: blue\n", "services[0].colour: Extra inputs are not permitted"),
     (b"services: [\n", "invalid YAML"),
     (b"- just a list\n", "top level must be a mapping"),
+    (b"services:\n  - name: e\n    hash_policy: {header: 'x user'}\n", "line 3: services[0].hash_policy.header"),
+    (b"services:\n  - name: e\n    health_check: {path: '/he alth'}\n", "services[0].health_check.path"),
     (b"services:\n  - name: e\n    instances: [{host: 10.0.0.1, port: 1}, {host: 10.0.0.1, port: 1}]\n",
      "listed twice"),
 ])

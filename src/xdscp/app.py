@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -77,8 +78,8 @@ class ControlPlane:
             self.publisher.publish(set())  # no sources: serve the listener with no services
         self._tasks.append(asyncio.create_task(_supervised("publisher", self.publisher.run)))
         for src in self.sources:
-            run = src.run
-            self._tasks.append(asyncio.create_task(_supervised(f"source:{src.name}", lambda r=run: r(self.registry))))
+            run = functools.partial(src.run, self.registry)
+            self._tasks.append(asyncio.create_task(_supervised(f"source:{src.name}", run)))
 
         server = aio.server(options=_GRPC_OPTIONS)
         add_xds_services(server, self.env)

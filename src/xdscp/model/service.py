@@ -19,6 +19,8 @@ DEFAULT_GROUP = "DEFAULT_GROUP"
 
 # Service names end up in cluster names and Host headers; keep them to what both accept.
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# RFC 9110 token: what Envoy accepts as a header name (it NACKs anything else).
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 Seconds = Annotated[float, Field(gt=0, le=86400)]
 
@@ -51,8 +53,8 @@ class HealthCheck(_Frozen):
     @field_validator("path")
     @classmethod
     def _path_is_absolute(cls, v: str) -> str:
-        if not v.startswith("/"):
-            raise ValueError("must start with '/'")
+        if not v.startswith("/") or any(c.isspace() or ord(c) < 0x20 for c in v):
+            raise ValueError("must start with '/' and contain no spaces or control characters")
         return v
 
     @field_validator("expected_statuses")
@@ -80,6 +82,13 @@ class HashPolicy(_Frozen):
     """What RING_HASH and MAGLEV hash on: a request header, or else the client address."""
 
     header: str | None = None
+
+    @field_validator("header")
+    @classmethod
+    def _header_is_a_token(cls, v: str | None) -> str | None:
+        if v is not None and not _HEADER_NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid HTTP header name")
+        return v
 
 
 class Instance(_Frozen):

@@ -48,7 +48,7 @@ class Stream(ABC):
     transport: ClassVar[str]
     control_plane_field: ClassVar[int]
     request_cls: ClassVar[Any]  # DiscoveryRequest or DeltaDiscoveryRequest
-    state_cls: ClassVar[Callable[[], Any]]  # per-type protocol state, with a ``status``
+    state_cls: ClassVar[type[Any]]  # per-type protocol state, with a ``status``
 
     def __init__(self, env: ServerEnv, fixed_type: str | None, peer: str) -> None:
         self.env = env
