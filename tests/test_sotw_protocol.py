@@ -175,6 +175,35 @@ async def test_unknown_type_gets_an_empty_response_and_the_stream_lives_on(chann
     await s.close()
 
 
+async def test_too_many_type_urls_on_one_stream_is_refused(channel) -> None:
+    s = sotw_stream(channel)
+    s.send(sotw_request(CLUSTER, with_node=node()))
+    await s.recv()
+    for i in range(70):
+        s.send(sotw_request(f"type.googleapis.com/junk.T{i}"))
+    assert await s.closed_with() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_a_failing_stream_is_internal_and_others_carry_on(plane: Plane, channel, monkeypatch) -> None:
+    from xdscp.server.sotw import SotwStream
+
+    real = SotwStream.on_request
+
+    def broken(self, req):  # a bug that only bites one node
+        if req.node.id == "doomed":
+            raise RuntimeError("boom")
+        return real(self, req)
+
+    monkeypatch.setattr(SotwStream, "on_request", broken)
+    bad = sotw_stream(channel)
+    bad.send(sotw_request(CLUSTER, with_node=node("doomed")))
+    assert await bad.closed_with() == grpc.StatusCode.INTERNAL
+    good = sotw_stream(channel)
+    good.send(sotw_request(CLUSTER, with_node=node("fine")))
+    assert len((await good.recv()).resources) == 2
+    await good.close()
+
+
 async def test_missing_type_url_on_ads_is_invalid_argument(channel) -> None:
     s = sotw_stream(channel)
     s.send(sotw_request("", with_node=node()))

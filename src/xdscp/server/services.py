@@ -6,6 +6,7 @@ gets a clear INVALID_ARGUMENT), and responses are pre-assembled from cached byte
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -42,6 +43,12 @@ def _handler(stream_cls: type[Stream], env: ServerEnv, fixed_type: str | None) -
             log_event(log, logging.WARNING, "xds.bad_request", node=stream.node_id, stream=stream.id,
                       peer=stream.peer, reason=str(e))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except (asyncio.CancelledError, aio.AbortError):
+            raise
+        except Exception as e:  # a bug must end this stream only, and say where
+            log.exception("stream failed", extra={"xdscp_fields": {
+                "node": stream.node_id, "stream": stream.id, "peer": stream.peer}})
+            await context.abort(grpc.StatusCode.INTERNAL, f"xdscp internal error: {type(e).__name__}")
 
     # No (de)serializers: bytes in, bytes out.
     return grpc.stream_stream_rpc_method_handler(handle)

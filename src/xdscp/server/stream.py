@@ -29,6 +29,9 @@ _stream_ids = itertools.count(1)
 # DiscoveryResponse.control_plane (6) and DeltaDiscoveryResponse.control_plane (7) carry
 # a ControlPlane{identifier=1}; it is constant, so it is encoded once.
 CONTROL_PLANE_ID = "xdscp"
+# Envoy uses a handful of types per stream; a client asking for more is broken or
+# hostile, and each type costs per-stream state.
+MAX_TYPES_PER_STREAM = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +89,8 @@ class Stream(ABC):
         type_url = self.resolve_type(req.type_url)
         st = self.types.get(type_url)
         if st is None:
+            if len(self.types) >= MAX_TYPES_PER_STREAM:
+                raise ProtocolError(f"more than {MAX_TYPES_PER_STREAM} type URLs on one stream")
             st = self.types[type_url] = self.state_cls()
         return type_url, st
 
