@@ -154,3 +154,19 @@ async def test_per_type_delta_service(channel) -> None:
     bad = delta_stream(channel)
     bad.send(delta_request("", ["echo"], with_node=node()))
     assert await bad.closed_with() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_legacy_wildcard_survives_a_later_named_subscription(plane: Plane, channel) -> None:
+    # Envoy's delta client counts a first request naming nothing as subscribed to "*" and
+    # keeps that when it later adds names (it re-sends "*" explicitly only on reconnect).
+    s = delta_stream(channel)
+    s.send(delta_request(CLUSTER, with_node=node()))
+    first = await s.recv()
+    s.send(delta_request(CLUSTER, ["extra"], nonce=first.nonce))
+    extra = await s.recv()
+    assert list(extra.removed_resources) == ["extra"]  # named and missing: reported absent
+    s.send(delta_request(CLUSTER, nonce=extra.nonce))
+    plane.write([service("echo", 9001, 9002), service("api", 9101), service("newcomer", 9401)])
+    resp = await s.recv()
+    assert names(resp) == ["newcomer"]  # still wildcard: an unnamed new cluster arrives
+    await s.close()
