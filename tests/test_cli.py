@@ -82,6 +82,22 @@ def test_serve_address_flags_override_the_config(tmp_path: Path) -> None:
     assert proc.returncode == 0  # SIGTERM is a clean, graceful stop
 
 
+def test_serve_says_which_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        for flag, other, label in (("--xds-address", "--admin-address", "xDS"),
+                                   ("--admin-address", "--xds-address", "admin")):
+            proc = subprocess.run([sys.executable, "-m", "xdscp", "serve", flag, busy, other,
+                                   f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=30)
+            assert proc.returncode == 1
+            assert "Traceback" not in proc.stderr
+            line = proc.stderr.strip().splitlines()[-1]
+            assert line.startswith(f"xdscp: cannot listen for {label} on {busy}: ")
+            assert "in use" in line
+
+
 def test_bootstrap_points_a_template_at_an_address(capsys) -> None:
     for mode, api in (("ads", "GRPC"), ("delta", "DELTA_GRPC"), ("per-type", None)):
         assert main(["bootstrap", "--template", str(REPO_ENVOY_DIR / f"bootstrap-{mode}.yaml"),

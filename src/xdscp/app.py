@@ -17,7 +17,7 @@ from xdscp.admin.http import build_admin_app
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import node_grouper
 from xdscp.config import Config, split_host_port
-from xdscp.errors import ConfigError
+from xdscp.errors import BindError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.server.services import add_xds_services
@@ -67,13 +67,21 @@ class ControlPlane:
 
     def readiness(self) -> dict[str, Any]:
         return {
-            "ready": self.publisher.published > 0 and self._grpc is not None,
+            "ready": self.publisher.published > 0 and self.xds_port > 0,
             "sources": {s.name: {"synced": self.registry.is_synced(s.name),
                                  "last_error": getattr(s, "last_error", None)} for s in self.sources},
             "version": self.publisher.last_version,
         }
 
     async def start(self) -> None:
+        """Bind both ports and start watching; on failure, undo what was started and raise."""
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop(0)
+            raise
+
+    async def _start(self) -> None:
         if not self.sources:
             self.publisher.publish(set())  # no sources: serve the listener with no services
         self._tasks.append(asyncio.create_task(_supervised("publisher", self.publisher.run)))
@@ -82,20 +90,24 @@ class ControlPlane:
             self._tasks.append(asyncio.create_task(_supervised(f"source:{src.name}", run)))
 
         server = aio.server(options=_GRPC_OPTIONS)
+        self._grpc = server
         add_xds_services(server, self.env)
         xds_host, port = split_host_port(self.cfg.xds.address)
-        self.xds_port = server.add_insecure_port(f"[{xds_host}]:{port}" if ":" in xds_host else f"{xds_host}:{port}")
-        if self.xds_port == 0:
-            raise ConfigError(f"cannot listen for xDS on {self.cfg.xds.address}")
+        bind_to = f"[{xds_host}]:{port}" if ":" in xds_host else f"{xds_host}:{port}"
+        try:
+            self.xds_port = server.add_insecure_port(bind_to)
+        except RuntimeError:  # grpc says only "Failed to bind"
+            raise BindError("xDS", self.cfg.xds.address, "address in use or not available") from None
         await server.start()
-        self._grpc = server
 
         runner = web.AppRunner(build_admin_app(self.tracker, self.readiness), access_log=None)
         await runner.setup()
         host, port = split_host_port(self.cfg.admin.address)
-        site = web.TCPSite(runner, host, port)
-        await site.start()
         self._admin = runner
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as e:
+            raise BindError("admin", self.cfg.admin.address, e.strerror or str(e)) from None
         self.admin_port = runner.addresses[0][1]
         log_event(log, logging.INFO, "xdscp.started", xds=f"{xds_host}:{self.xds_port}",
                   admin=f"{host}:{self.admin_port}", sources=[s.name for s in self.sources])

@@ -36,6 +36,15 @@ class ConfigError(XdscpError):
     """The control plane's own configuration is unusable."""
 
 
+class BindError(XdscpError):
+    """A listener (xDS or admin) could not bind its address."""
+
+    def __init__(self, listener: str, address: str, reason: str) -> None:
+        self.listener = listener
+        self.address = address
+        super().__init__(f"cannot listen for {listener} on {address}: {reason}")
+
+
 class TranslationError(XdscpError):
     """One service could not be turned into Envoy resources."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from xdscp import __version__
 from xdscp.app import build_sources, serve_forever
 from xdscp.config import Config, load_config, split_host_port
-from xdscp.errors import ConfigError
+from xdscp.errors import ConfigError, XdscpError
 from xdscp.logfmt import configure_logging
 
 
@@ -73,7 +73,11 @@ def main(argv: list[str] | None = None) -> int:
             cfg.admin.address = args.admin_address
         import uvloop
 
-        uvloop.run(serve_forever(cfg))
+        try:
+            uvloop.run(serve_forever(cfg))
+        except XdscpError as e:
+            print(f"xdscp: {e}", file=sys.stderr)
+            return 1
         return 0
     if args.command == "validate":
         try:
