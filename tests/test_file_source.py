@@ -1,0 +1,66 @@
+"""The file source against the ways files really change on disk."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from xdscp.model.registry import Registry
+from xdscp.sources.file import FileSource
+
+ONE = "services:\n  - name: echo\n    instances: [{host: 10.0.0.1, port: 80}]\n"
+TWO = "services:\n  - name: echo\n    instances: [{host: 10.0.0.1, port: 80}, {host: 10.0.0.2, port: 80}]\n"
+
+
+def ports(reg: Registry) -> list[str]:
+    return sorted(i.host for s in reg.services.values() for i in s.instances)
+
+
+async def test_configmap_style_symlink_swap_is_seen(tmp_path: Path) -> None:
+    # Kubernetes mounts ConfigMaps as registry.yaml -> ..data/registry.yaml, ..data -> ..<ts>/
+    for name, text in (("..v1", ONE), ("..v2", TWO)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "registry.yaml").write_text(text)
+    (tmp_path / "..data").symlink_to("..v1")
+    (tmp_path / "registry.yaml").symlink_to("..data/registry.yaml")
+    reg = Registry(["f"])
+    src = FileSource("f", tmp_path / "registry.yaml")
+    await src.poll_once(reg)
+    assert ports(reg) == ["10.0.0.1"]
+    (tmp_path / "..data_tmp").symlink_to("..v2")
+    os.replace(tmp_path / "..data_tmp", tmp_path / "..data")  # the kubelet's atomic swap
+    await src.poll_once(reg)
+    assert ports(reg) == ["10.0.0.1", "10.0.0.2"]
+
+
+async def test_half_written_file_is_rejected_then_the_whole_one_loads(tmp_path: Path) -> None:
+    path = tmp_path / "registry.yaml"
+    path.write_text(ONE)
+    reg = Registry(["f"])
+    src = FileSource("f", path)
+    await src.poll_once(reg)
+    with path.open("w") as f:  # an in-place rewrite caught halfway
+        f.write(TWO[: len(TWO) // 2 + 9])
+    await src.poll_once(reg)
+    assert src.last_error is not None and str(path) in src.last_error
+    assert ports(reg) == ["10.0.0.1"]  # the last good view stays
+    path.write_text(TWO)
+    await src.poll_once(reg)
+    assert src.last_error is None
+    assert ports(reg) == ["10.0.0.1", "10.0.0.2"]
+
+
+async def test_unchanged_content_is_not_reapplied(tmp_path: Path, caplog) -> None:
+    path = tmp_path / "registry.yaml"
+    path.write_text(ONE)
+    reg = Registry(["f"])
+    src = FileSource("f", path)
+    caplog.set_level(logging.INFO, logger="xdscp.sources.file")
+    await src.poll_once(reg)
+    path.write_text(ONE)  # touched, same bytes
+    os.utime(path, ns=(1, 1))
+    await src.poll_once(reg)
+    path.write_text(TWO)
+    await src.poll_once(reg)
+    assert [r.getMessage() for r in caplog.records] == ["source.loaded", "source.loaded"]
