@@ -123,3 +123,15 @@ def test_name_collision_keeps_the_first_and_reports_the_second() -> None:
     snap = t.update({first.key: first, second.key: second}, [second.key])
     assert set(snap.get(CLUSTER).resources) == {"x.g.ns"}
     assert second.key in t.errors and "already used" in str(t.errors[second.key])
+
+
+def test_protect_threshold_serves_every_instance_when_too_few_are_healthy() -> None:
+    def statuses(s: Service) -> list[str]:
+        _, snap = translate(s)
+        cla = snap.get(ENDPOINT).resources[s.name].message
+        return [health_check_pb2.HealthStatus.Name(e.health_status) for e in cla.endpoints[0].lb_endpoints]
+
+    two_of_three_down = (inst(1), inst(2, healthy=False), inst(3, healthy=False))
+    assert statuses(svc("p", *two_of_three_down)) == ["HEALTHY", "UNHEALTHY", "UNHEALTHY"]  # default off
+    assert statuses(svc("p", *two_of_three_down, protect_threshold=0.5)) == ["HEALTHY"] * 3
+    assert statuses(svc("p", *two_of_three_down, protect_threshold=0.3)) == ["HEALTHY", "UNHEALTHY", "UNHEALTHY"]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from xdscp.server.tracker import StreamTracker
 
@@ -23,8 +24,12 @@ def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, An
     async def nodes(_: web.Request) -> web.Response:
         return web.json_response({"nodes": tracker.nodes()})
 
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/debug/nodes", nodes)
+    app.router.add_get("/metrics", metrics)
     return app

@@ -177,6 +177,9 @@ class Service(_Frozen):
     # Envoy's default panic threshold (50%) routes to unhealthy hosts when most are
     # down; a registry-driven gateway must not, so panic mode is off unless asked for.
     panic_threshold: float = Field(default=0.0, ge=0, le=100)
+    # Nacos' protect threshold (0..1): below this healthy share, every enabled instance is
+    # served as healthy rather than sending all traffic to a sliver. 0 = off.
+    protect_threshold: float = Field(default=0.0, ge=0, le=1)
     health_check: HealthCheck | None = None
     outlier_detection: OutlierDetection | None = None
     hash_policy: HashPolicy | None = None

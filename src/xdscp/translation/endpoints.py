@@ -15,11 +15,23 @@ WEIGHT_SCALE = 100
 ENDPOINT_METADATA_NAMESPACE = "envoy.lb"
 
 
-def health_status(inst: Instance) -> int:
-    """DRAINING for drained or zero-weight instances, else UNHEALTHY/HEALTHY from the registry."""
+def health_status(inst: Instance, protected: bool = False) -> int:
+    """DRAINING for drained or zero-weight instances, else UNHEALTHY/HEALTHY from the registry
+    (HEALTHY for all while the service's protect threshold is active)."""
     if inst.draining or inst.weight == 0:
         return health_check_pb2.DRAINING
-    return health_check_pb2.HEALTHY if inst.healthy else health_check_pb2.UNHEALTHY
+    return health_check_pb2.HEALTHY if inst.healthy or protected else health_check_pb2.UNHEALTHY
+
+
+def protection_active(svc: Service) -> bool:
+    """True when the healthy share of enabled instances is below the protect threshold."""
+    if svc.protect_threshold <= 0:
+        return False
+    enabled = [i for i in svc.instances if i.enabled]
+    if not enabled:
+        return False
+    healthy = sum(1 for i in enabled if i.healthy)
+    return healthy / len(enabled) < svc.protect_threshold
 
 
 def envoy_weight(inst: Instance) -> int:
@@ -29,6 +41,7 @@ def envoy_weight(inst: Instance) -> int:
 def build_load_assignment(name: str, svc: Service) -> endpoint_pb2.ClusterLoadAssignment:
     """Every enabled instance, grouped into localities; no instances -> no endpoints."""
     cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    protected = protection_active(svc)
     by_locality: dict[tuple[str, str], list[Instance]] = {}
     for inst in svc.instances:
         if inst.enabled:
@@ -39,12 +52,12 @@ def build_load_assignment(name: str, svc: Service) -> endpoint_pb2.ClusterLoadAs
         loc.locality.region = region
         loc.locality.zone = zone
         for inst in sorted(by_locality[(region, zone)], key=lambda i: (i.host, i.port)):
-            loc.lb_endpoints.append(_lb_endpoint(inst))
+            loc.lb_endpoints.append(_lb_endpoint(inst, protected))
     return cla
 
 
-def _lb_endpoint(inst: Instance) -> endpoint_components_pb2.LbEndpoint:
-    ep = endpoint_components_pb2.LbEndpoint(health_status=health_status(inst))
+def _lb_endpoint(inst: Instance, protected: bool) -> endpoint_components_pb2.LbEndpoint:
+    ep = endpoint_components_pb2.LbEndpoint(health_status=health_status(inst, protected))
     sa = ep.endpoint.address.socket_address
     sa.address = inst.host
     sa.port_value = inst.port

@@ -8,6 +8,7 @@ previous resources (last known good) and is reported in ``errors``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -19,11 +20,12 @@ from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.errors import TranslationError
 from xdscp.logfmt import log_event
+from xdscp.metrics import PROTECT_THRESHOLD_ACTIVE
 from xdscp.model.naming import cluster_name
 from xdscp.model.service import Service, ServiceKey
 from xdscp.translation.clusters import build_cluster
 from xdscp.translation.config_sources import ConfigSourceMode, build_config_source
-from xdscp.translation.endpoints import build_load_assignment
+from xdscp.translation.endpoints import build_load_assignment, protection_active
 from xdscp.translation.listeners import build_listener
 from xdscp.translation.routes import build_route_configuration, build_virtual_host
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
@@ -98,6 +100,8 @@ class Translator:
                 if old is not None:
                     del self._entries[key]
                     del self._owners[old.name]
+                    with contextlib.suppress(KeyError):  # never labelled: nothing to remove
+                        PROTECT_THRESHOLD_ACTIVE.remove(old.name)
                     removed.append(old.name)
                     routes_dirty = True
                 continue
@@ -139,11 +143,25 @@ class Translator:
         else:
             cluster = Resource.of(CLUSTER, name, build_cluster(name, svc, self._config_source))
             vhost = build_virtual_host(name, svc)
-        if old is not None and old.service.instances == svc.instances:
+        same_endpoints = old is not None and (old.service.instances, old.service.protect_threshold) == (
+            svc.instances, svc.protect_threshold)
+        if old is not None and same_endpoints:
             eds = old.endpoints
         else:
             eds = Resource.of(ENDPOINT, name, build_load_assignment(name, svc))
+            self._report_protection(name, svc, old)
         return _Translated(svc, name, cluster, eds, vhost)
+
+    def _report_protection(self, name: str, svc: Service, old: _Translated | None) -> None:
+        active = protection_active(svc)
+        was = old is not None and protection_active(old.service)
+        PROTECT_THRESHOLD_ACTIVE.labels(cluster=name).set(1 if active else 0)
+        if active != was:
+            healthy = sum(1 for i in svc.instances if i.enabled and i.healthy)
+            enabled = sum(1 for i in svc.instances if i.enabled)
+            log_event(log, logging.WARNING if active else logging.INFO,
+                      "protect_threshold.on" if active else "protect_threshold.off", cluster=name,
+                      healthy=healthy, enabled=enabled, threshold=svc.protect_threshold)
 
     def _route_config(self) -> Resource:
         name = self._listener.route_config_name
