@@ -6,7 +6,7 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,18 @@ import pytest
 from xdscp.app import ControlPlane
 from xdscp.config import Config, FileSourceConfig, ListenerConfig
 from xdscp.sources.registry_file import write_registry_file as write_registry
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Await ``check()`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: Any = None
+    while asyncio.get_running_loop().time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
 
 
 def service(name: str, *ports: int, **fields: Any) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def test_serve_address_flags_override_the_config(tmp_path: Path) -> None:
     assert proc.returncode == 0  # SIGTERM is a clean, graceful stop
 
 
-def test_serve_says_which_port_is_taken(tmp_path: Path) -> None:
+def test_serve_says_which_port_is_taken(tmp_path: Path) -> None:  # no config: embedded db in cwd
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -90,7 +90,8 @@ def test_serve_says_which_port_is_taken(tmp_path: Path) -> None:
         for flag, other, label in (("--xds-address", "--admin-address", "xDS"),
                                    ("--admin-address", "--xds-address", "admin")):
             proc = subprocess.run([sys.executable, "-m", "xdscp", "serve", flag, busy, other,
-                                   f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=30)
+                                   f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=30,
+                                  cwd=tmp_path)
             assert proc.returncode == 1
             assert "Traceback" not in proc.stderr
             line = proc.stderr.strip().splitlines()[-1]

@@ -13,7 +13,7 @@ from xdscp.model.service import Instance, Service
 from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.type_urls import CLUSTER
 
-from conftest import service, start_plane, write_registry
+from conftest import eventually, service, start_plane, write_registry
 from xds_client import node, sotw_request, sotw_stream, unpack
 
 
@@ -21,7 +21,11 @@ async def test_not_ready_and_silent_until_the_registry_file_is_good(tmp_path: Pa
     (tmp_path / "registry.yaml").write_text("services: [")
     plane = await start_plane(tmp_path, None)
     try:
-        status, body = await plane.admin_json("/readyz")
+        async def rejected() -> tuple[int, dict] | None:
+            status, body = await plane.admin_json("/readyz")
+            return (status, body) if body["sources"]["file"]["last_error"] else None
+
+        status, body = await eventually(rejected, what="the file source's first read")
         assert status == 503 and body["ready"] is False
         assert "invalid YAML" in body["sources"]["file"]["last_error"]
         assert (await plane.admin_json("/healthz"))[0] == 200
@@ -96,5 +100,7 @@ def test_registry_merges_sources_and_reports_changes() -> None:
     assert echo_a.key not in reg.services
 
 
-def test_config_without_sources_is_valid() -> None:
-    assert Config().sources == []
+def test_embedded_registry_is_the_default_source() -> None:
+    (only,) = Config().sources
+    assert only.kind == "embedded"
+    assert Config(sources=[]).sources == []

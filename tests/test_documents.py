@@ -77,5 +77,5 @@ def test_config_defaults_relative_paths_and_errors(tmp_path: Path) -> None:
         load_config(cfg_path)
     assert "line 1: xds.address" in str(info.value) and "node_group_by" in str(info.value)
     cfg_path.write_text("sources:\n  - {kind: consul-but-not-yet, path: x}\n")
-    with pytest.raises(ConfigError, match="sources\\[0\\].kind"):
+    with pytest.raises(ConfigError, match="sources\\[0\\]: Input tag 'consul-but-not-yet'.*'file', 'embedded'"):
         load_config(cfg_path)

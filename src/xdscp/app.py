@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 import signal
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,14 +17,16 @@ from grpc import aio
 from xdscp.admin.http import build_admin_app
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import node_grouper
-from xdscp.config import Config, split_host_port
-from xdscp.errors import BindError
+from xdscp.config import Config, FileSourceConfig, SourceConfig, split_host_port
+from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.server.services import add_xds_services
 from xdscp.server.stream import ServerEnv
 from xdscp.server.tracker import StreamTracker
 from xdscp.sources.base import Source
+from xdscp.sources.embedded.checks import CheckSettings
+from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource
 from xdscp.sources.file import FileSource
 from xdscp.translation.placeholders import missing_resource
 from xdscp.translation.publisher import Publisher
@@ -38,9 +41,22 @@ _GRPC_OPTIONS = [
 ]
 
 
+def build_source(name: str, cfg: SourceConfig) -> Source:
+    if isinstance(cfg, FileSourceConfig):
+        return FileSource(name, cfg.path, cfg.poll_interval)
+    chk = cfg.instance_check
+    checks = CheckSettings(chk.type, chk.path, tuple(chk.expected_statuses), chk.interval, chk.timeout,
+                           chk.healthy_threshold, chk.unhealthy_threshold) if chk.enabled else None
+    try:
+        return EmbeddedSource(name, EmbeddedSettings(cfg.database, cfg.heartbeat_unhealthy_after,
+                                                     cfg.heartbeat_remove_after, cfg.expiry_interval, checks))
+    except sqlite3.Error as e:
+        raise ConfigError(f"cannot open the embedded registry database {cfg.database}: {e}") from None
+
+
 def build_sources(cfg: Config) -> list[Source]:
     names = cfg.source_names()
-    return [FileSource(name, src.path, src.poll_interval) for name, src in zip(names, cfg.sources, strict=True)]
+    return [build_source(name, src) for name, src in zip(names, cfg.sources, strict=True)]
 
 
 class ControlPlane:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xdscp.cache.node_group import node_grouper
 from xdscp.documents import load_document
@@ -60,7 +60,41 @@ class FileSourceConfig(_Section):
     poll_interval: float = Field(default=0.02, gt=0, le=60)
 
 
-SourceConfig = FileSourceConfig
+class InstanceCheckConfig(_Section):
+    """How the embedded registry probes persistent instances."""
+
+    enabled: bool = True
+    type: Literal["tcp", "http"] = "tcp"
+    path: str = "/health"
+    expected_statuses: list[int] = [200]
+    interval: float = Field(default=2.0, gt=0, le=3600)
+    timeout: float = Field(default=1.0, gt=0, le=60)
+    healthy_threshold: int = Field(default=2, ge=1, le=100)
+    unhealthy_threshold: int = Field(default=2, ge=1, le=100)
+
+
+class EmbeddedSourceConfig(_Section):
+    kind: Literal["embedded"]
+    name: str | None = None
+    # SQLite file for service settings and persistent instances; null keeps nothing.
+    database: Path | None = Path("xdscp-registry.db")
+    heartbeat_unhealthy_after: float = Field(default=15.0, gt=0)
+    heartbeat_remove_after: float = Field(default=30.0, gt=0)
+    expiry_interval: float = Field(default=0.5, gt=0, le=60)
+    instance_check: InstanceCheckConfig = InstanceCheckConfig()
+
+    @model_validator(mode="after")
+    def _removal_after_unhealthy(self) -> EmbeddedSourceConfig:
+        if self.heartbeat_remove_after < self.heartbeat_unhealthy_after:
+            raise ValueError("heartbeat_remove_after must not be shorter than heartbeat_unhealthy_after")
+        return self
+
+
+SourceConfig = Annotated[FileSourceConfig | EmbeddedSourceConfig, Field(discriminator="kind")]
+
+
+def _default_sources() -> list[SourceConfig]:
+    return [EmbeddedSourceConfig(kind="embedded")]
 
 
 class Config(_Section):
@@ -70,7 +104,8 @@ class Config(_Section):
     admin: AdminConfig = AdminConfig()
     listener: ListenerConfig = ListenerConfig()
     node_group_by: str = "cluster"
-    sources: list[SourceConfig] = []
+    # No sources given: the embedded registry, so xdscp works with nothing else installed.
+    sources: list[SourceConfig] = Field(default_factory=lambda: _default_sources())
 
     @field_validator("node_group_by")
     @classmethod
@@ -88,6 +123,12 @@ class Config(_Section):
             raise ConfigError(f"source names must be unique: {names}")
         return names
 
+    @model_validator(mode="after")
+    def _one_embedded_registry(self) -> Config:
+        if sum(1 for s in self.sources if s.kind == "embedded") > 1:
+            raise ValueError("at most one embedded source: the registration API writes to it")
+        return self
+
 
 def load_config(path: Path) -> Config:
     """Read and validate a config file; relative source paths are relative to it."""
@@ -100,7 +141,9 @@ def load_config(path: Path) -> Config:
     except DocumentError as e:
         raise ConfigError(str(e)) from None
     for src in cfg.sources:
-        if not src.path.is_absolute():
+        if isinstance(src, FileSourceConfig) and not src.path.is_absolute():
             src.path = (path.parent / src.path).resolve()
+        elif isinstance(src, EmbeddedSourceConfig) and src.database is not None and not src.database.is_absolute():
+            src.database = (path.parent / src.database).resolve()
     cfg.source_names()
     return cfg

@@ -1,0 +1,78 @@
+"""Active health checks of persistent instances: TCP connect, or HTTP GET with expected statuses."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Literal
+
+import aiohttp
+
+from xdscp.sources.embedded.store import CheckTarget, EmbeddedStore
+
+# Probes run concurrently, but not all at once against thousands of instances.
+_MAX_CONCURRENT_PROBES = 256
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSettings:
+    """How persistent instances are probed, and how many results flip their health."""
+
+    type: Literal["tcp", "http"] = "tcp"
+    path: str = "/health"
+    expected_statuses: tuple[int, ...] = (200,)
+    interval: float = 2.0
+    timeout: float = 1.0
+    healthy_threshold: int = 2
+    unhealthy_threshold: int = 2
+
+
+async def probe_tcp(host: str, port: int, timeout: float) -> bool:
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
+async def probe_http(session: aiohttp.ClientSession, host: str, port: int, settings: CheckSettings) -> bool:
+    url = f"http://{host}:{port}{settings.path}" if ":" not in host else f"http://[{host}]:{port}{settings.path}"
+    try:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=settings.timeout),
+                               allow_redirects=False) as resp:
+            return resp.status in settings.expected_statuses
+    except (aiohttp.ClientError, OSError, TimeoutError):
+        return False
+
+
+class InstanceChecker:
+    """Probes every persistent instance each interval and reports results to the store."""
+
+    def __init__(self, store: EmbeddedStore, settings: CheckSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self._limit = asyncio.Semaphore(_MAX_CONCURRENT_PROBES)
+
+    async def run(self) -> None:
+        connector = aiohttp.TCPConnector(force_close=True, limit=_MAX_CONCURRENT_PROBES)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            while True:
+                await self.check_all(session)
+                await asyncio.sleep(self.settings.interval)
+
+    async def check_all(self, session: aiohttp.ClientSession) -> None:
+        targets = self.store.check_targets()
+        results = await asyncio.gather(*(self._probe(session, t) for t in targets))
+        s = self.settings
+        for target, ok in zip(targets, results, strict=True):
+            self.store.record_check(target, ok, s.healthy_threshold, s.unhealthy_threshold)
+
+    async def _probe(self, session: aiohttp.ClientSession, t: CheckTarget) -> bool:
+        async with self._limit:
+            if self.settings.type == "tcp":
+                return await probe_tcp(t.host, t.port, self.settings.timeout)
+            return await probe_http(session, t.host, t.port, self.settings)

@@ -1,0 +1,252 @@
+"""The embedded registry's state: services, instances, heartbeats and check results.
+
+Every mutation is written to the database first (persistent data only), then applied
+in memory, then published to the Registry as a one-service change: the path from an
+API call or a health transition to Envoy has no timer in it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from xdscp.errors import XdscpError
+from xdscp.logfmt import log_event
+from xdscp.model.registry import Registry
+from xdscp.model.service import Instance, Service, ServiceKey
+from xdscp.model.updates import FullSnapshot, ServiceChange
+from xdscp.sources.embedded.database import RegistryDatabase
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+
+class InstanceNotFound(XdscpError):
+    def __init__(self, key: ServiceKey, host: str, port: int) -> None:
+        super().__init__(f"instance {host}:{port} not found in service {key!r}")
+
+
+@dataclass(slots=True)
+class _CheckState:
+    successes: int = 0
+    failures: int = 0
+
+
+@dataclass(slots=True)
+class _Entry:
+    spec: Service  # validated settings; its own ``instances`` is always empty
+    instances: dict[Address, Instance] = field(default_factory=dict)
+    last_beat: dict[Address, float] = field(default_factory=dict)
+    silenced: set[Address] = field(default_factory=set)  # unhealthy by heartbeat silence; a beat heals
+    checks: dict[Address, _CheckState] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckTarget:
+    key: ServiceKey
+    host: str
+    port: int
+
+
+class EmbeddedStore:
+    """All embedded services; the only writer of their state."""
+
+    def __init__(self, source_name: str, database: RegistryDatabase | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.source_name = source_name
+        self._db = database
+        self._clock = clock
+        self._entries: dict[ServiceKey, _Entry] = {}
+        self._registry: Registry | None = None
+        if database is not None:
+            self._load(database)
+
+    def _load(self, db: RegistryDatabase) -> None:
+        services, instances = db.load()
+        for spec in services:
+            self._entries[spec.key] = _Entry(spec)
+        for key, inst in instances:
+            entry = self._entries.get(key)
+            if entry is None:  # an instance whose service row was lost: recreate defaults
+                entry = self._entries[key] = _Entry(Service(name=key.name, namespace=key.namespace, group=key.group))
+            entry.instances[(inst.host, inst.port)] = inst
+        log_event(log, logging.INFO, "embedded.loaded", source=self.source_name, services=len(services),
+                  persistent_instances=len(instances), database=str(db.path))
+
+    def bind(self, registry: Registry) -> None:
+        """Start publishing to ``registry``, beginning with everything known now."""
+        self._registry = registry
+        now = self._clock()
+        for entry in self._entries.values():
+            for addr, inst in entry.instances.items():
+                if inst.ephemeral:
+                    entry.last_beat.setdefault(addr, now)
+        registry.apply(self.source_name, FullSnapshot({k: self._service(k) for k in self._entries}))
+
+    # -- reads ----------------------------------------------------------------------
+    def service(self, key: ServiceKey) -> Service | None:
+        return self._service(key) if key in self._entries else None
+
+    def services(self, namespace: str | None = None, group: str | None = None) -> list[Service]:
+        keys = sorted(k for k in self._entries
+                      if (namespace is None or k.namespace == namespace) and (group is None or k.group == group))
+        return [self._service(k) for k in keys]
+
+    def check_targets(self) -> list[CheckTarget]:
+        return [CheckTarget(key, host, port) for key, e in self._entries.items()
+                for (host, port), inst in e.instances.items() if not inst.ephemeral]
+
+    # -- writes ---------------------------------------------------------------------
+    def upsert_service(self, spec: Service) -> Service:
+        """Create a service or replace its settings (its instances stay)."""
+        spec = spec.model_copy(update={"instances": ()})
+        if self._db is not None:
+            self._db.save_service(spec)
+        entry = self._entries.get(spec.key)
+        if entry is None:
+            self._entries[spec.key] = _Entry(spec)
+        else:
+            entry.spec = spec
+        self._publish(spec.key)
+        return self._service(spec.key)
+
+    def register(self, key: ServiceKey, inst: Instance) -> None:
+        """Add or replace an instance; a new service gets default settings."""
+        entry = self._entry_for(key)
+        addr = (inst.host, inst.port)
+        old = entry.instances.get(addr)
+        if self._db is not None:
+            if not inst.ephemeral:
+                self._db.save_instance(key, inst)
+            elif old is not None and not old.ephemeral:
+                self._db.delete_instance(key, inst.host, inst.port)
+        entry.instances[addr] = inst
+        entry.silenced.discard(addr)
+        entry.checks.pop(addr, None)
+        if inst.ephemeral:
+            entry.last_beat[addr] = self._clock()
+        else:
+            entry.last_beat.pop(addr, None)
+        log_event(log, logging.INFO, "instance.registered", service=repr(key), instance=f"{inst.host}:{inst.port}",
+                  ephemeral=inst.ephemeral, healthy=inst.healthy, enabled=inst.enabled)
+        self._publish(key)
+
+    def deregister(self, key: ServiceKey, host: str, port: int) -> bool:
+        """Remove an instance at once; False if it was not there."""
+        entry = self._entries.get(key)
+        if entry is None or (host, port) not in entry.instances:
+            return False
+        inst = entry.instances[(host, port)]
+        if self._db is not None and not inst.ephemeral:
+            self._db.delete_instance(key, host, port)
+        self._forget(entry, (host, port))
+        log_event(log, logging.INFO, "instance.deregistered", service=repr(key), instance=f"{host}:{port}",
+                  left=len(entry.instances))
+        self._publish(key)
+        return True
+
+    def update(self, key: ServiceKey, host: str, port: int, changes: dict[str, Any]) -> Instance:
+        """Change some fields of a registered instance (validated as a whole)."""
+        entry = self._entries.get(key)
+        old = entry.instances.get((host, port)) if entry is not None else None
+        if entry is None or old is None:
+            raise InstanceNotFound(key, host, port)
+        new = Instance.model_validate({**old.model_dump(), **changes, "host": host, "port": port})
+        self.register(key, new)
+        return new
+
+    def beat(self, key: ServiceKey, host: str, port: int, template: Instance | None = None) -> bool:
+        """A heartbeat; an unknown instance is registered from ``template`` (as Nacos does)."""
+        entry = self._entries.get(key)
+        addr = (host, port)
+        if entry is None or addr not in entry.instances:
+            if template is None:
+                return False
+            self.register(key, template.model_copy(update={"ephemeral": True}))
+            return True
+        entry.last_beat[addr] = self._clock()
+        if addr in entry.silenced:
+            entry.silenced.discard(addr)
+            entry.instances[addr] = entry.instances[addr].model_copy(update={"healthy": True})
+            log_event(log, logging.INFO, "instance.beat_resumed", service=repr(key), instance=f"{host}:{port}")
+            self._publish(key)
+        return True
+
+    def expire(self, unhealthy_after: float, remove_after: float) -> None:
+        """Mark silent ephemeral instances unhealthy, then remove them."""
+        now = self._clock()
+        for key, entry in self._entries.items():
+            changed = False
+            for addr in list(entry.instances):
+                inst = entry.instances[addr]
+                if not inst.ephemeral:
+                    continue
+                silence = now - entry.last_beat.get(addr, now)
+                if silence >= remove_after:
+                    self._forget(entry, addr)
+                    log_event(log, logging.WARNING, "instance.expired", service=repr(key),
+                              instance=f"{addr[0]}:{addr[1]}", silent_s=round(silence, 3))
+                    changed = True
+                elif silence >= unhealthy_after and addr not in entry.silenced and inst.healthy:
+                    entry.silenced.add(addr)
+                    entry.instances[addr] = inst.model_copy(update={"healthy": False})
+                    log_event(log, logging.WARNING, "instance.silent", service=repr(key),
+                              instance=f"{addr[0]}:{addr[1]}", silent_s=round(silence, 3))
+                    changed = True
+            if changed:
+                self._publish(key)
+
+    def record_check(self, target: CheckTarget, ok: bool, healthy_threshold: int, unhealthy_threshold: int) -> None:
+        """Count a probe result; flip health when a threshold of consecutive results is reached."""
+        entry = self._entries.get(target.key)
+        addr = (target.host, target.port)
+        inst = entry.instances.get(addr) if entry is not None else None
+        if entry is None or inst is None or inst.ephemeral:
+            return  # deregistered while the probe ran
+        st = entry.checks.setdefault(addr, _CheckState())
+        if ok:
+            st.successes, st.failures = st.successes + 1, 0
+            flip = not inst.healthy and st.successes >= healthy_threshold
+        else:
+            st.successes, st.failures = 0, st.failures + 1
+            flip = inst.healthy and st.failures >= unhealthy_threshold
+        if not flip:
+            return
+        new = inst.model_copy(update={"healthy": not inst.healthy})
+        if self._db is not None:
+            self._db.save_instance(target.key, new)  # a restart must come back with the same health
+        entry.instances[addr] = new
+        log_event(log, logging.WARNING if not new.healthy else logging.INFO,
+                  "instance.check_failed" if not new.healthy else "instance.check_recovered",
+                  service=repr(target.key), instance=f"{target.host}:{target.port}")
+        self._publish(target.key)
+
+    # -- internals ------------------------------------------------------------------
+    def _entry_for(self, key: ServiceKey) -> _Entry:
+        entry = self._entries.get(key)
+        if entry is None:
+            spec = Service(name=key.name, namespace=key.namespace, group=key.group)
+            if self._db is not None:
+                self._db.save_service(spec)
+            entry = self._entries[key] = _Entry(spec)
+        return entry
+
+    @staticmethod
+    def _forget(entry: _Entry, addr: Address) -> None:
+        del entry.instances[addr]
+        entry.last_beat.pop(addr, None)
+        entry.silenced.discard(addr)
+        entry.checks.pop(addr, None)
+
+    def _service(self, key: ServiceKey) -> Service:
+        entry = self._entries[key]
+        instances = tuple(entry.instances[a] for a in sorted(entry.instances))
+        return entry.spec.model_copy(update={"instances": instances})
+
+    def _publish(self, key: ServiceKey) -> None:
+        if self._registry is not None:
+            self._registry.apply(self.source_name, ServiceChange(upserted=(self._service(key),)))
