@@ -15,6 +15,8 @@ from aiohttp import web
 from grpc import aio
 
 from xdscp.admin.http import build_admin_app
+from xdscp.admin.nacos_api import HeartbeatPolicy, NacosApi
+from xdscp.admin.registry_api import RegistryApi
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import node_grouper
 from xdscp.config import Config, FileSourceConfig, SourceConfig, split_host_port
@@ -116,7 +118,8 @@ class ControlPlane:
             raise BindError("xDS", self.cfg.xds.address, "address in use or not available") from None
         await server.start()
 
-        runner = web.AppRunner(build_admin_app(self.tracker, self.readiness), access_log=None)
+        runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, self._registry_routes()),
+                               access_log=None)
         await runner.setup()
         host, port = split_host_port(self.cfg.admin.address)
         self._admin = runner
@@ -127,6 +130,16 @@ class ControlPlane:
         self.admin_port = runner.addresses[0][1]
         log_event(log, logging.INFO, "xdscp.started", xds=f"{xds_host}:{self.xds_port}",
                   admin=f"{host}:{self.admin_port}", sources=[s.name for s in self.sources])
+
+    def _registry_routes(self) -> list[web.RouteDef]:
+        """The registration APIs, served when an embedded registry is configured."""
+        for src in self.sources:
+            if isinstance(src, EmbeddedSource):
+                s = src.settings
+                beats = HeartbeatPolicy(unhealthy_ms=int(s.heartbeat_unhealthy_after * 1000),
+                                        remove_ms=int(s.heartbeat_remove_after * 1000))
+                return NacosApi(src.store, beats).routes() + RegistryApi(src.store).routes()
+        return []
 
     async def stop(self, grace: float = 1.0) -> None:
         for task in self._tasks:

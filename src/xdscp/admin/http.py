@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -11,8 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from xdscp.server.tracker import StreamTracker
 
 
-def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, Any]]) -> web.Application:
-    """``readiness()`` returns {"ready": bool, ...details}; /readyz answers 503 until ready."""
+def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, Any]],
+                    registry_routes: Sequence[web.RouteDef] = ()) -> web.Application:
+    """``readiness()`` returns {"ready": bool, ...details}; /readyz answers 503 until ready.
+    ``registry_routes`` are the embedded registry's APIs, when there is one."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -32,4 +34,5 @@ def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, An
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/debug/nodes", nodes)
     app.router.add_get("/metrics", metrics)
+    app.router.add_routes(registry_routes)
     return app

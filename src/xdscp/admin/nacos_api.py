@@ -1,0 +1,259 @@
+"""The Nacos naming Open API on the embedded registry: v1, v2 and the 3.x client API.
+
+One implementation; a ``Dialect`` decides only the response shape. v1 answers ``ok``
+or bare JSON, and errors as ``caused: <message>;`` with HTTP 400. v2 and v3 wrap
+everything in ``{"code": 0, "message": "success", "data": ...}``, and errors carry
+Nacos' error codes (10000 missing parameter, 20002 invalid parameter, 21000 bad service
+name, 21003 instance not found).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from xdscp.admin.request_params import ParamError, Params
+from xdscp.documents import field_path
+from xdscp.model.nacos_names import grouped_name, split_grouped_name
+from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey
+from xdscp.sources.embedded.store import EmbeddedStore, InstanceNotFound
+
+DEFAULT_CLUSTER = "DEFAULT"
+_PARAM_MISSING, _PARAM_INVALID, _SERVICE_NAME_ERROR, _INSTANCE_NOT_FOUND = 10000, 20002, 21000, 21003
+# Nacos' names for the Instance fields they set.
+_PARAM_OF_FIELD = {"host": "ip", "cluster": "clusterName", "enabled": "enabled"}
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """Response shapes of one API generation."""
+
+    unified: bool
+
+    def ok(self, data: Any) -> web.Response:
+        if self.unified:
+            return web.json_response({"code": 0, "message": "success", "data": data})
+        if isinstance(data, str):
+            return web.Response(text=data)
+        return web.json_response(data)
+
+    def error(self, status: int, code: int, message: str) -> web.Response:
+        if self.unified:
+            return web.json_response({"code": code, "message": message, "data": None}, status=status)
+        return web.Response(text=f"caused: {message};", status=status)
+
+
+V1, UNIFIED = Dialect(unified=False), Dialect(unified=True)
+Handler = Callable[[Params, Dialect], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatPolicy:
+    """What clients are told about heartbeats (milliseconds, as Nacos reports them)."""
+
+    interval_ms: int = 5000
+    unhealthy_ms: int = 15000
+    remove_ms: int = 30000
+
+
+class NacosApi:
+    """Routes for /nacos/v1/ns, /nacos/v2/ns and /nacos/v3/client/ns onto an EmbeddedStore."""
+
+    def __init__(self, store: EmbeddedStore, beats: HeartbeatPolicy = HeartbeatPolicy()) -> None:
+        self.store = store
+        self.beats = beats
+
+    def routes(self) -> list[web.RouteDef]:
+        table: list[web.RouteDef] = []
+        for prefix, dialect in (("/nacos/v1/ns", V1), ("/nacos/v2/ns", UNIFIED), ("/nacos/v3/client/ns", UNIFIED)):
+            table += [
+                web.post(f"{prefix}/instance", self._wrap(self.register, dialect)),
+                web.delete(f"{prefix}/instance", self._wrap(self.deregister, dialect)),
+                web.put(f"{prefix}/instance", self._wrap(self.update, dialect)),
+                web.put(f"{prefix}/instance/beat", self._wrap(self.beat, dialect)),
+                web.get(f"{prefix}/instance/list", self._wrap(self.list_instances, dialect)),
+                web.get(f"{prefix}/service/list", self._wrap(self.list_services, dialect)),
+            ]
+        return table
+
+    @staticmethod
+    def _wrap(handler: Handler, dialect: Dialect) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            values = dict(request.query)
+            if request.can_read_body and request.content_type in ("application/x-www-form-urlencoded",
+                                                                   "multipart/form-data"):
+                values.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+            try:
+                return dialect.ok(handler(Params(values), dialect))
+            except ParamError as e:
+                code = _PARAM_MISSING if e.missing else _PARAM_INVALID
+                if e.param == "serviceName" and not e.missing:
+                    code = _SERVICE_NAME_ERROR
+                return dialect.error(400, code, str(e))
+            except InstanceNotFound as e:
+                return dialect.error(404 if dialect.unified else 400, _INSTANCE_NOT_FOUND, str(e))
+
+        return endpoint
+
+    # -- parameters -----------------------------------------------------------------
+    @staticmethod
+    def _service_key(p: Params) -> ServiceKey:
+        group, name = split_grouped_name(p.required("serviceName"), p.text("groupName"))
+        namespace = p.text("namespaceId", DEFAULT_NAMESPACE) or DEFAULT_NAMESPACE
+        try:
+            return Service(name=name, namespace=namespace, group=group).key
+        except ValidationError as e:
+            err = e.errors()[0]
+            param = {"name": "serviceName", "group": "groupName", "namespace": "namespaceId"}.get(
+                str(err["loc"][0]), "serviceName")
+            raise ParamError(param, f"Param '{param}' is invalid: {err['msg']}") from None
+
+    @staticmethod
+    def _address(p: Params) -> tuple[str, int]:
+        ip = p.required("ip")
+        port = p.integer("port", required=True, low=1, high=65535)
+        assert port is not None
+        return ip, port
+
+    @staticmethod
+    def _instance(fields: dict[str, Any]) -> Instance:
+        try:
+            return Instance.model_validate(fields)
+        except ValidationError as e:
+            raise _param_error(e) from None
+
+    @staticmethod
+    def _enabled(p: Params, default: bool | None) -> bool | None:
+        # Nacos takes "enabled"; its older clients (nacos-sdk-python 1.x included) send "enable".
+        value = p.boolean("enabled")
+        return value if value is not None else p.boolean("enable", default)
+
+    # -- operations -----------------------------------------------------------------
+    def register(self, p: Params, _: Dialect) -> str:
+        key = self._service_key(p)
+        ip, port = self._address(p)
+        inst = self._instance({
+            "host": ip, "port": port,
+            "weight": p.number("weight", 1.0, low=0, high=10000),
+            "healthy": p.boolean("healthy", True),
+            "enabled": self._enabled(p, True),
+            "ephemeral": p.boolean("ephemeral", True),
+            "cluster": p.text("clusterName", DEFAULT_CLUSTER),
+            "metadata": p.json_object("metadata") or {},
+        })
+        self.store.register(key, inst)
+        return "ok"
+
+    def deregister(self, p: Params, _: Dialect) -> str:
+        key = self._service_key(p)
+        ip, port = self._address(p)
+        self.store.deregister(key, ip, port)  # Nacos answers ok for an unknown instance too
+        return "ok"
+
+    def update(self, p: Params, _: Dialect) -> str:
+        key = self._service_key(p)
+        ip, port = self._address(p)
+        changes = {
+            "weight": p.number("weight", low=0, high=10000),
+            "healthy": p.boolean("healthy"),
+            "enabled": self._enabled(p, None),
+            "cluster": p.text("clusterName"),
+            "metadata": p.json_object("metadata"),
+        }
+        changes = {k: v for k, v in changes.items() if v is not None}
+        try:
+            self.store.update(key, ip, port, changes)
+        except ValidationError as e:
+            raise _param_error(e) from None
+        return "ok"
+
+    def beat(self, p: Params, _: Dialect) -> dict[str, Any]:
+        key = self._service_key(p)
+        info = p.json_object("beat") or {}
+        ip = p.text("ip") or _str_or_none(info.get("ip"))
+        port_raw = p.text("port") or _str_or_none(info.get("port"))
+        address = Params({"ip": ip or "", "port": port_raw or ""})
+        ip, port = self._address(address)
+        template = None
+        if info:  # a full beat can re-register an instance the server forgot (Nacos does)
+            template = self._instance({
+                "host": ip, "port": port, "weight": info.get("weight", 1.0),
+                "cluster": info.get("cluster") or p.text("clusterName", DEFAULT_CLUSTER),
+                "metadata": info.get("metadata") or {},
+            })
+        found = self.store.beat(key, ip, port, template)
+        return {"clientBeatInterval": self.beats.interval_ms, "code": 10200 if found else 20404,
+                "lightBeatEnabled": True}
+
+    def list_instances(self, p: Params, _: Dialect) -> dict[str, Any]:
+        key = self._service_key(p)
+        healthy_only = p.boolean("healthyOnly", False)
+        clusters = [c for c in (p.text("clusters") or "").split(",") if c]
+        svc = self.store.service(key)
+        hosts = []
+        for inst in svc.instances if svc is not None else ():
+            if (healthy_only and not (inst.healthy and inst.enabled)) or (clusters and inst.cluster not in clusters):
+                continue
+            hosts.append(self._instance_json(key, inst))
+        healthy = sum(1 for i in svc.instances if i.healthy) if svc is not None else 0
+        total = len(svc.instances) if svc is not None else 0
+        threshold = svc.protect_threshold if svc is not None else 0.0
+        return {
+            "name": grouped_name(key.group, key.name),
+            "groupName": key.group,
+            "clusters": ",".join(clusters),
+            "cacheMillis": 10000,
+            "hosts": hosts,
+            "lastRefTime": int(time.time() * 1000),
+            "checksum": "",
+            "allIPs": False,
+            "reachProtectionThreshold": bool(total and threshold and healthy / total < threshold),
+            "valid": True,
+        }
+
+    def list_services(self, p: Params, dialect: Dialect) -> dict[str, Any]:
+        page_no = p.integer("pageNo", None if not dialect.unified else 1, required=not dialect.unified, low=1)
+        page_size = p.integer("pageSize", None if not dialect.unified else 20, required=not dialect.unified,
+                              low=1, high=10000)
+        assert page_no is not None and page_size is not None
+        namespace = p.text("namespaceId", DEFAULT_NAMESPACE) or DEFAULT_NAMESPACE
+        group = p.text("groupName", DEFAULT_GROUP) or DEFAULT_GROUP
+        names = [s.name for s in self.store.services(namespace, group)]
+        page = names[(page_no - 1) * page_size: page_no * page_size]
+        return {"count": len(names), "services": page} if dialect.unified else {"count": len(names), "doms": page}
+
+    def _instance_json(self, key: ServiceKey, inst: Instance) -> dict[str, Any]:
+        service = grouped_name(key.group, key.name)
+        return {
+            "instanceId": f"{inst.host}#{inst.port}#{inst.cluster or DEFAULT_CLUSTER}#{service}",
+            "ip": inst.host,
+            "port": inst.port,
+            "weight": inst.weight,
+            "healthy": inst.healthy,
+            "enabled": inst.enabled,
+            "ephemeral": inst.ephemeral,
+            "clusterName": inst.cluster or DEFAULT_CLUSTER,
+            "serviceName": service,
+            "metadata": dict(inst.metadata),
+            "instanceHeartBeatInterval": self.beats.interval_ms,
+            "instanceHeartBeatTimeOut": self.beats.unhealthy_ms,
+            "ipDeleteTimeout": self.beats.remove_ms,
+            "instanceIdGenerator": "simple",
+        }
+
+
+def _param_error(e: ValidationError) -> ParamError:
+    """The first validation problem, named as the Nacos parameter that carried it."""
+    err = e.errors()[0]
+    field = field_path(err["loc"])
+    param = _PARAM_OF_FIELD.get(field, field)
+    return ParamError(param, f"Param '{param}' is invalid: {err['msg']}")
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)

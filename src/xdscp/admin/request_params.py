@@ -1,0 +1,100 @@
+"""Typed reading of request parameters, with errors that name the parameter."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from xdscp.errors import XdscpError
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+class ParamError(XdscpError):
+    """A parameter is missing (``missing``) or not acceptable."""
+
+    def __init__(self, param: str, message: str, *, missing: bool = False) -> None:
+        self.param = param
+        self.missing = missing
+        super().__init__(message)
+
+
+class Params:
+    """Query string and form values, read by type; every problem is a ParamError."""
+
+    def __init__(self, values: Mapping[str, str]) -> None:
+        self._values = values
+
+    def text(self, name: str, default: str | None = None, *, required: bool = False) -> str | None:
+        value = self._values.get(name)
+        if value is None or value == "":
+            if required:
+                raise ParamError(name, f"Param '{name}' is required.", missing=True)
+            return default
+        return value
+
+    def required(self, name: str) -> str:
+        value = self.text(name, required=True)
+        assert value is not None
+        return value
+
+    def integer(self, name: str, default: int | None = None, *, required: bool = False,
+                low: int | None = None, high: int | None = None) -> int | None:
+        raw = self.text(name, required=required)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ParamError(name, f"Param '{name}' must be an integer, not {raw!r}.") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ParamError(name, f"Param '{name}' must be between {low} and {high}, not {value}.")
+        return value
+
+    def number(self, name: str, default: float | None = None, *, low: float | None = None,
+               high: float | None = None) -> float | None:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ParamError(name, f"Param '{name}' must be a number, not {raw!r}.") from None
+        if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
+            raise ParamError(name, f"Param '{name}' must be between {low} and {high}, not {raw}.")
+        return value
+
+    def boolean(self, name: str, default: bool | None = None) -> bool | None:
+        raw = self.text(name)
+        if raw is None:
+            return default
+        lowered = raw.lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ParamError(name, f"Param '{name}' must be true or false, not {raw!r}.")
+
+    def json_object(self, name: str) -> dict[str, Any] | None:
+        raw = self.text(name)
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = _legacy_pairs(raw)  # Nacos also takes "k1=v1,k2=v2"
+            if value is None:
+                raise ParamError(name, f"Param '{name}' must be a JSON object.") from None
+        if not isinstance(value, dict):
+            raise ParamError(name, f"Param '{name}' must be a JSON object.")
+        return value
+
+
+def _legacy_pairs(raw: str) -> dict[str, str] | None:
+    pairs = [p.split("=", 1) for p in raw.split(",") if p]
+    if not pairs or any(len(p) != 2 or not p[0] for p in pairs):
+        return None
+    return {k: v for k, v in pairs}
