@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from xdscp.app import ControlPlane
-from xdscp.config import Config, FileSourceConfig, ListenerConfig
+from xdscp.config import Config, EmbeddedSourceConfig, FileSourceConfig, ListenerConfig
 from xdscp.sources.registry_file import write_registry_file as write_registry
 
 
@@ -71,14 +71,15 @@ class Plane:
 
 
 async def start_plane(tmp_path: Path, services: list[dict[str, Any]] | None, **config: Any) -> Plane:
+    """A plane fed by a registry file (``services``), unless ``sources=`` says otherwise."""
     registry = tmp_path / "registry.yaml"
     if services is not None:
         write_registry(registry, services)
+    config.setdefault("sources", [FileSourceConfig(kind="file", name="file", path=registry, poll_interval=0.02)])
     cfg = Config(
         xds={"address": "127.0.0.1:0"},
         admin={"address": "127.0.0.1:0"},
         listener=ListenerConfig(address="127.0.0.1", port=10000),
-        sources=[FileSourceConfig(kind="file", name="file", path=registry, poll_interval=0.02)],
         **config,
     )
     cp = ControlPlane(cfg)
@@ -89,6 +90,21 @@ async def start_plane(tmp_path: Path, services: list[dict[str, Any]] | None, **c
 @pytest.fixture
 async def plane(tmp_path: Path) -> AsyncIterator[Plane]:
     p = await start_plane(tmp_path, [service("echo", 9001, 9002), service("api", 9101)])
+    await p.wait_published(1)
+    try:
+        yield p
+    finally:
+        await p.cp.stop(0)
+
+
+def embedded_source(tmp_path: Path, **settings: Any) -> EmbeddedSourceConfig:
+    return EmbeddedSourceConfig(kind="embedded", name="embedded", database=tmp_path / "registry.db", **settings)
+
+
+@pytest.fixture
+async def embedded(tmp_path: Path) -> AsyncIterator[Plane]:
+    """A plane whose only source is the embedded registry (empty at start)."""
+    p = await start_plane(tmp_path, None, sources=[embedded_source(tmp_path)])
     await p.wait_published(1)
     try:
         yield p
