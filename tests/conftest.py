@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -16,6 +17,21 @@ import pytest
 from xdscp.app import ControlPlane
 from xdscp.config import Config, EmbeddedSourceConfig, FileSourceConfig, ListenerConfig
 from xdscp.sources.registry_file import write_registry_file as write_registry
+
+
+def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Call ``check()`` until it returns something truthy (errors count as not yet)."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except (OSError, AssertionError, KeyError) as e:
+            last = e
+        time.sleep(0.02)
+    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0, what: str = "condition") -> Any:

@@ -9,9 +9,8 @@ response bodies through Envoy's listener.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,23 +22,9 @@ from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
 from xdscp.local.traffic import count_responses
 from xdscp.local.upstream import NamedUpstream
 
-from conftest import write_registry
+from conftest import until, write_registry
 
 pytestmark = pytest.mark.envoy
-
-
-def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-            if last:
-                return last
-        except (OSError, AssertionError, KeyError) as e:
-            last = e
-        time.sleep(0.02)
-    raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
 
 
 @dataclass
@@ -86,7 +71,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
         envoy = EnvoyProcess(REPO_ENVOY_DIR / f"bootstrap-{request.param}.yaml", xdscp.xds_address, tmp_path)
         envoy.start()
         s = Stack(upstreams, xdscp, envoy, registry)
-        eventually(lambda: len(s.hosts()) == 3 and envoy.ready(), what="envoy warm with 3 hosts")
+        until(lambda: len(s.hosts()) == 3 and envoy.ready(), what="envoy warm with 3 hosts")
         yield s
     finally:
         if envoy is not None:
@@ -108,24 +93,24 @@ def test_round_robin_spreads_requests_evenly(stack: Stack) -> None:
 def test_envoy_follows_every_registry_edit(stack: Stack) -> None:
     # Deregistered: gone from Envoy's cluster, and no traffic reaches it.
     stack.write([stack.instance(0), stack.instance(1)])
-    eventually(lambda: set(stack.hosts()) == {stack.addr(0), stack.addr(1)}, what="gamma removed")
+    until(lambda: set(stack.hosts()) == {stack.addr(0), stack.addr(1)}, what="gamma removed")
     assert set(stack.requests(30)) == {"alpha", "beta"}
 
     # Back, then marked unhealthy: Envoy keeps the host but marks it and sends it nothing.
     stack.write([stack.instance(0), stack.instance(1), stack.instance(2, healthy=False)])
-    eventually(lambda: stack.hosts().get(stack.addr(2), {}).get("eds_health") == "UNHEALTHY",
+    until(lambda: stack.hosts().get(stack.addr(2), {}).get("eds_health") == "UNHEALTHY",
                what="gamma unhealthy")
     assert set(stack.requests(30)) == {"alpha", "beta"}
 
     # Two of three unhealthy: no panic routing to the unhealthy ones (panic threshold off).
     stack.write([stack.instance(0), stack.instance(1, healthy=False), stack.instance(2, healthy=False)])
-    eventually(lambda: stack.hosts().get(stack.addr(1), {}).get("eds_health") == "UNHEALTHY",
+    until(lambda: stack.hosts().get(stack.addr(1), {}).get("eds_health") == "UNHEALTHY",
                what="beta unhealthy")
     assert stack.requests(30) == Counter({"alpha": 30})
 
     # The last instance deregistered: 503, never the old upstream.
     stack.write([])
-    eventually(lambda: stack.hosts() == {}, what="no hosts left")
+    until(lambda: stack.hosts() == {}, what="no hosts left")
     assert stack.requests(10) == Counter({"HTTP 503": 10})
     eds = [c for c in stack.envoy.config_dump()["configs"] if c["@type"].endswith("EndpointsConfigDump")][0]
     echo = [d["endpoint_config"] for d in eds.get("dynamic_endpoint_configs", [])
@@ -134,20 +119,20 @@ def test_envoy_follows_every_registry_edit(stack: Stack) -> None:
 
     # Added back: traffic returns.
     stack.write([stack.instance(0), stack.instance(1), stack.instance(2)])
-    eventually(lambda: len(stack.hosts()) == 3, what="all back")
+    until(lambda: len(stack.hosts()) == 3, what="all back")
     assert set(stack.requests(30)) == {"alpha", "beta", "gamma"}
     assert stack.envoy.stats("update_rejected").get("cluster_manager.cds.update_rejected", 0) == 0
 
 
 def test_broken_registry_file_keeps_the_last_good_endpoints(stack: Stack) -> None:
     stack.registry.write_text("services:\n  - name: echo\n    instances:\n      - {host: 127.0.0.1, port: 99999}\n")
-    eventually(lambda: "source.rejected" in stack.xdscp.log_text(), what="rejection logged")
+    until(lambda: "source.rejected" in stack.xdscp.log_text(), what="rejection logged")
     line = next(ln for ln in stack.xdscp.log_text().splitlines() if "source.rejected" in ln)
     assert str(stack.registry) in line and "line 4" in line and "instances[0].port" in line
     assert set(stack.requests(30)) == {"alpha", "beta", "gamma"}
     assert len(stack.hosts()) == 3
     stack.registry.write_text("services: [ {name: echo, instances: [ {host: 127.0.0.1, port: 1 ")  # unparsable
-    eventually(lambda: stack.xdscp.log_text().count("source.rejected") >= 2, what="second rejection")
+    until(lambda: stack.xdscp.log_text().count("source.rejected") >= 2, what="second rejection")
     assert set(stack.requests(30)) == {"alpha", "beta", "gamma"}
     ready = stack.xdscp.admin("/readyz")
     assert ready["ready"] is True and "invalid YAML" in ready["sources"]["file"]["last_error"]

@@ -18,11 +18,20 @@ from xdscp.local.processes import terminate
 
 
 class XdscpProcess:
-    """An ``xdscp serve`` child with a file source; ``listener_port`` is Envoy's ingress."""
+    """An ``xdscp serve`` child; ``listener_port`` is Envoy's ingress.
 
-    def __init__(self, workdir: Path, registry: Path, *, listener_port: int | None = None,
+    Fed by the registry file ``registry``, or by ``sources`` (config dicts) when given.
+    It can be stopped and started again on the same ports, as a restarted server is.
+    """
+
+    def __init__(self, workdir: Path, registry: Path | None = None, *, listener_port: int | None = None,
                  poll_interval: float = 0.02, log_level: str = "info", name: str = "xdscp",
-                 xds_settings: dict[str, Any] | None = None) -> None:
+                 xds_settings: dict[str, Any] | None = None,
+                 sources: list[dict[str, Any]] | None = None) -> None:
+        if sources is None:
+            if registry is None:
+                raise ValueError("give a registry file or sources")
+            sources = [{"kind": "file", "name": "file", "path": str(registry), "poll_interval": poll_interval}]
         self.workdir = workdir
         self.xds_port = free_port()
         self.admin_port = free_port()
@@ -33,11 +42,15 @@ class XdscpProcess:
             "xds": {"address": f"127.0.0.1:{self.xds_port}", **(xds_settings or {})},
             "admin": {"address": f"127.0.0.1:{self.admin_port}"},
             "listener": {"address": "127.0.0.1", "port": self.listener_port},
-            "sources": [{"kind": "file", "name": "file", "path": str(registry), "poll_interval": poll_interval}],
+            "sources": sources,
         }))
         self.log_level = log_level
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
+
+    @property
+    def admin_address(self) -> str:
+        return f"127.0.0.1:{self.admin_port}"
 
     @property
     def xds_address(self) -> str:
