@@ -1,4 +1,4 @@
-"""``xdscp demo``: xdscp, a real Envoy and three upstreams on loopback, and a scripted tour.
+"""``xdscp demo``: xdscp's embedded registry, a real Envoy and three upstreams on loopback.
 
 Prints what it changes in the registry and what Envoy then does, from Envoy's own
 answers. Every process it starts is stopped on exit or Ctrl-C.
@@ -13,32 +13,31 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
+from xdscp.local.registration import deregister, register
 from xdscp.local.traffic import count_responses
 from xdscp.local.upstream import NamedUpstream
-from xdscp.sources.registry_file import write_registry_file
 
 NAMES = ("alpha", "beta", "gamma")
 
 
 class Demo:
+    """Three upstreams registered in xdscp's embedded registry, and a real Envoy routing to them."""
+
     def __init__(self, workdir: Path, mode: str, out: Callable[[str], None] = print) -> None:
         self.workdir = workdir
         self.mode = mode
         self.say = out
-        self.registry = workdir / "registry.yaml"
         self.upstreams: list[NamedUpstream] = []
         self.xdscp: XdscpProcess | None = None
         self.envoy: EnvoyProcess | None = None
 
-    def write(self, instances: list[dict[str, Any]]) -> None:
-        write_registry_file(self.registry, [{"name": "echo", "instances": instances}])
-
-    def instance(self, i: int, **fields: Any) -> dict[str, Any]:
-        return {"host": "127.0.0.1", "port": self.upstreams[i].port, **fields}
+    @property
+    def admin(self) -> str:
+        assert self.xdscp is not None
+        return self.xdscp.admin_address
 
     def spread(self, n: int = 30) -> Counter[str]:
         assert self.xdscp is not None
@@ -55,32 +54,45 @@ class Demo:
             time.sleep(0.01)
         raise TimeoutError(f"Envoy did not reach {expected} healthy hosts")
 
-    def step(self, title: str, instances: list[dict[str, Any]], healthy: int) -> None:
+    def step(self, title: str, action: Callable[[], None], healthy: int) -> None:
         self.say(f"\n== {title}")
-        self.write(instances)
+        action()
         took = self.wait_hosts(healthy)
         self.say(f"   Envoy's /clusters shows {healthy} healthy host(s) after {took * 1000:.0f} ms")
         self.say(f"   30 requests through Envoy: {dict(sorted(self.spread().items()))}")
 
+    def register(self, *indices: int) -> None:
+        for i in indices:
+            register(self.admin, "echo", "127.0.0.1", self.upstreams[i].port)
+
+    def deregister(self, *indices: int) -> None:
+        for i in indices:
+            deregister(self.admin, "echo", "127.0.0.1", self.upstreams[i].port)
+
+    def set_health(self, i: int, healthy: bool) -> None:
+        self.upstreams[i].healthy = healthy
+
     def run(self) -> None:
         self.upstreams = [NamedUpstream(n).start() for n in NAMES]
-        self.write([self.instance(i) for i in range(3)])
-        self.xdscp = XdscpProcess(self.workdir, self.registry).start()
-        self.say(f"xdscp: xDS on {self.xdscp.xds_address}, admin on 127.0.0.1:{self.xdscp.admin_port}, "
-                 f"registry file {self.registry}")
+        self.xdscp = XdscpProcess(self.workdir, sources=[{
+            "kind": "embedded", "database": str(self.workdir / "registry.db"),
+            "instance_check": {"type": "http", "path": "/health", "interval": 0.5, "timeout": 0.5,
+                               "healthy_threshold": 1, "unhealthy_threshold": 2},
+        }]).start()
+        self.say(f"xdscp: xDS on {self.xdscp.xds_address}, admin and registration API on http://{self.admin}")
         self.envoy = EnvoyProcess(REPO_ENVOY_DIR / f"bootstrap-{self.mode}.yaml", self.xdscp.xds_address,
                                   self.workdir).start()
         self.say(f"envoy: {self.mode} bootstrap, admin on {self.envoy.admin_url}, "
                  f"listener on 127.0.0.1:{self.xdscp.listener_port}")
-        self.wait_hosts(3)
-        self.say("\n== three instances registered")
-        self.say(f"   30 requests through Envoy: {dict(sorted(self.spread().items()))}")
-        self.step("gamma marked healthy: false", [self.instance(0), self.instance(1),
-                                                  self.instance(2, healthy=False)], 2)
-        self.step("gamma healthy again", [self.instance(i) for i in range(3)], 3)
-        self.step("beta deregistered", [self.instance(0), self.instance(2)], 2)
-        self.step("every instance deregistered", [], 0)
-        self.step("all three back", [self.instance(i) for i in range(3)], 3)
+        ports = ", ".join(f"{u.name}=127.0.0.1:{u.port}" for u in self.upstreams)
+        self.say(f"upstreams: {ports}; xdscp checks each one's GET /health")
+        self.step("alpha, beta and gamma register (POST /nacos/v1/ns/instance, ephemeral=false)",
+                  lambda: self.register(0, 1, 2), 3)
+        self.step("gamma's /health starts failing (503)", lambda: self.set_health(2, False), 2)
+        self.step("gamma's /health recovers", lambda: self.set_health(2, True), 3)
+        self.step("beta deregisters (DELETE /nacos/v1/ns/instance)", lambda: self.deregister(1), 2)
+        self.step("alpha and gamma deregister: no instances left", lambda: self.deregister(0, 2), 0)
+        self.step("all three register again", lambda: self.register(0, 1, 2), 3)
 
     def stop(self) -> None:
         if self.envoy is not None:
