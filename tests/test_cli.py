@@ -35,6 +35,11 @@ def test_validate_ok_and_failing(tmp_path: Path, capsys) -> None:
     assert main(["validate", "--config", str(cfg)]) == 1
     assert "cannot read" in capsys.readouterr().err
 
+    (tmp_path / "a-file").write_text("")
+    cfg.write_text(f"sources: [{{kind: embedded, database: {tmp_path / 'a-file' / 'cannot.db'}}}]\n")
+    assert main(["validate", "--config", str(cfg)]) == 1
+    assert "cannot open the embedded registry database" in capsys.readouterr().err
+
     cfg.write_text("admin: {address: 1.2.3.4}\n")
     assert main(["validate", "--config", str(cfg)]) == 1
     assert "admin.address" in capsys.readouterr().err

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import grpc
 
-from xdscp.config import Config
+from xdscp.config import Config, FileSourceConfig
 from xdscp.model.registry import Registry
-from xdscp.model.service import Instance, Service
+from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
-from xdscp.type_urls import CLUSTER
+from xdscp.type_urls import CLUSTER, ENDPOINT
 
-from conftest import eventually, service, start_plane, write_registry
+from conftest import embedded_source, eventually, service, start_plane, write_registry
 from xds_client import node, sotw_request, sotw_stream, unpack
 
 
@@ -78,6 +78,30 @@ async def test_missing_file_at_runtime_keeps_the_last_good_view(tmp_path: Path) 
                 break
             await asyncio.sleep(0.02)
         assert plane.cp.publisher.last_version == version
+    finally:
+        await plane.cp.stop(0)
+
+
+async def test_embedded_and_file_sources_side_by_side(tmp_path: Path) -> None:
+    # The file lists echo on 9001; a client registers echo on 9002 in the embedded registry.
+    write_registry(tmp_path / "registry.yaml", [service("echo", 9001, lb_policy="RANDOM")])
+    plane = await start_plane(tmp_path, None, sources=[
+        FileSourceConfig(kind="file", name="file", path=tmp_path / "registry.yaml", poll_interval=0.02),
+        embedded_source(tmp_path)])
+    try:
+        await plane.wait_published(1)
+        store = plane.cp.sources[1].store  # type: ignore[attr-defined]
+        store.register(ServiceKey("public", "DEFAULT_GROUP", "echo"), Instance(host="127.0.0.1", port=9002))
+        merged = plane.cp.registry.services[ServiceKey("public", "DEFAULT_GROUP", "echo")]
+        assert [i.port for i in merged.instances] == [9001, 9002]
+        assert merged.lb_policy.value == "RANDOM"  # the first source's settings
+        async with grpc.aio.insecure_channel(plane.target) as ch:
+            s = sotw_stream(ch)
+            s.send(sotw_request(ENDPOINT, ["echo"], with_node=node()))
+            cla = unpack((await s.recv()).resources[0])
+            assert sorted(e.endpoint.address.socket_address.port_value
+                          for loc in cla.endpoints for e in loc.lb_endpoints) == [9001, 9002]
+            await s.close()
     finally:
         await plane.cp.stop(0)
 

@@ -52,7 +52,7 @@ def build_source(name: str, cfg: SourceConfig) -> Source:
     try:
         return EmbeddedSource(name, EmbeddedSettings(cfg.database, cfg.heartbeat_unhealthy_after,
                                                      cfg.heartbeat_remove_after, cfg.expiry_interval, checks))
-    except sqlite3.Error as e:
+    except (sqlite3.Error, OSError) as e:
         raise ConfigError(f"cannot open the embedded registry database {cfg.database}: {e}") from None
 
 
@@ -148,6 +148,8 @@ class ControlPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for src in self.sources:
+            src.close()
         if self._grpc is not None:
             await self._grpc.stop(grace)
             self._grpc = None

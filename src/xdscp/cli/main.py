@@ -82,15 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         try:
             cfg = load_config(args.config)
+            sources = build_sources(cfg)
         except ConfigError as e:
             print(f"config {args.config}: {e}", file=sys.stderr)
             return 1
         failed = False
-        for src in build_sources(cfg):
+        for src in sources:
             problems = src.check()
             for problem in problems:
                 print(f"source {src.name} ({src.kind}): {problem}", file=sys.stderr)
             failed |= bool(problems)
+            src.close()
         if failed:
             return 1
         print(f"config {args.config}: ok ({len(cfg.sources)} source(s))")

@@ -22,3 +22,7 @@ class Source(Protocol):
     def check(self) -> list[str]:
         """Problems a one-off read of the registry finds now (for ``xdscp validate``)."""
         ...
+
+    def close(self) -> None:
+        """Release files and connections; called once, after ``run`` has been cancelled."""
+        ...

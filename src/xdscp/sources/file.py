@@ -52,6 +52,9 @@ class FileSource:
             return [f"cannot read {self.path}: {e.strerror}"]
         return []
 
+    def close(self) -> None:
+        pass  # nothing held open between polls
+
     async def run(self, registry: Registry) -> None:
         while True:
             await self.poll_once(registry)

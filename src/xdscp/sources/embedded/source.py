@@ -35,6 +35,9 @@ class EmbeddedSource:
     def check(self) -> list[str]:
         return []  # the database was opened (and its schema checked) in __init__
 
+    def close(self) -> None:
+        self.store.close()
+
     async def run(self, registry: Registry) -> None:
         self.store.bind(registry)
         tasks = [self._expire_forever()]

@@ -87,6 +87,11 @@ class EmbeddedStore:
                     entry.last_beat.setdefault(addr, now)
         registry.apply(self.source_name, FullSnapshot({k: self._service(k) for k in self._entries}))
 
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
     # -- reads ----------------------------------------------------------------------
     def service(self, key: ServiceKey) -> Service | None:
         return self._service(key) if key in self._entries else None
