@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import yaml
 
 from xdscp.local.ports import free_port
-from xdscp.local.processes import terminate
+from xdscp.local.processes import terminate, wait_ready
 
 
 class XdscpProcess:
@@ -61,17 +60,9 @@ class XdscpProcess:
         cmd = [sys.executable, "-m", "xdscp", "serve", "--config", str(self.config_path),
                "--log-level", self.log_level]
         self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"xdscp exited with {self._proc.returncode}: {self.log_text()[-2000:]}")
-            try:
-                if self.admin("/readyz")["ready"]:
-                    return self
-            except (OSError, ValueError):
-                pass
-            time.sleep(0.05)
-        raise TimeoutError(f"xdscp not ready in {timeout}s: {self.log_text()[-2000:]}")
+        wait_ready(self._proc, lambda: bool(self.admin("/readyz")["ready"]), "xdscp",
+                   lambda: self.log_text()[-2000:], timeout)
+        return self
 
     def admin(self, path: str) -> Any:
         try:

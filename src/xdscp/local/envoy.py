@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 
 from xdscp.cli.bootstrap import render_bootstrap, write_bootstrap
 from xdscp.local.ports import free_port
-from xdscp.local.processes import terminate
+from xdscp.local.processes import terminate, wait_ready
 
 REPO_ENVOY_DIR = Path(__file__).resolve().parents[3] / "envoy"
 
@@ -51,16 +50,8 @@ class EnvoyProcess:
         cmd = [envoy_binary(), "-c", str(self.config_path), "--use-dynamic-base-id", "--concurrency", "1",
                "-l", self.log_level, "--log-path", str(self.log_path), "--drain-time-s", "1"]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"envoy exited with {self._proc.returncode}: {self.log_tail()}")
-            try:
-                self.admin("/server_info")
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise TimeoutError(f"envoy admin did not come up in {timeout}s: {self.log_tail()}")
+        wait_ready(self._proc, lambda: bool(self.admin("/server_info")), "envoy", self.log_tail, timeout)
+        return self
 
     def admin(self, path: str) -> str:
         with urllib.request.urlopen(self.admin_url + path, timeout=5) as resp:
