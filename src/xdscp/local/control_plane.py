@@ -59,7 +59,7 @@ class XdscpProcess:
         self._log = self.log_path.open("ab")
         cmd = [sys.executable, "-m", "xdscp", "serve", "--config", str(self.config_path),
                "--log-level", self.log_level]
-        self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir)
         wait_ready(self._proc, lambda: bool(self.admin("/readyz")["ready"]), "xdscp",
                    lambda: self.log_text()[-2000:], timeout)
         return self

@@ -12,95 +12,109 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
-from xdscp.local.registration import deregister, register
 from xdscp.local.traffic import count_responses
-from xdscp.local.upstream import NamedUpstream
+from xdscp.local.upstream_process import UpstreamProcess
 
 NAMES = ("alpha", "beta", "gamma")
 
 
+@dataclass(frozen=True)
+class Step:
+    """One move of the tour, and which upstreams Envoy should route to after it."""
+
+    title: str
+    action: Callable[[], None]
+    expect: frozenset[str]  # upstream names Envoy should send traffic to (empty: 503)
+
+
 class Demo:
-    """Three upstreams registered in xdscp's embedded registry, and a real Envoy routing to them."""
+    """Three upstream processes register themselves in xdscp's embedded registry; a real
+    Envoy routes to them; each step changes something and shows what Envoy then does."""
 
     def __init__(self, workdir: Path, mode: str, out: Callable[[str], None] = print) -> None:
         self.workdir = workdir
         self.mode = mode
         self.say = out
-        self.upstreams: list[NamedUpstream] = []
+        self.upstreams: dict[str, UpstreamProcess] = {}
         self.xdscp: XdscpProcess | None = None
         self.envoy: EnvoyProcess | None = None
-
-    @property
-    def admin(self) -> str:
-        assert self.xdscp is not None
-        return self.xdscp.admin_address
 
     def spread(self, n: int = 30) -> Counter[str]:
         assert self.xdscp is not None
         return count_responses(self.xdscp.listener_port, "echo", n)
 
-    def wait_hosts(self, expected: int, timeout: float = 10.0) -> float:
-        """Seconds until Envoy's /clusters shows ``expected`` healthy echo hosts."""
+    def healthy_hosts(self) -> set[str]:
         assert self.envoy is not None
+        return {a for a, h in self.envoy.cluster_hosts("echo").items() if h["eds_health"] == "HEALTHY"}
+
+    def wait_for(self, names: frozenset[str], timeout: float = 15.0) -> float:
+        """Seconds until Envoy's /clusters shows exactly these upstreams healthy."""
+        want = {self.upstreams[n].address for n in names}
         start = time.monotonic()
-        while time.monotonic() - start < timeout:
-            hosts = self.envoy.cluster_hosts("echo")
-            if sum(1 for h in hosts.values() if h["eds_health"] == "HEALTHY") == expected:
-                return time.monotonic() - start
+        while self.healthy_hosts() != want:
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(f"Envoy did not reach {sorted(names)} in {timeout}s")
             time.sleep(0.01)
-        raise TimeoutError(f"Envoy did not reach {expected} healthy hosts")
+        return time.monotonic() - start
 
-    def step(self, title: str, action: Callable[[], None], healthy: int) -> None:
-        self.say(f"\n== {title}")
-        action()
-        took = self.wait_hosts(healthy)
-        self.say(f"   Envoy's /clusters shows {healthy} healthy host(s) after {took * 1000:.0f} ms")
-        self.say(f"   30 requests through Envoy: {dict(sorted(self.spread().items()))}")
+    def steps(self) -> list[Step]:
+        up = self.upstreams
+        every = frozenset(NAMES)
+        return [
+            Step("alpha, beta and gamma start and register themselves (POST /nacos/v1/ns/instance)",
+                 lambda: self._start(*NAMES), every),
+            Step("gamma's /health starts failing (503); xdscp's checks notice",
+                 lambda: up["gamma"].set_health(False), frozenset({"alpha", "beta"})),
+            Step("gamma's /health recovers", lambda: up["gamma"].set_health(True), every),
+            Step("beta stops, deregistering itself (DELETE /nacos/v1/ns/instance)",
+                 lambda: up["beta"].stop(), frozenset({"alpha", "gamma"})),
+            Step("alpha and gamma stop too: no instance left", lambda: self._stop("alpha", "gamma"), frozenset()),
+            Step("all three start again", lambda: self._start(*NAMES), every),
+        ]
 
-    def register(self, *indices: int) -> None:
-        for i in indices:
-            register(self.admin, "echo", "127.0.0.1", self.upstreams[i].port)
-
-    def deregister(self, *indices: int) -> None:
-        for i in indices:
-            deregister(self.admin, "echo", "127.0.0.1", self.upstreams[i].port)
-
-    def set_health(self, i: int, healthy: bool) -> None:
-        self.upstreams[i].healthy = healthy
-
-    def run(self) -> None:
-        self.upstreams = [NamedUpstream(n).start() for n in NAMES]
+    def run(self, after_step: Callable[[Step], None] | None = None) -> None:
+        """The whole tour; ``after_step`` (tests) runs once Envoy has followed each step."""
         self.xdscp = XdscpProcess(self.workdir, sources=[{
             "kind": "embedded", "database": str(self.workdir / "registry.db"),
             "instance_check": {"type": "http", "path": "/health", "interval": 0.5, "timeout": 0.5,
                                "healthy_threshold": 1, "unhealthy_threshold": 2},
         }]).start()
-        self.say(f"xdscp: xDS on {self.xdscp.xds_address}, admin and registration API on http://{self.admin}")
+        self.say(f"xdscp: xDS on {self.xdscp.xds_address}, admin and registration API on "
+                 f"http://{self.xdscp.admin_address}")
         self.envoy = EnvoyProcess(REPO_ENVOY_DIR / f"bootstrap-{self.mode}.yaml", self.xdscp.xds_address,
                                   self.workdir).start()
         self.say(f"envoy: {self.mode} bootstrap, admin on {self.envoy.admin_url}, "
-                 f"listener on 127.0.0.1:{self.xdscp.listener_port}")
-        ports = ", ".join(f"{u.name}=127.0.0.1:{u.port}" for u in self.upstreams)
-        self.say(f"upstreams: {ports}; xdscp checks each one's GET /health")
-        self.step("alpha, beta and gamma register (POST /nacos/v1/ns/instance, ephemeral=false)",
-                  lambda: self.register(0, 1, 2), 3)
-        self.step("gamma's /health starts failing (503)", lambda: self.set_health(2, False), 2)
-        self.step("gamma's /health recovers", lambda: self.set_health(2, True), 3)
-        self.step("beta deregisters (DELETE /nacos/v1/ns/instance)", lambda: self.deregister(1), 2)
-        self.step("alpha and gamma deregister: no instances left", lambda: self.deregister(0, 2), 0)
-        self.step("all three register again", lambda: self.register(0, 1, 2), 3)
+                 f"listener on 127.0.0.1:{self.xdscp.listener_port} (routes Host: echo)")
+        self.upstreams = {n: UpstreamProcess(n, self.xdscp.admin_address, self.workdir) for n in NAMES}
+        for step in self.steps():
+            self.say(f"\n== {step.title}")
+            step.action()
+            took = self.wait_for(step.expect)
+            self.say(f"   Envoy's /clusters shows {len(step.expect)} healthy host(s) after {took * 1000:.0f} ms")
+            self.say(f"   30 requests through Envoy: {dict(sorted(self.spread().items()))}")
+            if after_step is not None:
+                after_step(step)
+
+    def _start(self, *names: str) -> None:
+        for n in names:
+            self.upstreams[n].start()
+
+    def _stop(self, *names: str) -> None:
+        for n in names:
+            self.upstreams[n].stop()
 
     def stop(self) -> None:
+        for u in self.upstreams.values():
+            u.stop()
         if self.envoy is not None:
             self.envoy.stop()
         if self.xdscp is not None:
             self.xdscp.stop()
-        for u in self.upstreams:
-            u.stop()
 
 
 @contextlib.contextmanager

@@ -49,7 +49,7 @@ class EnvoyProcess:
     def start(self, timeout: float = 20.0) -> EnvoyProcess:
         cmd = [envoy_binary(), "-c", str(self.config_path), "--use-dynamic-base-id", "--concurrency", "1",
                "-l", self.log_level, "--log-path", str(self.log_path), "--drain-time-s", "1"]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
         wait_ready(self._proc, lambda: bool(self.admin("/server_info")), "envoy", self.log_tail, timeout)
         return self
 

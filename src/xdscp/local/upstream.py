@@ -1,10 +1,27 @@
-"""A tiny HTTP upstream that answers with its own name, with a health endpoint to flip."""
+"""A tiny HTTP upstream that answers with its own name, as the demo's services.
+
+    GET  /             its name
+    GET  /health       200 "ok", or 503 once switched to failing
+    POST /health/fail  switch /health to failing
+    POST /health/ok    switch it back
+
+Run as a program with ``--register``, it registers itself in xdscp's embedded registry
+on start (a persistent instance, health-checked by xdscp) and deregisters on SIGTERM or
+Ctrl-C, as a real service would.
+"""
 
 from __future__ import annotations
 
 import argparse
+import signal
+import socket
 import threading
+import time
+import urllib.error
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
+
+from xdscp.local.registration import deregister, register
 
 
 class NamedUpstream:
@@ -25,6 +42,16 @@ class NamedUpstream:
                 else:
                     upstream.requests += 1
                     status, body = 200, upstream.name.encode()
+                self._reply(status, body)
+
+            def do_POST(self) -> None:  # noqa: N802
+                if self.path in ("/health/fail", "/health/ok"):
+                    upstream.healthy = self.path == "/health/ok"
+                    self._reply(200, b"failing" if not upstream.healthy else b"ok")
+                else:
+                    self._reply(404, b"not found")
+
+            def _reply(self, status: int, body: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
@@ -48,14 +75,58 @@ class NamedUpstream:
         self._server.server_close()
 
 
-def main() -> None:
+def _advertised_ip(bind_host: str, registry: str) -> str:
+    """The address others reach us on: the bind address, or the one that routes to the registry."""
+    if bind_host not in ("0.0.0.0", "::"):
+        return bind_host
+    host, _, port = registry.rpartition(":")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect((host, int(port)))  # no packet is sent; this only picks the route
+        return str(s.getsockname()[0])
+
+
+def _register_when_up(registry: str, service: str, ip: str, port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            register(registry, service, ip, port)
+            return
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)  # xdscp may still be starting
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="An HTTP server that answers with its name.")
     p.add_argument("--name", required=True)
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, required=True)
-    args = p.parse_args()
-    up = NamedUpstream(args.name, args.host, args.port)
-    up._server.serve_forever()
+    p.add_argument("--register", metavar="HOST:PORT", help="xdscp's admin address: register there while up")
+    p.add_argument("--service", default="echo", help="service name to register as")
+    p.add_argument("--advertise", help="IP to register (default: the listening or routed address)")
+    args = p.parse_args(argv)
+    up = NamedUpstream(args.name, args.host, args.port).start()
+    ip = ""
+    if args.register:
+        ip = args.advertise or _advertised_ip(args.host, args.register)
+        _register_when_up(args.register, args.service, ip, args.port, timeout=60)
+        print(f"{args.name}: registered {ip}:{args.port} as {args.service} at {args.register}", flush=True)
+    stopping = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stopping.wait()
+    if args.register:
+        try:
+            deregister(args.register, args.service, ip, args.port)
+            print(f"{args.name}: deregistered", flush=True)
+        except (urllib.error.URLError, OSError) as e:
+            print(f"{args.name}: could not deregister: {e}", flush=True)
+    up.stop()
 
 
 if __name__ == "__main__":
