@@ -29,29 +29,11 @@ def envoy_binary() -> str:
     return found
 
 
-class EnvoyProcess:
-    """One Envoy with one worker (exact round robin) and a dynamic base id (no clashes)."""
+class EnvoyAdmin:
+    """Queries against an Envoy admin endpoint (one we started, or one in a container)."""
 
-    def __init__(self, bootstrap: Path, xds_address: str, workdir: Path, *, node_id: str = "envoy-1",
-                 node_cluster: str = "ingress", log_level: str = "warning") -> None:
-        self.admin_port = free_port()
-        self.workdir = workdir
-        self.log_path = workdir / f"envoy-{node_id}.log"
-        doc = render_bootstrap(bootstrap, xds_address, self.admin_port, node_id, node_cluster)
-        self.config_path = write_bootstrap(doc, workdir / f"envoy-{node_id}.yaml")
-        self.log_level = log_level
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
-
-    def start(self, timeout: float = 20.0) -> EnvoyProcess:
-        cmd = [envoy_binary(), "-c", str(self.config_path), "--use-dynamic-base-id", "--concurrency", "1",
-               "-l", self.log_level, "--log-path", str(self.log_path), "--drain-time-s", "1"]
-        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
-        wait_ready(self._proc, lambda: bool(self.admin("/server_info")), "envoy", self.log_tail, timeout)
-        return self
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
 
     def admin(self, path: str) -> str:
         with urllib.request.urlopen(self.admin_url + path, timeout=5) as resp:
@@ -72,7 +54,7 @@ class EnvoyProcess:
         return out
 
     def cluster_hosts(self, cluster: str) -> dict[str, dict[str, Any]]:
-        """``host:port`` -> {"health": [flags...], "weight": int} for one cluster, from /clusters."""
+        """``host:port`` -> {"flags": [...], "eds_health": str, "weight": int} for one cluster, from /clusters."""
         data = json.loads(self.admin("/clusters?format=json"))
         hosts: dict[str, dict[str, Any]] = {}
         for c in data.get("cluster_statuses", []):
@@ -89,6 +71,28 @@ class EnvoyProcess:
     def config_dump(self, resource: str | None = None) -> dict[str, Any]:
         path = "/config_dump?include_eds" + (f"&resource={resource}" if resource else "")
         return json.loads(self.admin(path))
+
+
+class EnvoyProcess(EnvoyAdmin):
+    """One Envoy with one worker (exact round robin) and a dynamic base id (no clashes)."""
+
+    def __init__(self, bootstrap: Path, xds_address: str, workdir: Path, *, node_id: str = "envoy-1",
+                 node_cluster: str = "ingress", log_level: str = "warning") -> None:
+        self.admin_port = free_port()
+        super().__init__(f"http://127.0.0.1:{self.admin_port}")
+        self.workdir = workdir
+        self.log_path = workdir / f"envoy-{node_id}.log"
+        doc = render_bootstrap(bootstrap, xds_address, self.admin_port, node_id, node_cluster)
+        self.config_path = write_bootstrap(doc, workdir / f"envoy-{node_id}.yaml")
+        self.log_level = log_level
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 20.0) -> EnvoyProcess:
+        cmd = [envoy_binary(), "-c", str(self.config_path), "--use-dynamic-base-id", "--concurrency", "1",
+               "-l", self.log_level, "--log-path", str(self.log_path), "--drain-time-s", "1"]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
+        wait_ready(self._proc, lambda: bool(self.admin("/server_info")), "envoy", self.log_tail, timeout)
+        return self
 
     def log_tail(self, lines: int = 20) -> str:
         try:
