@@ -29,11 +29,18 @@ class UpstreamProcess:
     def start(self, timeout: float = 20.0) -> UpstreamProcess:
         cmd = [sys.executable, "-m", "xdscp.local.upstream", "--name", self.name, "--port", str(self.port),
                "--register", self.registry, "--service", self.service]
+        before = self._registrations()  # the log is appended to across restarts
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.log_path.parent)
-        wait_ready(self._proc, lambda: "registered" in self.log_path.read_text(), f"upstream {self.name}",
+        wait_ready(self._proc, lambda: self._registrations() > before, f"upstream {self.name}",
                    lambda: self.log_path.read_text()[-1000:], timeout)
         return self
+
+    def _registrations(self) -> int:
+        try:
+            return self.log_path.read_text().count(": registered ")
+        except FileNotFoundError:
+            return 0
 
     def set_health(self, ok: bool) -> None:
         """Switch its /health endpoint to passing or failing."""
