@@ -113,3 +113,14 @@ def test_switching_an_instance_from_persistent_to_ephemeral_forgets_it_on_disk(t
     store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=True))
     _, reg2, _ = make(tmp_path)
     assert served(reg2) == {}
+
+
+def test_bulk_import_is_loaded_like_registrations(tmp_path: Path) -> None:
+    db = RegistryDatabase(tmp_path / "reg.db")
+    db.import_services([Service(name=f"s{i}", instances=(Instance(host="10.0.0.1", port=80 + i, ephemeral=False),
+                                                         Instance(host="10.0.0.2", port=80)))
+                        for i in range(3)])
+    db.close()
+    _, reg, _ = make(tmp_path)
+    assert {k.name: [i.port for i in s.instances] for k, s in reg.services.items()} == {
+        "s0": [80], "s1": [81], "s2": [82]}  # ephemeral instances are never stored

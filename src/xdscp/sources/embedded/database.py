@@ -80,5 +80,19 @@ class RegistryDatabase:
             (key.namespace, key.group, key.name, host, port),
         )
 
+    def import_services(self, services: list[Service]) -> None:
+        """Store services with their persistent instances in one transaction (bulk loads)."""
+        self._db.execute("BEGIN")
+        try:
+            for svc in services:
+                self.save_service(svc)
+                for inst in svc.instances:
+                    if not inst.ephemeral:
+                        self.save_instance(svc.key, inst)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
     def close(self) -> None:
         self._db.close()
