@@ -40,7 +40,7 @@ class _CheckState:
 class _Entry:
     spec: Service  # validated settings; its own ``instances`` is always empty
     instances: dict[Address, Instance] = field(default_factory=dict)
-    last_beat: dict[Address, float] = field(default_factory=dict)
+    last_beat: dict[Address, float] = field(default_factory=dict)  # ephemeral instances only
     silenced: set[Address] = field(default_factory=set)  # unhealthy by heartbeat silence; a beat heals
     checks: dict[Address, _CheckState] = field(default_factory=dict)
 
@@ -185,12 +185,12 @@ class EmbeddedStore:
         """Mark silent ephemeral instances unhealthy, then remove them."""
         now = self._clock()
         for key, entry in self._entries.items():
+            if not entry.last_beat:
+                continue  # only ephemeral instances have heartbeats, and only they expire
             changed = False
-            for addr in list(entry.instances):
+            for addr in list(entry.last_beat):
                 inst = entry.instances[addr]
-                if not inst.ephemeral:
-                    continue
-                silence = now - entry.last_beat.get(addr, now)
+                silence = now - entry.last_beat[addr]
                 if silence >= remove_after:
                     self._forget(entry, addr)
                     log_event(log, logging.WARNING, "instance.expired", service=repr(key),
