@@ -40,6 +40,8 @@ def test_good_file_parses() -> None:
     (b"services:\n  - name: echo\n    colour: blue\n", "services[0].colour: Extra inputs are not permitted"),
     (b"services: [\n", "invalid YAML"),
     (b"- just a list\n", "top level must be a mapping"),
+    (b"", "the file is empty; write 'services: []'"),
+    (b"# only a comment\n\n", "the file is empty"),
     (b"services:\n  - name: e\n    hash_policy: {header: 'x user'}\n", "line 3: services[0].hash_policy.header"),
     (b"services:\n  - name: e\n    health_check: {path: '/he alth'}\n", "services[0].health_check.path"),
     (b"services:\n  - name: e\n    instances: [{host: 10.0.0.1, port: 1}, {host: 10.0.0.1, port: 1}]\n",
@@ -50,6 +52,10 @@ def test_bad_files_are_rejected_with_location(text: bytes, expected: str) -> Non
         parse_registry_file(text, "reg.yaml")
     assert str(info.value).startswith("reg.yaml: ")
     assert expected in str(info.value)
+
+
+def test_an_explicitly_empty_registry_is_fine() -> None:
+    assert parse_registry_file(b"services: []\n", "reg.yaml") == []
 
 
 def test_json_registry_and_json_errors() -> None:

@@ -64,3 +64,16 @@ async def test_unchanged_content_is_not_reapplied(tmp_path: Path, caplog) -> Non
     path.write_text(TWO)
     await src.poll_once(reg)
     assert [r.getMessage() for r in caplog.records] == ["source.loaded", "source.loaded"]
+
+
+async def test_a_truncated_file_never_wipes_the_registry(tmp_path: Path) -> None:
+    # An in-place writer truncates before it writes; a poll can land in between.
+    path = tmp_path / "registry.yaml"
+    path.write_text(TWO)
+    reg = Registry(["f"])
+    src = FileSource("f", path)
+    await src.poll_once(reg)
+    path.write_text("")
+    await src.poll_once(reg)
+    assert src.last_error is not None and "empty" in src.last_error
+    assert ports(reg) == ["10.0.0.1", "10.0.0.2"]

@@ -32,10 +32,15 @@ def parse_document(data: bytes | str, path: str) -> Any:
         raise DocumentError(path, [Problem("", f"invalid YAML: {e}")]) from None
 
 
-def load_document(data: bytes | str, path: str, model: type[M]) -> M:
-    """Parse and validate; raise DocumentError naming the file, field path and line."""
+def load_document(data: bytes | str, path: str, model: type[M], *, empty: str | None = None) -> M:
+    """Parse and validate; raise DocumentError naming the file, field path and line.
+
+    An empty document means all defaults, unless ``empty`` is given: then it is an error
+    with that message (for files where emptiness is more likely a truncated write)."""
     raw = parse_document(data, path)
     if raw is None:
+        if empty is not None:
+            raise DocumentError(path, [Problem("", empty)])
         raw = {}
     if not isinstance(raw, dict):
         raise DocumentError(path, [Problem("", f"the top level must be a mapping, not {type(raw).__name__}", 1)])

@@ -73,6 +73,9 @@ class FileSource:
         except OSError as e:
             self._fail(f"cannot read {self.path}: {e.strerror}")
             return
+        if _signature(self.path) != sig:
+            self._last_signature = None  # written to while we read it: read again next poll
+            return
         digest = hashlib.blake2b(data, digest_size=16).digest()
         if digest == self._last_digest:
             return

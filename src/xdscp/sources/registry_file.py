@@ -32,7 +32,12 @@ class RegistryFile(BaseModel):
 
 def parse_registry_file(data: bytes, path: str) -> list[Service]:
     """Parse and validate; raise DocumentError naming the file, field and line."""
-    return load_document(data, path, RegistryFile).services
+    return load_document(data, path, RegistryFile, empty=_EMPTY).services
+
+
+# A file caught between truncation and rewrite reads as empty; serving that would remove
+# every service, so emptiness must be said on purpose.
+_EMPTY = "the file is empty; write 'services: []' to serve no services"
 
 
 def write_registry_file(path: Path, services: list[dict[str, Any]]) -> None:
