@@ -41,10 +41,12 @@ test: venv lint sysdeps
 test-fast: venv lint
 	$(PY) -m pytest -q -ra -m "not docker" $(PYTEST_ARGS)
 
-# Registry change -> Envoy, measured with a real Envoy (see bench/README.md).
+# The benchmarks in bench/ (see bench/README.md); they print figures and assert nothing about speed.
 bench: venv
 	$(PY) bench/convergence.py $(BENCH_ARGS)
 	$(PY) bench/embedded.py
+	$(PY) bench/translate.py
+	$(PY) bench/fanout.py --streams 100,1000
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache docker/wheels/*.whl docker/wheels/*.tar.gz
