@@ -47,6 +47,7 @@ bench: venv
 	$(PY) bench/embedded.py
 	$(PY) bench/translate.py
 	$(PY) bench/fanout.py --streams 100,1000
+	$(PY) bench/bandwidth.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache docker/wheels/*.whl docker/wheels/*.tar.gz
