@@ -26,20 +26,14 @@ from envoy.service.discovery.v3.discovery_pb2 import (
     DiscoveryRequest,
     DiscoveryResponse,
 )
+from synthetic_registry import synthetic_registry
 
 from xdscp.app import ControlPlane
 from xdscp.config import Config, EmbeddedSourceConfig
-from xdscp.model.service import Instance, Service
 from xdscp.sources.embedded.database import RegistryDatabase
 from xdscp.type_urls import CLUSTER, ENDPOINT
 
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
-
-
-def registry(services: int, instances: int) -> list[Service]:
-    return [Service(name=f"svc-{i}", instances=tuple(
-        Instance(host=f"10.{i // 250 % 256}.{i % 250}.{j + 1}", port=8080, ephemeral=False)
-        for j in range(instances))) for i in range(services)]
 
 
 class Client:
@@ -93,7 +87,7 @@ async def main() -> None:
     p.add_argument("--services", type=int, default=1000)
     p.add_argument("--instances", type=int, default=10)
     args = p.parse_args()
-    svcs = registry(args.services, args.instances)
+    svcs = synthetic_registry(args.services, args.instances)
     names = [s.name for s in svcs]
     target = svcs[len(svcs) // 2]
     with tempfile.TemporaryDirectory(prefix="xdscp-bw-") as d:

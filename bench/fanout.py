@@ -36,23 +36,17 @@ from envoy.service.discovery.v3.discovery_pb2 import (
     DiscoveryRequest,
     DiscoveryResponse,
 )
+from synthetic_registry import synthetic_registry
 
 from xdscp.cache import wire
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.ports import free_port
-from xdscp.model.service import Instance, Service
 from xdscp.sources.embedded.database import RegistryDatabase
 from xdscp.translation.translator import ListenerSettings, Translator
 from xdscp.type_urls import CLUSTER, ENDPOINT
 
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 STREAMS_PER_WORKER = 1250
-
-
-def registry(services: int, instances: int) -> list[Service]:
-    return [Service(name=f"svc-{i}", instances=tuple(
-        Instance(host=f"10.{i // 250 % 256}.{i % 250}.{j + 1}", port=8080, ephemeral=False)
-        for j in range(instances))) for i in range(services)]
 
 
 # -- clients (worker processes) --------------------------------------------------------
@@ -130,7 +124,7 @@ def _floor_server(port: int, control_port: int, services: int, instances: int, d
 
     from xdscp.cache.resource import Resource
 
-    svcs = registry(services, instances)
+    svcs = synthetic_registry(services, instances)
     snap = Translator(ListenerSettings()).update({s.key: s for s in svcs}, [s.key for s in svcs])
     cds, eds = snap.get(CLUSTER), snap.get(ENDPOINT)
     target = svcs[services // 2]
@@ -266,7 +260,7 @@ def main() -> None:
     p.add_argument("--instances", type=int, default=10)
     p.add_argument("--modes", default="sotw,delta")
     args = p.parse_args()
-    svcs = registry(args.services, args.instances)
+    svcs = synthetic_registry(args.services, args.instances)
     names = [s.name for s in svcs]
     target = svcs[args.services // 2]
     victim = target.instances[0]

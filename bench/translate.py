@@ -12,7 +12,8 @@ import argparse
 import statistics
 import time
 
-from xdscp.model.service import Instance, Service
+from synthetic_registry import synthetic_registry
+
 from xdscp.translation.translator import ListenerSettings, Translator
 from xdscp.type_urls import CLUSTER, ENDPOINT
 
@@ -25,9 +26,7 @@ def main() -> None:
     args = p.parse_args()
 
     t0 = time.perf_counter()
-    services = [Service(name=f"svc-{i}", instances=tuple(
-        Instance(host=f"10.{i // 250 % 256}.{i % 250}.{j + 1}", port=8080) for j in range(args.instances)))
-        for i in range(args.services)]
+    services = synthetic_registry(args.services, args.instances, ephemeral=True)
     t1 = time.perf_counter()
     translator = Translator(ListenerSettings())
     view = {s.key: s for s in services}

@@ -13,6 +13,15 @@ ONE = "services:\n  - name: echo\n    instances: [{host: 10.0.0.1, port: 80}]\n"
 TWO = "services:\n  - name: echo\n    instances: [{host: 10.0.0.1, port: 80}, {host: 10.0.0.2, port: 80}]\n"
 
 
+async def loaded(path: Path, text: str) -> tuple[Registry, FileSource]:
+    """A registry fed by a FileSource that has read ``text`` from ``path`` once."""
+    path.write_text(text)
+    reg = Registry(["f"])
+    src = FileSource("f", path)
+    await src.poll_once(reg)
+    return reg, src
+
+
 def ports(reg: Registry) -> list[str]:
     return sorted(i.host for s in reg.services.values() for i in s.instances)
 
@@ -36,10 +45,7 @@ async def test_configmap_style_symlink_swap_is_seen(tmp_path: Path) -> None:
 
 async def test_half_written_file_is_rejected_then_the_whole_one_loads(tmp_path: Path) -> None:
     path = tmp_path / "registry.yaml"
-    path.write_text(ONE)
-    reg = Registry(["f"])
-    src = FileSource("f", path)
-    await src.poll_once(reg)
+    reg, src = await loaded(path, ONE)
     with path.open("w") as f:  # an in-place rewrite caught halfway
         f.write(TWO[: len(TWO) // 2 + 9])
     await src.poll_once(reg)
@@ -69,10 +75,7 @@ async def test_unchanged_content_is_not_reapplied(tmp_path: Path, caplog) -> Non
 async def test_a_truncated_file_never_wipes_the_registry(tmp_path: Path) -> None:
     # An in-place writer truncates before it writes; a poll can land in between.
     path = tmp_path / "registry.yaml"
-    path.write_text(TWO)
-    reg = Registry(["f"])
-    src = FileSource("f", path)
-    await src.poll_once(reg)
+    reg, src = await loaded(path, TWO)
     path.write_text("")
     await src.poll_once(reg)
     assert src.last_error is not None and "empty" in src.last_error
