@@ -87,7 +87,7 @@ class ControlPlane:
         return {
             "ready": self.publisher.published > 0 and self.xds_port > 0,
             "sources": {s.name: {"synced": self.registry.is_synced(s.name),
-                                 "last_error": getattr(s, "last_error", None)} for s in self.sources},
+                                 "last_error": s.last_error} for s in self.sources},
             "version": self.publisher.last_version,
         }
 

@@ -25,6 +25,7 @@ class EmbeddedSource:
     """``kind: embedded``; its store is what the registration APIs write to."""
 
     kind = "embedded"
+    last_error: str | None = None  # its input is validated per API call, never rejected whole
 
     def __init__(self, name: str, settings: EmbeddedSettings) -> None:
         self.name = name
