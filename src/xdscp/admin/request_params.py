@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from xdscp.errors import XdscpError
 
+_N = TypeVar("_N", int, float)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
@@ -50,9 +51,7 @@ class Params:
             value = int(raw)
         except ValueError:
             raise ParamError(name, f"Param '{name}' must be an integer, not {raw!r}.") from None
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise ParamError(name, f"Param '{name}' must be between {low} and {high}, not {value}.")
-        return value
+        return _check_range(name, value, low, high)
 
     def number(self, name: str, default: float | None = None, *, low: float | None = None,
                high: float | None = None) -> float | None:
@@ -63,9 +62,9 @@ class Params:
             value = float(raw)
         except ValueError:
             raise ParamError(name, f"Param '{name}' must be a number, not {raw!r}.") from None
-        if not math.isfinite(value) or (low is not None and value < low) or (high is not None and value > high):
-            raise ParamError(name, f"Param '{name}' must be between {low} and {high}, not {raw}.")
-        return value
+        if not math.isfinite(value):
+            raise ParamError(name, f"Param '{name}' must be a finite number, not {raw}.")
+        return _check_range(name, value, low, high)
 
     def boolean(self, name: str, default: bool | None = None) -> bool | None:
         raw = self.text(name)
@@ -91,6 +90,14 @@ class Params:
         if not isinstance(value, dict):
             raise ParamError(name, f"Param '{name}' must be a JSON object.")
         return value
+
+
+def _check_range(name: str, value: _N, low: _N | None, high: _N | None) -> _N:
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = " and ".join(b for b in (f"at least {low}" if low is not None else "",
+                                          f"at most {high}" if high is not None else "") if b)
+        raise ParamError(name, f"Param '{name}' must be {bounds}, not {value}.")
+    return value
 
 
 def _legacy_pairs(raw: str) -> dict[str, str] | None:

@@ -138,7 +138,7 @@ class Stream(ABC):
                 snapshot = self.env.cache.get(self.group) if self.group is not None else None
                 if snapshot is None:
                     continue  # nothing published yet: never serve an empty world
-                for type_url in self.ordered(list(self.statuses())):
+                for type_url in self.ordered(list(self.types)):
                     msg = self.respond(type_url, snapshot)
                     if msg is not None:
                         yield msg
