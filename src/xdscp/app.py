@@ -36,10 +36,17 @@ from xdscp.translation.translator import ListenerSettings, SourceSettings, Trans
 
 log = logging.getLogger("xdscp")
 
-_GRPC_OPTIONS = [
+PENDING_CALLS_LIMIT = 1_000_000
+GRPC_SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    # grpc.aio accepts new calls one at a time. When thousands of Envoys reconnect at
+    # once (a restart, a failover), gRPC core queues the calls it has not handed over
+    # yet and, past 1,000 queued (soft) to 3,000 (hard), cancels them at random: the
+    # reconnect storm then repeats with backoff. A queued call costs little; accept them.
+    ("grpc.server.max_pending_requests", PENDING_CALLS_LIMIT),
+    ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS_LIMIT),
 ]
 
 
@@ -107,7 +114,7 @@ class ControlPlane:
             run = functools.partial(src.run, self.registry)
             self._tasks.append(asyncio.create_task(_supervised(f"source:{src.name}", run)))
 
-        server = aio.server(options=_GRPC_OPTIONS)
+        server = aio.server(options=GRPC_SERVER_OPTIONS)
         self._grpc = server
         add_xds_services(server, self.env)
         xds_host, port = split_host_port(self.cfg.xds.address)
