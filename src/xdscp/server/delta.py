@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
 from xdscp.cache import wire
 from xdscp.cache.resource import Resource
-from xdscp.cache.snapshot import Snapshot
+from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.logfmt import log_event
+from xdscp.server.names_pool import EMPTY
 from xdscp.server.stream import Stream, log
 from xdscp.server.tracker import TypeStatus
 
 # DeltaDiscoveryResponse field numbers.
 _SYSTEM_VERSION, _TYPE_URL, _NONCE, _REMOVED = 1, 4, 5, 6
-# In ``known``: the client was told this subscribed name does not exist.
+# What a client holds of a subscribed name that does not exist: it was told so.
 _ABSENT = "\0absent"
 
 
@@ -25,11 +27,17 @@ class _TypeState:
     status: TypeStatus = field(default_factory=TypeStatus)
     requested: bool = False
     wildcard: bool = False
-    names: set[str] = field(default_factory=set)
-    known: dict[str, str] = field(default_factory=dict)  # name -> version the client holds
+    names: frozenset[str] = EMPTY  # pooled: shared by every stream with this subscription
+    # What the client holds is the view of ``held`` (the TypeSnapshot last answered) for
+    # ``held_names`` / ``held_wildcard``, except for the names in ``overrides``. Between
+    # responses only the names a request touched are overridden, so an idle stream holds
+    # three shared references instead of a name -> version map.
+    held: TypeSnapshot | None = None
+    held_names: frozenset[str] = EMPTY
+    held_wildcard: bool = False
+    overrides: dict[str, str | None] = field(default_factory=dict)  # None: holds nothing
     pending: set[str] = field(default_factory=set)  # names to check on the next response
     full: bool = True  # compare everything, not only what changed
-    synced: str | None = None
     nonce: str | None = None
 
 
@@ -57,65 +65,89 @@ class DeltaStream(Stream):
         st.requested = True
         if first:
             # Reconnect: what the client already holds is not sent again.
-            st.known.update(req.initial_resource_versions)
+            st.overrides.update(req.initial_resource_versions)
             st.full = True
             if not req.resource_names_subscribe:
                 st.wildcard = True  # legacy wildcard: first request names nothing
-        for name in req.resource_names_subscribe:
-            if name == "*":
+        names = st.names
+        subscribe = req.resource_names_subscribe
+        unsubscribe = req.resource_names_unsubscribe
+        if subscribe:
+            added = frozenset(subscribe)
+            if "*" in added:
                 st.wildcard = True
                 st.full = True
-                continue
-            st.names.add(name)
-            st.pending.add(name)
+                added = added - {"*"}
+            names = names | added
+            st.pending |= added
             if not first:
-                st.known.pop(name, None)  # subscribing again asks for the resource again
-        for name in req.resource_names_unsubscribe:
-            if name == "*":
+                for name in added:
+                    st.overrides[name] = None  # subscribing again asks for the resource again
+        if unsubscribe:
+            gone = frozenset(unsubscribe)
+            if "*" in gone:
                 st.wildcard = False
-                st.known = {n: v for n, v in st.known.items() if n in st.names}
-                continue
-            st.names.discard(name)
-            st.pending.discard(name)
-            st.known.pop(name, None)
+                st.held_wildcard = False  # it may drop what only the wildcard gave it
+                gone = gone - {"*"}
+            names = names - gone
+            st.pending -= gone
+            for name in gone:
+                st.overrides[name] = None
+        if names is not st.names:
+            st.names = self.env.names.canonical(names)
+
+    def _holds(self, st: _TypeState, type_url: str, name: str) -> str | None:
+        """The version of ``name`` the client holds, _ABSENT, or None for nothing."""
+        if name in st.overrides:
+            return st.overrides[name]
+        if st.held is None or not (st.held_wildcard or name in st.held_names):
+            return None
+        res = st.held.resources.get(name)
+        if res is None and name in st.held_names:
+            res = self.env.placeholder(type_url, name)
+            return _ABSENT if res is None else res.version
+        return None if res is None else res.version
 
     def respond(self, type_url: str, snapshot: Snapshot) -> bytes | None:
         st = self.types[type_url]
         if not st.requested:
             return None
         ts = snapshot.get(type_url)
-        if st.synced == ts.version and not st.pending and not st.full:
+        held = st.held
+        if held is not None and held.version == ts.version and not st.pending and not st.full:
             return None
-        candidates: set[str]
-        if st.full or st.synced is None or st.synced not in (ts.version, ts.prev_version):
-            candidates = set(st.known) | st.names | (set(ts.resources) if st.wildcard else set())
-        elif st.synced == ts.version:
-            candidates = set(st.pending)
+        candidates: Collection[str]
+        if st.full or held is None or held.version not in (ts.version, ts.prev_version):
+            candidates = st.overrides.keys() | st.names
+            if st.wildcard:
+                candidates |= ts.resources.keys()
+            if held is not None and st.held_wildcard:
+                candidates |= held.resources.keys()  # those gone since must be removed
+        elif held.version == ts.version:
+            candidates = st.pending | st.overrides.keys()
         else:
-            candidates = set(ts.changed) | st.pending
+            candidates = ts.changed | st.pending | st.overrides.keys()
         send: list[Resource] = []
         removed: list[str] = []
         for name in sorted(candidates):
             subscribed = name in st.names
             if not (subscribed or st.wildcard):
                 continue
+            holds = self._holds(st, type_url, name)
             res = ts.resources.get(name)
             if res is None and subscribed:
                 res = self.env.placeholder(type_url, name)
             if res is None:
-                if st.known.get(name) != _ABSENT and (subscribed or name in st.known):
+                # Removed: what the client holds, and a subscribed name it was never told of.
+                if holds != _ABSENT and (subscribed or holds is not None):
                     removed.append(name)
-                    if subscribed:
-                        st.known[name] = _ABSENT
-                    else:
-                        del st.known[name]
-                continue
-            if st.known.get(name) != res.version:
+            elif holds != res.version:
                 send.append(res)
-                st.known[name] = res.version
-        st.pending.clear()
+        # The client now holds this snapshot's view of its subscription.
+        st.held, st.held_names, st.held_wildcard = ts, st.names, st.wildcard
+        st.overrides = {}
+        st.pending = set()
         st.full = False
-        st.synced = ts.version
         if not send and not removed:
             return None
         nonce = self.next_nonce()

@@ -34,11 +34,15 @@ XDS_SERVICES: dict[str, tuple[str | None, str, str]] = {
 
 
 def _handler(stream_cls: type[Stream], env: ServerEnv, fixed_type: str | None) -> grpc.RpcMethodHandler:
-    async def handle(requests: AsyncIterator[bytes], context: aio.ServicerContext) -> AsyncIterator[bytes]:
+    # A coroutine using context.read/write, not an async generator: grpc's generator
+    # driver keeps the last response referenced while the stream idles, and an Envoy's
+    # first response can be the whole snapshot.
+    async def handle(_requests: AsyncIterator[bytes], context: aio.ServicerContext) -> None:
         stream = stream_cls(env, fixed_type, context.peer())
         try:
-            async for message in stream.serve(requests):
-                yield message
+            async for message in stream.serve(context.read):
+                await context.write(message)
+                del message
         except ProtocolError as e:
             log_event(log, logging.WARNING, "xds.bad_request", node=stream.node_id, stream=stream.id,
                       peer=stream.peer, reason=str(e))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
@@ -12,6 +13,7 @@ from xdscp.cache import wire
 from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.logfmt import log_event
+from xdscp.server.names_pool import EMPTY
 from xdscp.server.stream import Stream, log
 from xdscp.server.tracker import TypeStatus
 from xdscp.type_urls import FULL_STATE
@@ -35,11 +37,12 @@ class _TypeState:
     requested: bool = False
     wildcard: bool = False
     legacy_wildcard: bool = False
-    names: set[str] = field(default_factory=set)
-    added: set[str] = field(default_factory=set)  # subscribed since the last response
+    names: frozenset[str] = EMPTY  # pooled: shared by every stream with this subscription
+    added: frozenset[str] = EMPTY  # subscribed since the last response
     dirty: bool = False  # the subscription changed since the last response
-    sent: dict[str, str] = field(default_factory=dict)  # name -> version the client was sent
-    synced: str | None = None  # the TypeSnapshot version last answered
+    # The TypeSnapshot last answered. The client holds its version of every subscribed
+    # name: one shared reference instead of a name -> version map per stream.
+    held: TypeSnapshot | None = None
     resume_version: str | None = None  # version_info of a new stream's first request
     nonce: str | None = None  # nonce of the last response
     names_digest: bytes | None = None  # of the last request's resource_names
@@ -77,24 +80,26 @@ class SotwStream(Stream):
         if digest == st.names_digest:
             return  # an ACK repeating its names (Envoy's EDS ACKs list every cluster): nothing changed
         st.names_digest = digest
-        names = set(req.resource_names)
+        names = self.env.names.by_digest(digest, req.resource_names)
         legacy = False
         if "*" in names:
             wildcard = True
-            names.discard("*")
+            names = self.env.names.canonical(names - {"*"})
         elif not names and (first or st.legacy_wildcard):
             # An empty list is a wildcard on the first request and for as long as the
             # client never named a resource (xDS "legacy wildcard").
             wildcard = legacy = True
         else:
             wildcard = False
-        if wildcard == st.wildcard and names == st.names:
+        if wildcard == st.wildcard and (names is st.names or names == st.names):
             return
         st.dirty = True
-        st.added |= names - st.names
-        for gone in st.names - names:
-            st.sent.pop(gone, None)
-            st.added.discard(gone)
+        if wildcard != st.wildcard:
+            st.held = None  # what the client holds no longer follows from the names: resend all
+        if not st.names and not st.added:
+            st.added = names  # the usual first subscription: share the pooled set
+        else:
+            st.added = (st.added | (names - st.names)) & names
         st.wildcard, st.legacy_wildcard, st.names = wildcard, legacy, names
 
     def respond(self, type_url: str, snapshot: Snapshot) -> bytes | None:
@@ -120,32 +125,32 @@ class SotwStream(Stream):
         """
         if not (type_url in FULL_STATE and st.wildcard) or st.resume_version != ts.version:
             return False
-        st.synced = ts.version
+        st.held = ts
         st.dirty = False
-        st.added.clear()
+        st.added = EMPTY
         st.status.version_acked = ts.version
         log_event(log, logging.INFO, "xds.resume", node=self.node_id, type=type_url, version=ts.version,
                   stream=self.id)
         return True
 
     def _respond_full(self, st: _TypeState, type_url: str, ts: TypeSnapshot) -> bytes | None:
-        if not st.dirty and st.synced == ts.version:
+        if not st.dirty and st.held is not None and st.held.version == ts.version:
             return None
         if st.wildcard:
             body, count = ts.sotw_body(), len(ts.resources)
         else:
             chosen = [ts.resources[n] for n in sorted(st.names) if n in ts.resources]
             body, count = b"".join(r.sotw_entry for r in chosen), len(chosen)
-        st.sent = {}  # full-state types resend everything; nothing to remember per name
         return self._emit(st, type_url, ts, body, count)
 
     def _respond_changes(self, st: _TypeState, type_url: str, ts: TypeSnapshot) -> bytes | None:
-        if st.synced == ts.version:
-            candidates: set[str] | frozenset[str] | list[str] = st.added
-        elif st.synced is not None and st.synced == ts.prev_version:
-            candidates = set(ts.changed) | st.added
-        else:
-            candidates = set(ts.resources) | st.names if st.wildcard else st.names
+        held = st.held
+        if held is not None and held.version == ts.version:
+            candidates: Collection[str] = st.added
+        elif held is not None and held.version == ts.prev_version:
+            candidates = ts.changed | st.added
+        else:  # several versions behind, or nothing held yet: compare every name
+            candidates = ts.resources.keys() | st.names if st.wildcard else st.names
         to_send: list[Resource] = []
         for name in sorted(candidates):
             subscribed = name in st.names
@@ -154,21 +159,26 @@ class SotwStream(Stream):
             res = ts.resources.get(name)
             if res is None and subscribed:
                 res = self.env.placeholder(type_url, name)
-            if res is not None and st.sent.get(name) != res.version:
-                to_send.append(res)
-        st.added.clear()
+            if res is None:
+                continue
+            if held is not None and name not in st.added:
+                old = held.resources.get(name)
+                if old is None and subscribed:
+                    old = self.env.placeholder(type_url, name)
+                if old is not None and old.version == res.version:
+                    continue
+            to_send.append(res)
+        st.added = EMPTY
         st.dirty = False
         if not to_send:
-            st.synced = ts.version
+            st.held = ts
             return None
-        for res in to_send:
-            st.sent[res.name] = res.version
         return self._emit(st, type_url, ts, b"".join(r.sotw_entry for r in to_send), len(to_send))
 
     def _emit(self, st: _TypeState, type_url: str, ts: TypeSnapshot, body: bytes, count: int) -> bytes:
         nonce = self.next_nonce()
         st.nonce = nonce
-        st.synced = ts.version
+        st.held = ts
         st.dirty = False
         self.record_response(st.status, type_url, ts.version, nonce, count)
         return b"".join((

@@ -6,8 +6,8 @@ import asyncio
 import itertools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from envoy.config.core.v3.base_pb2 import Node
@@ -20,12 +20,15 @@ from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot
 from xdscp.errors import ProtocolError
 from xdscp.logfmt import log_event
+from xdscp.server.names_pool import NamesPool
 from xdscp.server.tracker import StreamTracker, TypeStatus
 from xdscp.type_urls import PUSH_ORDER
 
 log = logging.getLogger("xdscp.server")
 
 _stream_ids = itertools.count(1)
+# context.read of a grpc.aio call: the next request's bytes, or aio.EOF.
+Reader = Callable[[], Awaitable[object]]
 # DiscoveryResponse.control_plane (6) and DeltaDiscoveryResponse.control_plane (7) carry
 # a ControlPlane{identifier=1}; it is constant, so it is encoded once.
 CONTROL_PLANE_ID = "xdscp"
@@ -42,6 +45,7 @@ class ServerEnv:
     grouper: NodeGrouper
     tracker: StreamTracker
     placeholder: Callable[[str, str], Resource | None]
+    names: NamesPool = field(default_factory=NamesPool)
 
 
 class Stream(ABC):
@@ -123,10 +127,14 @@ class Stream(ABC):
         known = [t for t in PUSH_ORDER if t in type_urls]
         return known + [t for t in type_urls if t not in PUSH_ORDER]
 
-    async def serve(self, requests: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-        """Yield encoded responses until the client closes or breaks the protocol."""
+    async def serve(self, read: Reader) -> AsyncIterator[bytes]:
+        """Yield encoded responses until the client closes or breaks the protocol.
+
+        ``read`` is the call's ``context.read``: unlike grpc's request iterator, it keeps
+        no reference to the last request.
+        """
         self.env.tracker.add(self)
-        reader = asyncio.ensure_future(self._read(requests))
+        reader = asyncio.ensure_future(self._read(read))
         reader.add_done_callback(lambda _: self.wake.set())
         try:
             while True:
@@ -142,6 +150,10 @@ class Stream(ABC):
                     msg = self.respond(type_url, snapshot)
                     if msg is not None:
                         yield msg
+                        # An idle stream must not pin its last response: the first one
+                        # can be the whole snapshot (600 KB for 1,000 assignments).
+                        del msg
+                del snapshot
         finally:
             reader.cancel()
             self.env.tracker.remove(self)
@@ -150,9 +162,13 @@ class Stream(ABC):
             log_event(log, logging.INFO, "stream.close", node=self.node_id, transport=self.transport,
                       stream=self.id)
 
-    async def _read(self, requests: AsyncIterable[bytes]) -> None:
-        async for raw in requests:
+    async def _read(self, read: Reader) -> None:
+        while True:
+            raw = await read()
+            if not isinstance(raw, bytes):
+                return  # aio.EOF: the client closed its side
             self.on_request(self.parse(raw))
+            del raw  # nor its last request while it waits for the next
             self.wake.set()
 
     @staticmethod

@@ -1,0 +1,168 @@
+"""The SotW and Delta state machines driven directly, without gRPC: a stream that falls
+several snapshots behind, subscription changes between responses, and the per-stream
+state an idle stream keeps (shared, not copied)."""
+
+from __future__ import annotations
+
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.service.discovery.v3.discovery_pb2 import (
+    DeltaDiscoveryRequest,
+    DeltaDiscoveryResponse,
+    DiscoveryRequest,
+    DiscoveryResponse,
+)
+
+from xdscp.cache.cache import SnapshotCache
+from xdscp.cache.node_group import node_grouper
+from xdscp.cache.resource import Resource
+from xdscp.cache.snapshot import Snapshot, TypeSnapshot
+from xdscp.server.delta import DeltaStream
+from xdscp.server.sotw import SotwStream
+from xdscp.server.stream import ServerEnv
+from xdscp.server.tracker import StreamTracker
+from xdscp.translation.placeholders import missing_resource
+from xdscp.type_urls import ENDPOINT
+
+
+def env() -> ServerEnv:
+    return ServerEnv(SnapshotCache(), node_grouper("cluster"), StreamTracker(), missing_resource)
+
+
+def cla(name: str, port: int) -> Resource:
+    msg = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
+    ep = msg.endpoints.add().lb_endpoints.add().endpoint.address.socket_address
+    ep.address, ep.port_value = "10.0.0.1", port
+    return Resource.of(ENDPOINT, name, msg)
+
+
+def snap(ts: TypeSnapshot) -> Snapshot:
+    return Snapshot({ENDPOINT: ts})
+
+
+def sotw_names(raw: bytes | None) -> list[str]:
+    assert raw is not None
+    out = []
+    for any_ in DiscoveryResponse.FromString(raw).resources:
+        c = endpoint_pb2.ClusterLoadAssignment()
+        any_.Unpack(c)
+        out.append(c.cluster_name)
+    return out
+
+
+def delta_parts(raw: bytes | None) -> tuple[list[str], list[str]]:
+    assert raw is not None
+    r = DeltaDiscoveryResponse.FromString(raw)
+    return [x.name for x in r.resources], list(r.removed_resources)
+
+
+NAMES = [f"svc-{i}" for i in range(10)]
+V1 = TypeSnapshot.build(ENDPOINT, [cla(n, 80) for n in NAMES])
+
+
+def sotw_synced(e: ServerEnv, names: list[str]) -> tuple[SotwStream, str]:
+    s = SotwStream(e, None, "test")
+    s.on_request(DiscoveryRequest(type_url=ENDPOINT, resource_names=names, node={"id": "n"}))
+    first = s.respond(ENDPOINT, snap(V1))
+    assert sorted(sotw_names(first)) == sorted(names)
+    nonce = DiscoveryResponse.FromString(first).nonce  # type: ignore[arg-type]
+    s.on_request(DiscoveryRequest(type_url=ENDPOINT, resource_names=names, version_info=V1.version,
+                                  response_nonce=nonce))
+    assert s.respond(ENDPOINT, snap(V1)) is None  # the ACK asks for nothing new
+    return s, nonce
+
+
+def test_sotw_stream_several_versions_behind_gets_exactly_what_changed() -> None:
+    s, _ = sotw_synced(env(), NAMES)
+    v2 = V1.evolve({"svc-1": cla("svc-1", 81)}, ())
+    v3 = v2.evolve({"svc-2": cla("svc-2", 82)}, ["svc-3"])
+    v4 = v3.evolve({"svc-1": cla("svc-1", 80)}, ())  # back to what the client holds
+    assert v4.prev_version != V1.version  # the stream skipped v2 and v3: no shortcut applies
+    # svc-3 is gone: a SotW EDS client gets an empty assignment for it.
+    assert sotw_names(s.respond(ENDPOINT, snap(v4))) == ["svc-2", "svc-3"]
+
+
+def test_sotw_subscription_change_sends_only_new_names_and_resends_a_returning_one() -> None:
+    s, nonce = sotw_synced(env(), NAMES[:5])
+    s.on_request(DiscoveryRequest(type_url=ENDPOINT, resource_names=NAMES[:3] + NAMES[5:7],
+                                  version_info=V1.version, response_nonce=nonce))
+    out = s.respond(ENDPOINT, snap(V1))
+    assert sotw_names(out) == ["svc-5", "svc-6"]
+    nonce = DiscoveryResponse.FromString(out).nonce  # type: ignore[arg-type]
+    s.on_request(DiscoveryRequest(type_url=ENDPOINT, resource_names=NAMES[:5],
+                                  version_info=V1.version, response_nonce=nonce))
+    assert sotw_names(s.respond(ENDPOINT, snap(V1))) == ["svc-3", "svc-4"]  # dropped, then asked again
+
+
+def test_sotw_streams_with_one_subscription_share_its_names() -> None:
+    e = env()
+    a, _ = sotw_synced(e, NAMES)
+    b, _ = sotw_synced(e, NAMES)
+    assert a.types[ENDPOINT].names is b.types[ENDPOINT].names
+    assert a.types[ENDPOINT].held is b.types[ENDPOINT].held is V1
+
+
+def delta_synced(e: ServerEnv, names: list[str]) -> tuple[DeltaStream, str]:
+    s = DeltaStream(e, None, "test")
+    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=names, node={"id": "n"}))
+    first = s.respond(ENDPOINT, snap(V1))
+    assert sorted(delta_parts(first)[0]) == sorted(names)
+    nonce = DeltaDiscoveryResponse.FromString(first).nonce  # type: ignore[arg-type]
+    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, response_nonce=nonce))
+    assert s.respond(ENDPOINT, snap(V1)) is None
+    return s, nonce
+
+
+def test_delta_stream_several_versions_behind_gets_exactly_what_changed() -> None:
+    s, _ = delta_synced(env(), NAMES)
+    v2 = V1.evolve({"svc-1": cla("svc-1", 81)}, ())
+    v3 = v2.evolve({"svc-2": cla("svc-2", 82)}, ["svc-3"])
+    v4 = v3.evolve({"svc-1": cla("svc-1", 80)}, ())
+    # A subscribed EDS name that disappears gets the empty stand-in, not a removal.
+    assert delta_parts(s.respond(ENDPOINT, snap(v4))) == (["svc-2", "svc-3"], [])
+
+
+def test_delta_unsubscribe_then_subscribe_again_resends() -> None:
+    s, nonce = delta_synced(env(), NAMES[:4])
+    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_unsubscribe=["svc-0"],
+                                       resource_names_subscribe=["svc-5"], response_nonce=nonce))
+    out = s.respond(ENDPOINT, snap(V1))
+    assert delta_parts(out) == (["svc-5"], [])
+    nonce = DeltaDiscoveryResponse.FromString(out).nonce  # type: ignore[arg-type]
+    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=["svc-0", "svc-1"],
+                                       response_nonce=nonce))
+    # svc-0 came back, svc-1 was asked again: both are sent (xDS: re-subscribing re-requests).
+    assert delta_parts(s.respond(ENDPOINT, snap(V1))) == (["svc-0", "svc-1"], [])
+
+
+def test_delta_wildcard_removal_after_lagging() -> None:
+    s = DeltaStream(env(), None, "test")
+    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, node={"id": "n"}))  # legacy wildcard
+    assert sorted(delta_parts(s.respond(ENDPOINT, snap(V1)))[0]) == NAMES
+    v2 = V1.evolve({}, ["svc-4"])
+    v3 = v2.evolve({"svc-11": cla("svc-11", 80)}, ["svc-5"])
+    assert delta_parts(s.respond(ENDPOINT, snap(v3))) == (["svc-11"], ["svc-4", "svc-5"])
+    assert s.respond(ENDPOINT, snap(v3)) is None
+
+
+def test_delta_streams_with_one_subscription_share_its_names_and_keep_no_map() -> None:
+    e = env()
+    a, _ = delta_synced(e, NAMES)
+    b, _ = delta_synced(e, list(reversed(NAMES)))
+    sa, sb = a.types[ENDPOINT], b.types[ENDPOINT]
+    assert sa.names is sb.names
+    assert sa.held is sb.held is V1
+    assert not sa.overrides and not sb.overrides and not sa.pending
+
+
+def test_delta_leaving_and_rejoining_the_wildcard_between_responses_resends() -> None:
+    s = DeltaStream(env(), None, "test")
+    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, node={"id": "n"}))  # legacy wildcard
+    first = s.respond(ENDPOINT, snap(V1))
+    nonce = DeltaDiscoveryResponse.FromString(first).nonce  # type: ignore[arg-type]
+    # Two requests before the stream answers: leaving the wildcard lets the client drop
+    # what only the wildcard gave it, so rejoining must send those again.
+    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_unsubscribe=["*"],
+                                       resource_names_subscribe=["svc-0"], response_nonce=nonce))
+    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=["*"]))
+    # (svc-0 is sent too: naming a resource in a subscribe asks for it again.)
+    assert sorted(delta_parts(s.respond(ENDPOINT, snap(V1)))[0]) == NAMES
