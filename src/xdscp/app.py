@@ -82,7 +82,7 @@ class ControlPlane:
         )
         self.cache = SnapshotCache()
         self.tracker = StreamTracker()
-        self.publisher = Publisher(self.registry, self.translator, self.cache)
+        self.publisher = Publisher(self.registry, self.translator, self.cache, cfg.xds.debounce)
         self.env = ServerEnv(self.cache, node_grouper(cfg.node_group_by), self.tracker, missing_resource)
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: aio.Server | None = None

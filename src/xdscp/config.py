@@ -40,6 +40,8 @@ class XdsConfig(_Address):
     # ADS) per-type streams to the bootstrap's static cluster ``xds_cluster``.
     config_source: Literal["ads", "grpc", "delta_grpc"] = "ads"
     xds_cluster: str = "xdscp"
+    # Seconds to gather a burst of registry changes into one push (0: push each at once).
+    debounce: float = Field(default=0.003, ge=0, le=5)
 
 
 class AdminConfig(_Address):

@@ -78,6 +78,10 @@ class Registry:
     async def wait_changes(self) -> set[ServiceKey]:
         """Wait until something changed, then return (and forget) the changed keys."""
         await self._changed.wait()
+        return self.take_changes()
+
+    def take_changes(self) -> set[ServiceKey]:
+        """The keys changed since the last call (possibly none), forgotten once returned."""
         self._changed.clear()
         dirty, self._dirty = self._dirty, set()
         return dirty

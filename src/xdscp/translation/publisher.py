@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -17,16 +18,21 @@ log = logging.getLogger(__name__)
 class Publisher:
     """Waits for registry changes, translates them, publishes one snapshot to every group.
 
-    Changes that arrive while a translation runs are merged into the next one, so a
-    burst costs one publish per translation, with no timer delaying the first.
+    After the first change of a burst it waits ``debounce`` seconds and publishes
+    everything that arrived meanwhile as one snapshot: a rolling deploy that registers
+    a hundred instances in a few milliseconds costs one push to every stream, not a
+    hundred. The wait is fixed, not reset by later changes, so steady churn cannot
+    postpone a push indefinitely.
     Nothing is published until every source has synced once: a control plane that
     restarts with one registry unreachable must not serve a world without its services.
     """
 
-    def __init__(self, registry: Registry, translator: Translator, cache: SnapshotCache) -> None:
+    def __init__(self, registry: Registry, translator: Translator, cache: SnapshotCache,
+                 debounce: float = 0.0) -> None:
         self.registry = registry
         self.translator = translator
         self.cache = cache
+        self.debounce = debounce
         self.published = 0
         self.last_version: str | None = None
 
@@ -38,6 +44,9 @@ class Publisher:
                 continue
             if not pending and self.published:
                 continue
+            if self.debounce and self.published:
+                await asyncio.sleep(self.debounce)
+                pending |= self.registry.take_changes()
             self.publish(pending)
             pending = set()
 
