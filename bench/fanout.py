@@ -38,10 +38,10 @@ from envoy.service.discovery.v3.discovery_pb2 import (
 )
 from synthetic_registry import synthetic_registry
 
-from xdscp.app import GRPC_SERVER_OPTIONS
 from xdscp.cache import wire
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.ports import free_port
+from xdscp.server.services import GRPC_SERVER_OPTIONS
 from xdscp.sources.embedded.database import RegistryDatabase
 from xdscp.translation.translator import ListenerSettings, Translator
 from xdscp.type_urls import CLUSTER, ENDPOINT
@@ -204,16 +204,29 @@ def _floor_server(port: int, control_port: int, services: int, instances: int, d
 
 
 # -- driver ------------------------------------------------------------------------------
+def tree(pid: int) -> list[int]:
+    """``pid`` and its child processes (xdscp's workers)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return [pid] + [p for k in kids for p in tree(k)]
+
+
 def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in tree(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    total = 0
+    for p in tree(pid):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
 
 
 @dataclass
@@ -271,13 +284,14 @@ def main() -> None:
     p.add_argument("--services", type=int, default=1000)
     p.add_argument("--instances", type=int, default=10)
     p.add_argument("--modes", default="sotw,delta")
+    p.add_argument("--workers", type=int, default=1, help="xdscp processes sharing the xDS port")
     args = p.parse_args()
     svcs = synthetic_registry(args.services, args.instances)
     names = [s.name for s in svcs]
     target = svcs[args.services // 2]
     victim = target.instances[0]
     print(f"fan-out of one instance change, {args.services} services x {args.instances} instances, "
-          f"{os.cpu_count()} cores")
+          f"{os.cpu_count()} cores, xdscp workers: {args.workers}")
     print(f"{'mode':<6}{'N':>7} {'server':<7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu s':>8}{'KiB/stream':>11}")
     for mode in args.modes.split(","):
         delta = mode == "delta"
@@ -288,7 +302,7 @@ def main() -> None:
                 db = RegistryDatabase(work / "registry.db")
                 db.import_services(svcs)
                 db.close()
-                xdscp = XdscpProcess(work, log_level="warning", sources=[{
+                xdscp = XdscpProcess(work, log_level="warning", xds_settings={"workers": args.workers}, sources=[{
                     "kind": "embedded", "database": str(work / "registry.db"),
                     "instance_check": {"enabled": False}}]).start()
 

@@ -23,7 +23,7 @@ from xdscp.config import Config, FileSourceConfig, SourceConfig, split_host_port
 from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
-from xdscp.server.services import add_xds_services
+from xdscp.server.services import bind_xds, build_xds_server
 from xdscp.server.stream import ServerEnv
 from xdscp.server.tracker import StreamTracker
 from xdscp.sources.base import Source
@@ -33,22 +33,10 @@ from xdscp.sources.file import FileSource
 from xdscp.translation.placeholders import missing_resource
 from xdscp.translation.publisher import Publisher
 from xdscp.translation.translator import ListenerSettings, SourceSettings, Translator
+from xdscp.workers.pool import WorkerPool
+from xdscp.workers.relay import WORKERS_CLUSTER
 
 log = logging.getLogger("xdscp")
-
-PENDING_CALLS_LIMIT = 1_000_000
-GRPC_SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-    # grpc.aio accepts new calls one at a time. When thousands of Envoys reconnect at
-    # once (a restart, a failover), gRPC core queues the calls it has not handed over
-    # yet and, past 1,000 queued (soft) to 3,000 (hard), cancels them at random: the
-    # reconnect storm then repeats with backoff. A queued call costs little; accept them.
-    ("grpc.server.max_pending_requests", PENDING_CALLS_LIMIT),
-    ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS_LIMIT),
-]
-
 
 def build_source(name: str, cfg: SourceConfig) -> Source:
     if isinstance(cfg, FileSourceConfig):
@@ -87,12 +75,16 @@ class ControlPlane:
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: aio.Server | None = None
         self._admin: web.AppRunner | None = None
+        self._pool: WorkerPool | None = None
         self.xds_port = 0
         self.admin_port = 0
 
     def readiness(self) -> dict[str, Any]:
+        followers = self.cfg.xds.workers - 1
+        following = self.tracker.count_cluster(WORKERS_CLUSTER) if followers else 0
         return {
-            "ready": self.publisher.published > 0 and self.xds_port > 0,
+            "ready": self.publisher.published > 0 and self.xds_port > 0 and following >= followers,
+            "workers": {"followers": followers, "following": following},
             "sources": {s.name: {"synced": self.registry.is_synced(s.name),
                                  "last_error": s.last_error} for s in self.sources},
             "version": self.publisher.last_version,
@@ -114,16 +106,18 @@ class ControlPlane:
             run = functools.partial(src.run, self.registry)
             self._tasks.append(asyncio.create_task(_supervised(f"source:{src.name}", run)))
 
-        server = aio.server(options=GRPC_SERVER_OPTIONS)
-        self._grpc = server
-        add_xds_services(server, self.env)
-        xds_host, port = split_host_port(self.cfg.xds.address)
-        bind_to = f"[{xds_host}]:{port}" if ":" in xds_host else f"{xds_host}:{port}"
-        try:
-            self.xds_port = server.add_insecure_port(bind_to)
-        except RuntimeError:  # grpc says only "Failed to bind"
-            raise BindError("xDS", self.cfg.xds.address, "address in use or not available") from None
+        workers = self.cfg.xds.workers
+        server = self._grpc = build_xds_server(self.env, reuse_port=workers > 1)
+        self.xds_port = bind_xds(server, self.cfg.xds.address)
+        relay_port = bind_xds(server, "127.0.0.1:0") if workers > 1 else 0
         await server.start()
+        xds_host = split_host_port(self.cfg.xds.address)[0]
+        if workers > 1:
+            # The other workers share the xDS port (SO_REUSEPORT) and follow this
+            # process's cache over a loopback port of its own.
+            self._pool = WorkerPool(workers - 1, f"127.0.0.1:{relay_port}", f"{xds_host}:{self.xds_port}",
+                                    self.cfg.node_group_by)
+            await self._pool.start()
 
         runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, self._registry_routes()),
                                access_log=None)
@@ -157,6 +151,9 @@ class ControlPlane:
         self._tasks.clear()
         for src in self.sources:
             src.close()
+        if self._pool is not None:
+            await self._pool.stop()
+            self._pool = None
         if self._grpc is not None:
             await self._grpc.stop(grace)
             self._grpc = None

@@ -42,6 +42,9 @@ class XdsConfig(_Address):
     xds_cluster: str = "xdscp"
     # Seconds to gather a burst of registry changes into one push (0: push each at once).
     debounce: float = Field(default=0.003, ge=0, le=5)
+    # Processes serving the xDS port (SO_REUSEPORT). One owns the sources; the others
+    # follow its cache over loopback and only fan out, so streams spread over cores.
+    workers: int = Field(default=1, ge=1, le=64)
 
 
 class AdminConfig(_Address):

@@ -27,14 +27,18 @@ class Resource:
     type_url: str
     name: str
     version: str
-    message: Message
+    message: Message | None  # None when relayed from another xdscp as bytes
     sotw_entry: bytes  # DiscoveryResponse.resources[i]: an Any
     delta_entry: bytes  # DeltaDiscoveryResponse.resources[i]: a Resource wrapping the Any
 
     @classmethod
     def of(cls, type_url: str, name: str, message: Message) -> Resource:
         # Deterministic: Struct metadata is a map, and map order must not change versions.
-        payload = message.SerializeToString(deterministic=True)
+        return cls.from_payload(type_url, name, message.SerializeToString(deterministic=True), message)
+
+    @classmethod
+    def from_payload(cls, type_url: str, name: str, payload: bytes, message: Message | None = None) -> Resource:
+        """The resource whose serialized message is ``payload``; its version is the payload's."""
         version = content_version(payload)
         any_bytes = wire.string_field(_ANY_TYPE_URL, type_url) + wire.field(_ANY_VALUE, payload)
         delta = (

@@ -32,6 +32,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--admin-address", type=_address, help="override admin.address (host:port)")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
+    serve.add_argument("--workers", type=int, help="override xds.workers: processes sharing the xDS port")
+
+    worker = sub.add_parser("worker", help="(started by serve --workers) one follower worker process")
+    worker.add_argument("--upstream", type=_address, required=True, help="the owning process's relay port")
+    worker.add_argument("--xds-address", type=_address, required=True)
+    worker.add_argument("--node-group-by", default="cluster")
+    worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    worker.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
 
     validate = sub.add_parser("validate", help="check a config file and its sources; exit 1 with the reasons")
     validate.add_argument("--config", type=Path, required=True)
@@ -71,12 +79,29 @@ def main(argv: list[str] | None = None) -> int:
             cfg.xds.address = args.xds_address
         if args.admin_address:
             cfg.admin.address = args.admin_address
+        if args.workers is not None:
+            if args.workers < 1:
+                print("xdscp: --workers must be at least 1", file=sys.stderr)
+                return 2
+            cfg.xds.workers = args.workers
         import uvloop
 
         try:
             uvloop.run(serve_forever(cfg))
         except XdscpError as e:
             print(f"xdscp: {e}", file=sys.stderr)
+            return 1
+        return 0
+    if args.command == "worker":
+        configure_logging(args.log_level, args.log_format)
+        import uvloop
+
+        from xdscp.workers.follower import run_follower
+
+        try:
+            uvloop.run(run_follower(args.upstream, args.xds_address, args.node_group_by))
+        except XdscpError as e:
+            print(f"xdscp worker: {e}", file=sys.stderr)
             return 1
         return 0
     if args.command == "validate":

@@ -38,6 +38,7 @@ class _TypeState:
     overrides: dict[str, str | None] = field(default_factory=dict)  # None: holds nothing
     pending: set[str] = field(default_factory=set)  # names to check on the next response
     full: bool = True  # compare everything, not only what changed
+    resumed: bool = False  # the first request listed initial_resource_versions
     nonce: str | None = None
 
 
@@ -66,6 +67,7 @@ class DeltaStream(Stream):
         if first:
             # Reconnect: what the client already holds is not sent again.
             st.overrides.update(req.initial_resource_versions)
+            st.resumed = bool(req.initial_resource_versions)
             st.full = True
             if not req.resource_names_subscribe:
                 st.wildcard = True  # legacy wildcard: first request names nothing
@@ -148,7 +150,10 @@ class DeltaStream(Stream):
         st.overrides = {}
         st.pending = set()
         st.full = False
-        if not send and not removed:
+        # A new subscription is always answered, even with nothing: Envoy's (and a
+        # relay's) initialization waits for the first response of each type. A
+        # reconnect that holds everything already gets nothing.
+        if not send and not removed and (held is not None or st.resumed):
             return None
         nonce = self.next_nonce()
         st.nonce = nonce

@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc import aio
 
-from xdscp.errors import ProtocolError
+from xdscp.config import split_host_port
+from xdscp.errors import BindError, ProtocolError
 from xdscp.logfmt import log_event
 from xdscp.server.delta import DeltaStream
 from xdscp.server.sotw import SotwStream
@@ -21,6 +22,19 @@ from xdscp.server.stream import ServerEnv, Stream
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 log = logging.getLogger("xdscp.server")
+
+PENDING_CALLS_LIMIT = 1_000_000
+GRPC_SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    # grpc.aio accepts new calls one at a time. When thousands of Envoys reconnect at
+    # once (a restart, a failover), gRPC core queues the calls it has not handed over
+    # yet and, past 1,000 queued (soft) to 3,000 (hard), cancels them at random: the
+    # reconnect storm then repeats with backoff. A queued call costs little; accept them.
+    ("grpc.server.max_pending_requests", PENDING_CALLS_LIMIT),
+    ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS_LIMIT),
+]
 
 # service -> (fixed type URL or None for ADS, SotW method, Delta method)
 XDS_SERVICES: dict[str, tuple[str | None, str, str]] = {
@@ -66,3 +80,22 @@ def add_xds_services(server: aio.Server, env: ServerEnv) -> None:
             delta: _handler(DeltaStream, env, fixed_type),
         }))
     server.add_generic_rpc_handlers(tuple(handlers))
+
+
+def build_xds_server(env: ServerEnv, *, reuse_port: bool = False) -> aio.Server:
+    """A grpc.aio server with every xDS service. ``reuse_port`` lets worker processes
+    share one port; without it a second xdscp on the same port fails to bind, as it should."""
+    options = [*GRPC_SERVER_OPTIONS, ("grpc.so_reuseport", int(reuse_port))]
+    server = aio.server(options=options)
+    add_xds_services(server, env)
+    return server
+
+
+def bind_xds(server: aio.Server, address: str) -> int:
+    """Bind ``host:port`` (IPv6 hosts unbracketed); return the port, or raise BindError."""
+    host, port = split_host_port(address)
+    bind_to = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        return server.add_insecure_port(bind_to)
+    except RuntimeError:  # grpc says only "Failed to bind"
+        raise BindError("xDS", address, "address in use or not available") from None

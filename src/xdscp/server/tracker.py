@@ -50,6 +50,10 @@ class StreamTracker:
     def __len__(self) -> int:
         return len(self._streams)
 
+    def count_cluster(self, cluster: str) -> int:
+        """Open streams whose node says ``cluster`` (e.g. the workers' relays)."""
+        return sum(1 for s in self._streams.values() if s.node is not None and s.node.cluster == cluster)
+
     def nodes(self) -> list[dict[str, Any]]:
         """One entry per open stream, grouped by nothing: a node may hold several streams."""
         out = []

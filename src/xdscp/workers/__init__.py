@@ -1,0 +1,1 @@
+"""Worker processes: more cores for fan-out, one owner of the registry."""
