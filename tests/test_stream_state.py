@@ -166,3 +166,13 @@ def test_delta_leaving_and_rejoining_the_wildcard_between_responses_resends() ->
     s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=["*"]))
     # (svc-0 is sent too: naming a resource in a subscribe asks for it again.)
     assert sorted(delta_parts(s.respond(ENDPOINT, snap(V1)))[0]) == NAMES
+
+
+def test_delta_answers_a_new_subscription_even_when_there_is_nothing() -> None:
+    s = DeltaStream(env(), None, "test")
+    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, node={"id": "n"}))  # wildcard, none exist
+    empty = TypeSnapshot.empty(ENDPOINT)
+    out = s.respond(ENDPOINT, snap(empty))
+    assert out is not None and delta_parts(out) == ([], [])
+    assert DeltaDiscoveryResponse.FromString(out).system_version_info == empty.version
+    assert s.respond(ENDPOINT, snap(empty)) is None  # answered once, not on every wake
