@@ -21,7 +21,7 @@ from xdscp.server.sotw import SotwStream
 from xdscp.server.stream import ServerEnv
 from xdscp.server.tracker import StreamTracker
 from xdscp.translation.placeholders import missing_resource
-from xdscp.type_urls import ENDPOINT
+from xdscp.type_urls import CLUSTER, ENDPOINT
 
 
 def env() -> ServerEnv:
@@ -176,3 +176,16 @@ def test_delta_answers_a_new_subscription_even_when_there_is_nothing() -> None:
     assert out is not None and delta_parts(out) == ([], [])
     assert DeltaDiscoveryResponse.FromString(out).system_version_info == empty.version
     assert s.respond(ENDPOINT, snap(empty)) is None  # answered once, not on every wake
+
+
+def test_first_answers_to_one_subscription_share_one_body() -> None:
+    e = env()
+    a, _ = sotw_synced(e, NAMES)
+    ts = a.types[ENDPOINT].held
+    assert ts is V1
+    body = V1.subset_body(a.types[ENDPOINT].names, False, missing_resource)
+    assert body is not None and body[1] == len(NAMES)
+    again = V1.subset_body(frozenset(NAMES), False, missing_resource)
+    assert again is not None and again[0] is body[0]  # joined once, not per stream
+    # A name with neither a resource nor a stand-in (CDS has none) takes the slow path.
+    assert TypeSnapshot.build(CLUSTER, []).subset_body(frozenset({"x"}), False, missing_resource) is None

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from xdscp.cache.resource import Resource
+
+# Distinct subscriptions whose bodies one snapshot keeps; a fleet has a few.
+_MAX_SUBSETS = 8
 
 
 def _entry_hash(name: str, version: str) -> int:
@@ -29,6 +32,8 @@ class TypeSnapshot:
     changed: frozenset[str] = frozenset()
     _acc: int = 0
     _body: bytes | None = field(default=None, repr=False)
+    _delta_body: bytes | None = field(default=None, repr=False)
+    _subsets: dict[tuple[frozenset[str], bool], tuple[bytes, int]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def empty(cls, type_url: str) -> TypeSnapshot:
@@ -80,6 +85,28 @@ class TypeSnapshot:
         if self._body is None:
             self._body = b"".join(self.resources[n].sotw_entry for n in sorted(self.resources))
         return self._body
+
+    def delta_body(self) -> bytes:
+        """Every resource's Delta entry, in name order; built once, shared by all streams."""
+        if self._delta_body is None:
+            self._delta_body = b"".join(self.resources[n].delta_entry for n in sorted(self.resources))
+        return self._delta_body
+
+    def subset_body(self, names: frozenset[str], delta: bool,
+                    placeholder: Callable[[str, str], Resource | None]) -> tuple[bytes, int] | None:
+        """The entries of ``names`` in name order (stand-ins for missing names), and their
+        count; None if a name has neither. Built once per distinct subscription and shared:
+        a fleet's first responses after a restart are one join, not one per stream."""
+        key = (names, delta)
+        hit = self._subsets.get(key)
+        if hit is None:
+            chosen = [self.resources.get(n) or placeholder(self.type_url, n) for n in sorted(names)]
+            if any(r is None for r in chosen):
+                return None
+            hit = (b"".join(r.delta_entry if delta else r.sotw_entry for r in chosen if r is not None), len(chosen))
+            if len(self._subsets) < _MAX_SUBSETS:
+                self._subsets[key] = hit
+        return hit
 
 
 def _version_of(acc: int, count: int) -> str:

@@ -118,6 +118,10 @@ class DeltaStream(Stream):
         held = st.held
         if held is not None and held.version == ts.version and not st.pending and not st.full:
             return None
+        if held is None and not st.overrides:
+            shared = self._first_body(st, type_url, ts)
+            if shared is not None:
+                return self._emit(st, type_url, ts, *shared)
         candidates: Collection[str]
         if st.full or held is None or held.version not in (ts.version, ts.prev_version):
             candidates = st.overrides.keys() | st.names
@@ -145,24 +149,42 @@ class DeltaStream(Stream):
                     removed.append(name)
             elif holds != res.version:
                 send.append(res)
-        # The client now holds this snapshot's view of its subscription.
-        st.held, st.held_names, st.held_wildcard = ts, st.names, st.wildcard
-        st.overrides = {}
-        st.pending = set()
-        st.full = False
         # A new subscription is always answered, even with nothing: Envoy's (and a
         # relay's) initialization waits for the first response of each type. A
         # reconnect that holds everything already gets nothing.
         if not send and not removed and (held is not None or st.resumed):
+            self._synced(st, ts)
             return None
+        return self._emit(st, type_url, ts, b"".join(r.delta_entry for r in send), len(send),
+                          b"".join(wire.string_field(_REMOVED, n) for n in removed), len(removed))
+
+    def _first_body(self, st: _TypeState, type_url: str, ts: TypeSnapshot) -> tuple[bytes, int] | None:
+        """A first answer the fleet shares (everything, or a pooled subscription), if it is one."""
+        if st.wildcard and not st.names:
+            return ts.delta_body(), len(ts.resources)
+        if not st.wildcard and st.names:
+            return ts.subset_body(st.names, True, self.env.placeholder)
+        return None
+
+    @staticmethod
+    def _synced(st: _TypeState, ts: TypeSnapshot) -> None:
+        """The client now holds this snapshot's view of its subscription."""
+        st.held, st.held_names, st.held_wildcard = ts, st.names, st.wildcard
+        st.overrides = {}
+        st.pending = set()
+        st.full = False
+
+    def _emit(self, st: _TypeState, type_url: str, ts: TypeSnapshot, body: bytes, count: int,
+              removed: bytes = b"", removed_count: int = 0) -> bytes:
+        self._synced(st, ts)
         nonce = self.next_nonce()
         st.nonce = nonce
-        self.record_response(st.status, type_url, ts.version, nonce, len(send), len(removed))
+        self.record_response(st.status, type_url, ts.version, nonce, count, removed_count)
         return b"".join((
             wire.string_field(_SYSTEM_VERSION, ts.version),
-            b"".join(r.delta_entry for r in send),
+            body,
             wire.string_field(_TYPE_URL, type_url),
-            b"".join(wire.string_field(_REMOVED, n) for n in removed),
+            removed,
             wire.string_field(_NONCE, nonce),
             self._cp,
         ))

@@ -145,6 +145,12 @@ class SotwStream(Stream):
 
     def _respond_changes(self, st: _TypeState, type_url: str, ts: TypeSnapshot) -> bytes | None:
         held = st.held
+        if held is None and not st.wildcard and st.added is st.names and st.names:
+            # A first subscription, shared with the fleet: its body is built once.
+            shared = ts.subset_body(st.names, False, self.env.placeholder)
+            if shared is not None:
+                st.added = EMPTY
+                return self._emit(st, type_url, ts, *shared)
         if held is not None and held.version == ts.version:
             candidates: Collection[str] = st.added
         elif held is not None and held.version == ts.prev_version:
