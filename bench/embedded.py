@@ -37,7 +37,9 @@ def health(envoy: EnvoyProcess, addr: str) -> str | None:
 
 
 def summary(label: str, ms: list[float]) -> None:
-    print(f"{label:<34} n={len(ms):<3} p50 {statistics.median(ms):8.1f} ms   max {max(ms):8.1f} ms")
+    p99 = sorted(ms)[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))]
+    print(f"{label:<34} n={len(ms):<3} p50 {statistics.median(ms):8.1f} ms   p99 {p99:8.1f} ms   "
+          f"max {max(ms):8.1f} ms")
 
 
 def main() -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,7 @@ class EnvoyAdmin:
 
     def stats(self, prefix: str = "") -> dict[str, int]:
         out: dict[str, int] = {}
-        for line in self.admin(f"/stats?filter={prefix}").splitlines():
+        for line in self.admin(f"/stats?filter={urllib.parse.quote(prefix)}").splitlines():
             name, _, value = line.partition(": ")
             if value.strip().lstrip("-").isdigit():
                 out[name] = int(value)
@@ -76,13 +78,20 @@ class EnvoyAdmin:
 class EnvoyProcess(EnvoyAdmin):
     """One Envoy with one worker (exact round robin) and a dynamic base id (no clashes)."""
 
-    def __init__(self, bootstrap: Path, xds_address: str, workdir: Path, *, node_id: str = "envoy-1",
-                 node_cluster: str = "ingress", log_level: str = "warning") -> None:
+    def __init__(self, bootstrap: Path | dict[str, Any], xds_address: str, workdir: Path, *,
+                 node_id: str = "envoy-1", node_cluster: str = "ingress", log_level: str = "warning") -> None:
+        """``bootstrap`` is a template from envoy/ pointed at ``xds_address``, or a whole
+        bootstrap document (another control plane's) that gets only the admin port and node."""
         self.admin_port = free_port()
         super().__init__(f"http://127.0.0.1:{self.admin_port}")
         self.workdir = workdir
         self.log_path = workdir / f"envoy-{node_id}.log"
-        doc = render_bootstrap(bootstrap, xds_address, self.admin_port, node_id, node_cluster)
+        if isinstance(bootstrap, dict):
+            doc = copy.deepcopy(bootstrap)
+            doc["admin"] = {"address": {"socket_address": {"address": "127.0.0.1", "port_value": self.admin_port}}}
+            doc["node"] = {**doc.get("node", {}), "id": node_id, "cluster": node_cluster}
+        else:
+            doc = render_bootstrap(bootstrap, xds_address, self.admin_port, node_id, node_cluster)
         self.config_path = write_bootstrap(doc, workdir / f"envoy-{node_id}.yaml")
         self.log_level = log_level
         self._proc: subprocess.Popen[bytes] | None = None
