@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import signal
 import sqlite3
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -17,6 +15,7 @@ from grpc import aio
 from xdscp.admin.http import build_admin_app
 from xdscp.admin.nacos_api import HeartbeatPolicy, NacosApi
 from xdscp.admin.registry_api import RegistryApi
+from xdscp.background import cancel_and_wait, supervised
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import node_grouper
 from xdscp.config import Config, FileSourceConfig, SourceConfig, split_host_port
@@ -101,10 +100,10 @@ class ControlPlane:
     async def _start(self) -> None:
         if not self.sources:
             self.publisher.publish(set())  # no sources: serve the listener with no services
-        self._tasks.append(asyncio.create_task(_supervised("publisher", self.publisher.run)))
+        self._tasks.append(asyncio.create_task(supervised("publisher", self.publisher.run)))
         for src in self.sources:
             run = functools.partial(src.run, self.registry)
-            self._tasks.append(asyncio.create_task(_supervised(f"source:{src.name}", run)))
+            self._tasks.append(asyncio.create_task(supervised(f"source:{src.name}", run)))
 
         workers = self.cfg.xds.workers
         server = self._grpc = build_xds_server(self.env, reuse_port=workers > 1)
@@ -143,11 +142,7 @@ class ControlPlane:
         return []
 
     async def stop(self, grace: float = 1.0) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         self._tasks.clear()
         for src in self.sources:
             src.close()
@@ -161,19 +156,6 @@ class ControlPlane:
             await self._admin.cleanup()
             self._admin = None
         log_event(log, logging.INFO, "xdscp.stopped")
-
-
-async def _supervised(name: str, run: Callable[[], Awaitable[None]]) -> None:
-    """Keep a long-running task alive: a bug in one source must not stop the others."""
-    while True:
-        try:
-            await run()
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("task crashed, restarting in 1s", extra={"xdscp_fields": {"task": name}})
-            await asyncio.sleep(1.0)
 
 
 async def serve_forever(cfg: Config) -> None:

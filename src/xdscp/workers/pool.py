@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 
+from xdscp.background import cancel_and_wait
 from xdscp.logfmt import log_event
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,7 @@ class WorkerPool:
             await asyncio.sleep(1.0)  # a worker that dies at once must not spin
 
     async def stop(self, grace: float = 5.0) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         for proc in self.processes:
             if proc is not None and proc.returncode is None:
                 proc.terminate()
