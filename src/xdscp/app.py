@@ -18,7 +18,7 @@ from xdscp.admin.registry_api import RegistryApi
 from xdscp.background import cancel_and_wait, supervised
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import node_grouper
-from xdscp.config import Config, FileSourceConfig, SourceConfig, split_host_port
+from xdscp.config import Config, FileSourceConfig, HttpSourceConfig, SourceConfig, split_host_port
 from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
@@ -29,6 +29,7 @@ from xdscp.sources.base import Source
 from xdscp.sources.embedded.checks import CheckSettings
 from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource
 from xdscp.sources.file import FileSource
+from xdscp.sources.http import HttpSource
 from xdscp.translation.placeholders import missing_resource
 from xdscp.translation.publisher import Publisher
 from xdscp.translation.translator import ListenerSettings, SourceSettings, Translator
@@ -40,6 +41,8 @@ log = logging.getLogger("xdscp")
 def build_source(name: str, cfg: SourceConfig) -> Source:
     if isinstance(cfg, FileSourceConfig):
         return FileSource(name, cfg.path, cfg.poll_interval)
+    if isinstance(cfg, HttpSourceConfig):
+        return HttpSource(name, cfg.url, cfg.interval, cfg.timeout, cfg.headers)
     chk = cfg.instance_check
     checks = CheckSettings(chk.type, chk.path, tuple(chk.expected_statuses), chk.interval, chk.timeout,
                            chk.healthy_threshold, chk.unhealthy_threshold) if chk.enabled else None

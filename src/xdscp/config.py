@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -65,6 +66,25 @@ class FileSourceConfig(_Section):
     poll_interval: float = Field(default=0.02, gt=0, le=60)
 
 
+class HttpSourceConfig(_Section):
+    """``kind: http``: poll a JSON document ``{"services": [...]}`` (the registry file schema)."""
+
+    kind: Literal["http"]
+    name: str | None = None
+    url: str
+    interval: float = Field(default=1.0, gt=0, le=3600)
+    timeout: float = Field(default=5.0, gt=0, le=300)
+    headers: dict[str, str] = {}  # e.g. Authorization
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        parsed = urlsplit(v)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"{v!r} is not an http:// or https:// URL")
+        return v
+
+
 class InstanceCheckConfig(_Section):
     """How the embedded registry probes persistent instances."""
 
@@ -95,7 +115,7 @@ class EmbeddedSourceConfig(_Section):
         return self
 
 
-SourceConfig = Annotated[FileSourceConfig | EmbeddedSourceConfig, Field(discriminator="kind")]
+SourceConfig = Annotated[FileSourceConfig | EmbeddedSourceConfig | HttpSourceConfig, Field(discriminator="kind")]
 
 
 def _default_sources() -> list[SourceConfig]:

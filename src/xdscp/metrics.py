@@ -9,3 +9,9 @@ PROTECT_THRESHOLD_ACTIVE = Gauge(
     "1 while a service's healthy share is below its protect threshold and all its instances are served",
     ["cluster"],
 )
+
+SOURCE_UP = Gauge(
+    "xdscp_source_up",
+    "1 when the source's last read of its registry succeeded, 0 while it fails (its last good view is served)",
+    ["source"],
+)

@@ -1,0 +1,145 @@
+"""``kind: http``: poll a JSON service list over HTTP, and push what changed.
+
+The document is the registry file's schema in JSON: ``{"services": [...]}``. Polls
+send ``If-None-Match`` with the last ETag, so an unchanged list costs a 304 and no
+parsing; without ETags, an unchanged body is recognised by its hash.
+
+What the endpoint says is applied, including "no services" (a 200 with
+``"services": []``). What it cannot say is never mistaken for that: a connection
+error, a timeout, a non-200 status or a body that is not the JSON document keeps the
+last good view, is reported in /readyz and the ``xdscp_source_up`` gauge, and is
+retried with backoff. A bad instance or service inside a good document is dropped
+alone, with a log line (see ``salvage``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+
+import aiohttp
+
+from xdscp.logfmt import log_event
+from xdscp.metrics import SOURCE_UP
+from xdscp.model.registry import Registry
+from xdscp.model.updates import FullSnapshot
+from xdscp.sources.salvage import Salvaged, salvage_services
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 64 * 1024 * 1024
+MAX_BACKOFF = 30.0
+
+
+class HttpSourceError(Exception):
+    """This poll produced nothing usable; the last good view stays."""
+
+
+class HttpSource:
+    """Polls ``url`` every ``interval`` seconds (backing off while it fails)."""
+
+    kind = "http"
+
+    def __init__(self, name: str, url: str, interval: float = 1.0, timeout: float = 5.0,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.url = url
+        self.interval = interval
+        self.timeout = timeout
+        self.headers = dict(headers or {})
+        self.last_error: str | None = None
+        self._etag: str | None = None
+        self._digest: bytes | None = None
+        self._failures = 0
+
+    def check(self) -> list[str]:
+        return []  # reaching the endpoint is a runtime matter; the URL was validated with the config
+
+    def close(self) -> None:
+        pass  # the session lives inside run()
+
+    def next_delay(self) -> float:
+        """The poll interval while healthy; doubling up to 30 s while failing."""
+        if not self._failures:
+            return self.interval
+        return float(min(MAX_BACKOFF, max(self.interval, 0.5) * 2 ** (self._failures - 1)))
+
+    async def run(self, registry: Registry) -> None:
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            while True:
+                await self.poll_once(session, registry)
+                await asyncio.sleep(self.next_delay())
+
+    async def poll_once(self, session: aiohttp.ClientSession, registry: Registry) -> None:
+        try:
+            body, etag = await self._fetch(session)
+            if body is None:
+                self._ok()
+                return  # 304: nothing changed
+            digest = hashlib.blake2b(body, digest_size=16).digest()
+            if digest == self._digest:
+                self._etag = etag
+                self._ok()
+                return
+            salvaged = self._parse(body)
+        except HttpSourceError as e:
+            self._fail(str(e))
+            return
+        for problem in salvaged.problems:
+            log_event(log, logging.WARNING, "source.entry_dropped", source=self.name, url=self.url,
+                      problem=problem)
+        changed = registry.apply(self.name, FullSnapshot.of(salvaged.services))
+        self._digest, self._etag = digest, etag
+        self._ok()
+        log_event(log, logging.INFO, "source.loaded", source=self.name, url=self.url,
+                  services=len(salvaged.services), changed=len(changed), dropped=len(salvaged.problems))
+
+    async def _fetch(self, session: aiohttp.ClientSession) -> tuple[bytes | None, str | None]:
+        headers = dict(self.headers)
+        if self._etag is not None:
+            headers["If-None-Match"] = self._etag
+        try:
+            async with session.get(self.url, headers=headers) as resp:
+                if resp.status == 304:
+                    return None, self._etag
+                if resp.status != 200:
+                    raise HttpSourceError(f"{self.url} answered HTTP {resp.status}")
+                if resp.content_length is not None and resp.content_length > MAX_BODY:
+                    raise HttpSourceError(f"{self.url} sent {resp.content_length} bytes (limit {MAX_BODY})")
+                body = await resp.content.read(MAX_BODY + 1)
+                if len(body) > MAX_BODY:
+                    raise HttpSourceError(f"{self.url} sent more than {MAX_BODY} bytes")
+                return body, resp.headers.get("ETag")
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise HttpSourceError(f"cannot reach {self.url}: {type(e).__name__} {e}".rstrip()) from None
+
+    def _parse(self, body: bytes) -> Salvaged:
+        if not body.strip():
+            raise HttpSourceError(f"{self.url} sent an empty body; send {{\"services\": []}} to serve none")
+        try:
+            doc = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise HttpSourceError(f"{self.url} did not send JSON: {e}") from None
+        if not isinstance(doc, dict) or "services" not in doc:
+            raise HttpSourceError(f"{self.url}: the document must be an object with a \"services\" list")
+        salvaged = salvage_services(doc["services"])
+        if not isinstance(doc["services"], list):
+            raise HttpSourceError(f"{self.url}: {salvaged.problems[0]}")
+        return salvaged
+
+    def _ok(self) -> None:
+        self._failures = 0
+        self.last_error = None
+        SOURCE_UP.labels(self.name).set(1)
+
+    def _fail(self, reason: str) -> None:
+        self._failures += 1
+        self.last_error = reason
+        SOURCE_UP.labels(self.name).set(0)
+        # The previous view stays in force: nothing is pushed, nothing is wiped.
+        log_event(log, logging.ERROR, "source.rejected", source=self.name, url=self.url, reason=reason,
+                  kept_last_good=self._digest is not None, retry_in=round(self.next_delay(), 2))
