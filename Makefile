@@ -22,14 +22,16 @@ lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-# The Docker test needs dockerd and debootstrap (Debian packages); as root they are installed here.
+# Debian packages the tests run for real: dockerd and debootstrap (the docker-compose
+# test) and etcd (the etcd source). As root they are installed here.
+SYSDEPS = docker.io debootstrap etcd-server
 sysdeps:
-	@if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then \
+	@if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || ! command -v etcd >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing docker.io and debootstrap (for the docker-compose test)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null; \
+	    echo "installing $(SYSDEPS)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS) >/dev/null; \
 	  else \
-	    echo "make test needs docker.io and debootstrap: sudo apt-get install -y docker.io debootstrap (or run make test-fast)"; \
+	    echo "make test needs: sudo apt-get install -y $(SYSDEPS) (or run make test-fast)"; \
 	    exit 1; \
 	  fi; \
 	fi

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import compose
 import pytest
-from docker_harness import REPO, DockerDaemon, download_wheels, ensure_base_image
 
 from xdscp.local.envoy import EnvoyAdmin
 from xdscp.local.ports import free_port
 from xdscp.local.traffic import count_responses
 
 from conftest import until
+from docker_harness import REPO, DockerDaemon, download_wheels, ensure_base_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.envoy]
 COMPOSE = Path(compose.__file__).parent / "docker-compose"

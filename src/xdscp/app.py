@@ -18,7 +18,14 @@ from xdscp.admin.registry_api import RegistryApi
 from xdscp.background import cancel_and_wait, supervised
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import node_grouper
-from xdscp.config import Config, FileSourceConfig, HttpSourceConfig, SourceConfig, split_host_port
+from xdscp.config import (
+    Config,
+    EtcdSourceConfig,
+    FileSourceConfig,
+    HttpSourceConfig,
+    SourceConfig,
+    split_host_port,
+)
 from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
@@ -28,6 +35,7 @@ from xdscp.server.tracker import StreamTracker
 from xdscp.sources.base import Source
 from xdscp.sources.embedded.checks import CheckSettings
 from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource
+from xdscp.sources.etcd import EtcdSource
 from xdscp.sources.file import FileSource
 from xdscp.sources.http import HttpSource
 from xdscp.translation.placeholders import missing_resource
@@ -43,6 +51,8 @@ def build_source(name: str, cfg: SourceConfig) -> Source:
         return FileSource(name, cfg.path, cfg.poll_interval)
     if isinstance(cfg, HttpSourceConfig):
         return HttpSource(name, cfg.url, cfg.interval, cfg.timeout, cfg.headers)
+    if isinstance(cfg, EtcdSourceConfig):
+        return EtcdSource(name, cfg.endpoints, cfg.prefix, cfg.timeout, cfg.username, cfg.password)
     chk = cfg.instance_check
     checks = CheckSettings(chk.type, chk.path, tuple(chk.expected_statuses), chk.interval, chk.timeout,
                            chk.healthy_threshold, chk.unhealthy_threshold) if chk.enabled else None

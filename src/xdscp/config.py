@@ -85,6 +85,34 @@ class HttpSourceConfig(_Section):
         return v
 
 
+class EtcdSourceConfig(_Section):
+    """``kind: etcd``: instances as JSON values under ``prefix`` (see xdscp.sources.etcd)."""
+
+    kind: Literal["etcd"]
+    name: str | None = None
+    endpoints: list[str] = Field(default=["http://127.0.0.1:2379"], min_length=1)
+    prefix: str = "/xdscp/services"
+    timeout: float = Field(default=5.0, gt=0, le=300)
+    username: str | None = None
+    password: str | None = None
+
+    @field_validator("endpoints")
+    @classmethod
+    def _http_urls(cls, v: list[str]) -> list[str]:
+        for url in v:
+            parsed = urlsplit(url)
+            if parsed.scheme not in ("http", "https") or not parsed.netloc:
+                raise ValueError(f"{url!r} is not an http:// or https:// etcd client URL")
+        return v
+
+    @field_validator("prefix")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/") or v.rstrip("/") == "":
+            raise ValueError(f"{v!r}: the prefix must start with '/' and not be the root")
+        return v
+
+
 class InstanceCheckConfig(_Section):
     """How the embedded registry probes persistent instances."""
 
@@ -115,7 +143,8 @@ class EmbeddedSourceConfig(_Section):
         return self
 
 
-SourceConfig = Annotated[FileSourceConfig | EmbeddedSourceConfig | HttpSourceConfig, Field(discriminator="kind")]
+SourceConfig = Annotated[FileSourceConfig | EmbeddedSourceConfig | HttpSourceConfig | EtcdSourceConfig,
+                         Field(discriminator="kind")]
 
 
 def _default_sources() -> list[SourceConfig]:

@@ -16,7 +16,11 @@ class Source(Protocol):
 
     name: str
     kind: str
-    last_error: str | None  # why the last read was rejected, shown by /readyz; None when fine
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last read was rejected (shown by /readyz); None when fine."""
+        ...
 
     async def run(self, registry: Registry) -> None: ...
 

@@ -23,15 +23,14 @@ from collections.abc import Mapping
 import aiohttp
 
 from xdscp.logfmt import log_event
-from xdscp.metrics import SOURCE_UP
 from xdscp.model.registry import Registry
 from xdscp.model.updates import FullSnapshot
+from xdscp.sources.health import SourceHealth
 from xdscp.sources.salvage import Salvaged, salvage_services
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024 * 1024
-MAX_BACKOFF = 30.0
 
 
 class HttpSourceError(Exception):
@@ -50,10 +49,13 @@ class HttpSource:
         self.interval = interval
         self.timeout = timeout
         self.headers = dict(headers or {})
-        self.last_error: str | None = None
+        self.health = SourceHealth(name, log, max(interval, 0.5))
         self._etag: str | None = None
         self._digest: bytes | None = None
-        self._failures = 0
+
+    @property
+    def last_error(self) -> str | None:
+        return self.health.last_error
 
     def check(self) -> list[str]:
         return []  # reaching the endpoint is a runtime matter; the URL was validated with the config
@@ -62,10 +64,8 @@ class HttpSource:
         pass  # the session lives inside run()
 
     def next_delay(self) -> float:
-        """The poll interval while healthy; doubling up to 30 s while failing."""
-        if not self._failures:
-            return self.interval
-        return float(min(MAX_BACKOFF, max(self.interval, 0.5) * 2 ** (self._failures - 1)))
+        """The poll interval while healthy; backing off while failing."""
+        return self.health.retry_delay() if self.health.failures else self.interval
 
     async def run(self, registry: Registry) -> None:
         timeout = aiohttp.ClientTimeout(total=self.timeout)
@@ -132,14 +132,7 @@ class HttpSource:
         return salvaged
 
     def _ok(self) -> None:
-        self._failures = 0
-        self.last_error = None
-        SOURCE_UP.labels(self.name).set(1)
+        self.health.ok()
 
     def _fail(self, reason: str) -> None:
-        self._failures += 1
-        self.last_error = reason
-        SOURCE_UP.labels(self.name).set(0)
-        # The previous view stays in force: nothing is pushed, nothing is wiped.
-        log_event(log, logging.ERROR, "source.rejected", source=self.name, url=self.url, reason=reason,
-                  kept_last_good=self._digest is not None, retry_in=round(self.next_delay(), 2))
+        self.health.failed(reason, url=self.url, kept_last_good=self._digest is not None)

@@ -1,0 +1,45 @@
+"""Whether a source can read its registry now, and how long to wait before trying again.
+
+Shared by the sources that reach a registry over the network: a failed read keeps the
+last good view (nothing is pushed), is logged once per failure, sets ``last_error``
+(shown by /readyz) and the ``xdscp_source_up`` gauge, and backs off, doubling up to
+30 s; one good read resets all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from xdscp.logfmt import log_event
+from xdscp.metrics import SOURCE_UP
+
+MAX_BACKOFF = 30.0
+
+
+class SourceHealth:
+    """The read state of one source."""
+
+    def __init__(self, source: str, logger: logging.Logger, base_delay: float) -> None:
+        self.source = source
+        self.log = logger
+        self.base_delay = base_delay
+        self.failures = 0
+        self.last_error: str | None = None
+
+    def retry_delay(self) -> float:
+        """Seconds before the next try: ``base_delay``, doubling per failure up to 30 s."""
+        return float(min(MAX_BACKOFF, self.base_delay * 2 ** max(0, self.failures - 1)))
+
+    def ok(self) -> None:
+        self.failures = 0
+        self.last_error = None
+        SOURCE_UP.labels(self.source).set(1)
+
+    def failed(self, reason: str, **fields: Any) -> None:
+        self.failures += 1
+        self.last_error = reason
+        SOURCE_UP.labels(self.source).set(0)
+        # The previous view stays in force: nothing is pushed, nothing is wiped.
+        log_event(self.log, logging.ERROR, "source.rejected", source=self.source, reason=reason,
+                  retry_in=round(self.retry_delay(), 2), **fields)

@@ -1,0 +1,76 @@
+"""A real etcd (Debian's etcd-server package) on free loopback ports, for tests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from xdscp.local.ports import free_port
+from xdscp.local.processes import terminate, wait_ready
+
+
+def etcd_binary() -> str | None:
+    return shutil.which("etcd")
+
+
+class EtcdServer:
+    """One etcd member; ``restart()`` keeps its data directory and ports."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.data = workdir / "etcd-data"
+        self.client_port, self.peer_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.client_port}"
+        self.log_path = workdir / "etcd.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> EtcdServer:
+        binary = etcd_binary()
+        assert binary is not None, "etcd is not installed (Debian: apt-get install etcd-server)"
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        cmd = [binary, "--name", "t", "--data-dir", str(self.data),
+               "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+               "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+               "--initial-cluster", f"t={peer}", "--log-level", "warn"]
+        log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        wait_ready(self._proc, self._healthy, "etcd", lambda: self.log_path.read_text()[-2000:], 20)
+        return self
+
+    def _healthy(self) -> bool:
+        with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
+            return bool(json.loads(r.read()).get("health") == "true")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            terminate(self._proc, grace=5)
+            self._proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return dict(json.loads(r.read()))
+
+    def put(self, key: str, value: Any) -> int:
+        raw = value if isinstance(value, str) else json.dumps(value)
+        out = self.call("/v3/kv/put", {"key": _b64(key), "value": _b64(raw)})
+        return int(out["header"]["revision"])
+
+    def delete(self, key: str) -> int:
+        return int(self.call("/v3/kv/deleterange", {"key": _b64(key)})["header"]["revision"])
+
+    def compact(self, revision: int) -> None:
+        self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+
+
+def _b64(s: str) -> str:
+    return base64.b64encode(s.encode()).decode()
