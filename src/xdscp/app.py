@@ -23,6 +23,7 @@ from xdscp.config import (
     EtcdSourceConfig,
     FileSourceConfig,
     HttpSourceConfig,
+    NacosSourceConfig,
     SourceConfig,
     split_host_port,
 )
@@ -38,6 +39,7 @@ from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource
 from xdscp.sources.etcd import EtcdSource
 from xdscp.sources.file import FileSource
 from xdscp.sources.http import HttpSource
+from xdscp.sources.nacos import NacosSource
 from xdscp.translation.placeholders import missing_resource
 from xdscp.translation.publisher import Publisher
 from xdscp.translation.translator import ListenerSettings, SourceSettings, Translator
@@ -53,6 +55,9 @@ def build_source(name: str, cfg: SourceConfig) -> Source:
         return HttpSource(name, cfg.url, cfg.interval, cfg.timeout, cfg.headers)
     if isinstance(cfg, EtcdSourceConfig):
         return EtcdSource(name, cfg.endpoints, cfg.prefix, cfg.timeout, cfg.username, cfg.password)
+    if isinstance(cfg, NacosSourceConfig):
+        return NacosSource(name, cfg.servers, cfg.namespace, tuple(cfg.groups), cfg.api_version, cfg.interval,
+                           cfg.timeout, cfg.username, cfg.password, cfg.access_token)
     chk = cfg.instance_check
     checks = CheckSettings(chk.type, chk.path, tuple(chk.expected_statuses), chk.interval, chk.timeout,
                            chk.healthy_threshold, chk.unhealthy_threshold) if chk.enabled else None

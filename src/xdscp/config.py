@@ -66,6 +66,14 @@ class FileSourceConfig(_Section):
     poll_interval: float = Field(default=0.02, gt=0, le=60)
 
 
+def _check_http_urls(urls: list[str]) -> list[str]:
+    for url in urls:
+        parsed = urlsplit(url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"{url!r} is not an http:// or https:// URL")
+    return urls
+
+
 class HttpSourceConfig(_Section):
     """``kind: http``: poll a JSON document ``{"services": [...]}`` (the registry file schema)."""
 
@@ -79,10 +87,7 @@ class HttpSourceConfig(_Section):
     @field_validator("url")
     @classmethod
     def _http_url(cls, v: str) -> str:
-        parsed = urlsplit(v)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise ValueError(f"{v!r} is not an http:// or https:// URL")
-        return v
+        return _check_http_urls([v])[0]
 
 
 class EtcdSourceConfig(_Section):
@@ -99,11 +104,7 @@ class EtcdSourceConfig(_Section):
     @field_validator("endpoints")
     @classmethod
     def _http_urls(cls, v: list[str]) -> list[str]:
-        for url in v:
-            parsed = urlsplit(url)
-            if parsed.scheme not in ("http", "https") or not parsed.netloc:
-                raise ValueError(f"{url!r} is not an http:// or https:// etcd client URL")
-        return v
+        return _check_http_urls(v)
 
     @field_validator("prefix")
     @classmethod
@@ -111,6 +112,27 @@ class EtcdSourceConfig(_Section):
         if not v.startswith("/") or v.rstrip("/") == "":
             raise ValueError(f"{v!r}: the prefix must start with '/' and not be the root")
         return v
+
+
+class NacosSourceConfig(_Section):
+    """``kind: nacos``: the services of some groups of one Nacos namespace (see xdscp.sources.nacos)."""
+
+    kind: Literal["nacos"]
+    name: str | None = None
+    servers: list[str] = Field(default=["http://127.0.0.1:8848"], min_length=1)
+    namespace: str = "public"
+    groups: list[str] = Field(default=["DEFAULT_GROUP"], min_length=1)
+    api_version: Literal["v1", "v2", "v3"] = "v1"
+    interval: float = Field(default=1.0, gt=0, le=3600)
+    timeout: float = Field(default=5.0, gt=0, le=300)
+    username: str | None = None
+    password: str | None = None
+    access_token: str | None = None
+
+    @field_validator("servers")
+    @classmethod
+    def _http_urls(cls, v: list[str]) -> list[str]:
+        return _check_http_urls(v)
 
 
 class InstanceCheckConfig(_Section):
@@ -143,8 +165,10 @@ class EmbeddedSourceConfig(_Section):
         return self
 
 
-SourceConfig = Annotated[FileSourceConfig | EmbeddedSourceConfig | HttpSourceConfig | EtcdSourceConfig,
-                         Field(discriminator="kind")]
+SourceConfig = Annotated[
+    FileSourceConfig | EmbeddedSourceConfig | HttpSourceConfig | EtcdSourceConfig | NacosSourceConfig,
+    Field(discriminator="kind"),
+]
 
 
 def _default_sources() -> list[SourceConfig]:

@@ -31,7 +31,7 @@ from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
-from xdscp.sources.health import SourceHealth
+from xdscp.sources.health import RemoteSource, SourceHealth
 from xdscp.sources.salvage import salvage_services
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def _prefix_end(prefix: str) -> str:
     return raw.decode()
 
 
-class EtcdSource:
+class EtcdSource(RemoteSource):
     """Lists ``prefix`` once, then follows it with a watch from the listed revision."""
 
     kind = "etcd"
@@ -76,16 +76,6 @@ class EtcdSource:
         self._applied: dict[str, ServiceKey] = {}  # service name -> the key it was applied under
         self._endpoint = 0
         self._token: str | None = None
-
-    @property
-    def last_error(self) -> str | None:
-        return self.health.last_error
-
-    def check(self) -> list[str]:
-        return []
-
-    def close(self) -> None:
-        pass
 
     # -- the loop ----------------------------------------------------------------------
     async def run(self, registry: Registry) -> None:

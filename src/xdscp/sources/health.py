@@ -43,3 +43,19 @@ class SourceHealth:
         # The previous view stays in force: nothing is pushed, nothing is wiped.
         log_event(self.log, logging.ERROR, "source.rejected", source=self.source, reason=reason,
                   retry_in=round(self.retry_delay(), 2), **fields)
+
+
+class RemoteSource:
+    """The part of the Source contract every registry read over the network shares."""
+
+    health: SourceHealth
+
+    @property
+    def last_error(self) -> str | None:
+        return self.health.last_error
+
+    def check(self) -> list[str]:
+        return []  # reaching the registry is a runtime matter, reported by /readyz
+
+    def close(self) -> None:
+        pass  # connections live inside run()

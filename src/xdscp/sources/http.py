@@ -25,7 +25,7 @@ import aiohttp
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.updates import FullSnapshot
-from xdscp.sources.health import SourceHealth
+from xdscp.sources.health import RemoteSource, SourceHealth
 from xdscp.sources.salvage import Salvaged, salvage_services
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class HttpSourceError(Exception):
     """This poll produced nothing usable; the last good view stays."""
 
 
-class HttpSource:
+class HttpSource(RemoteSource):
     """Polls ``url`` every ``interval`` seconds (backing off while it fails)."""
 
     kind = "http"
@@ -52,16 +52,6 @@ class HttpSource:
         self.health = SourceHealth(name, log, max(interval, 0.5))
         self._etag: str | None = None
         self._digest: bytes | None = None
-
-    @property
-    def last_error(self) -> str | None:
-        return self.health.last_error
-
-    def check(self) -> list[str]:
-        return []  # reaching the endpoint is a runtime matter; the URL was validated with the config
-
-    def close(self) -> None:
-        pass  # the session lives inside run()
 
     def next_delay(self) -> float:
         """The poll interval while healthy; backing off while failing."""
