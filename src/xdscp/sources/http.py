@@ -114,12 +114,9 @@ class HttpSource(RemoteSource):
             doc = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise HttpSourceError(f"{self.url} did not send JSON: {e}") from None
-        if not isinstance(doc, dict) or "services" not in doc:
+        if not isinstance(doc, dict) or not isinstance(doc.get("services"), list):
             raise HttpSourceError(f"{self.url}: the document must be an object with a \"services\" list")
-        salvaged = salvage_services(doc["services"])
-        if not isinstance(doc["services"], list):
-            raise HttpSourceError(f"{self.url}: {salvaged.problems[0]}")
-        return salvaged
+        return salvage_services(doc["services"])
 
     def _ok(self) -> None:
         self.health.ok()
