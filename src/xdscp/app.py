@@ -20,6 +20,7 @@ from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import node_grouper
 from xdscp.config import (
     Config,
+    ConsulSourceConfig,
     EtcdSourceConfig,
     FileSourceConfig,
     HttpSourceConfig,
@@ -34,6 +35,7 @@ from xdscp.server.services import bind_xds, build_xds_server
 from xdscp.server.stream import ServerEnv
 from xdscp.server.tracker import StreamTracker
 from xdscp.sources.base import Source
+from xdscp.sources.consul import ConsulSource
 from xdscp.sources.embedded.checks import CheckSettings
 from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource
 from xdscp.sources.etcd import EtcdSource
@@ -55,6 +57,8 @@ def build_source(name: str, cfg: SourceConfig) -> Source:
         return HttpSource(name, cfg.url, cfg.interval, cfg.timeout, cfg.headers)
     if isinstance(cfg, EtcdSourceConfig):
         return EtcdSource(name, cfg.endpoints, cfg.prefix, cfg.timeout, cfg.username, cfg.password)
+    if isinstance(cfg, ConsulSourceConfig):
+        return ConsulSource(name, cfg.address, cfg.datacenter, cfg.token, cfg.warning_as, cfg.wait, cfg.timeout)
     if isinstance(cfg, NacosSourceConfig):
         return NacosSource(name, cfg.servers, cfg.namespace, tuple(cfg.groups), cfg.api_version, cfg.interval,
                            cfg.timeout, cfg.username, cfg.password, cfg.access_token)

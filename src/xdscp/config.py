@@ -135,6 +135,24 @@ class NacosSourceConfig(_Section):
         return _check_http_urls(v)
 
 
+class ConsulSourceConfig(_Section):
+    """``kind: consul``: every service of one datacenter (see xdscp.sources.consul)."""
+
+    kind: Literal["consul"]
+    name: str | None = None
+    address: str = "http://127.0.0.1:8500"
+    datacenter: str | None = None
+    token: str | None = None  # ACL token, sent as X-Consul-Token
+    warning_as: Literal["healthy", "unhealthy"] = "healthy"
+    wait: float = Field(default=30.0, gt=0, le=600)  # blocking query wait
+    timeout: float = Field(default=5.0, gt=0, le=300)
+
+    @field_validator("address")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        return _check_http_urls([v])[0]
+
+
 class InstanceCheckConfig(_Section):
     """How the embedded registry probes persistent instances."""
 
@@ -166,7 +184,8 @@ class EmbeddedSourceConfig(_Section):
 
 
 SourceConfig = Annotated[
-    FileSourceConfig | EmbeddedSourceConfig | HttpSourceConfig | EtcdSourceConfig | NacosSourceConfig,
+    FileSourceConfig | EmbeddedSourceConfig | HttpSourceConfig | EtcdSourceConfig | NacosSourceConfig
+    | ConsulSourceConfig,
     Field(discriminator="kind"),
 ]
 
