@@ -129,3 +129,15 @@ def test_embedded_registry_is_the_default_source() -> None:
     (only,) = Config().sources
     assert only.kind == "embedded"
     assert Config(sources=[]).sources == []
+
+
+def test_a_source_priority_is_added_to_its_instances() -> None:
+    reg = Registry(["local", "remote"], {"remote": 1})
+    local = Service(name="echo", instances=(Instance(host="10.0.0.1", port=1),))
+    remote = Service(name="echo", instances=(Instance(host="10.9.0.1", port=1), Instance(host="10.9.0.2", port=1,
+                                                                                         priority=1)))
+    reg.apply("local", FullSnapshot.of([local]))
+    reg.apply("remote", FullSnapshot.of([remote]))
+    merged = reg.services[local.key]
+    assert [(i.host, i.priority) for i in merged.instances] == [("10.0.0.1", 0), ("10.9.0.1", 1), ("10.9.0.2", 2)]
+    assert reg.apply("remote", FullSnapshot.of([remote])) == set()  # same content: no change

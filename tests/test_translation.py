@@ -135,3 +135,12 @@ def test_protect_threshold_serves_every_instance_when_too_few_are_healthy() -> N
     assert statuses(svc("p", *two_of_three_down)) == ["HEALTHY", "UNHEALTHY", "UNHEALTHY"]  # default off
     assert statuses(svc("p", *two_of_three_down, protect_threshold=0.5)) == ["HEALTHY"] * 3
     assert statuses(svc("p", *two_of_three_down, protect_threshold=0.3)) == ["HEALTHY", "UNHEALTHY", "UNHEALTHY"]
+
+
+def test_instance_priorities_become_contiguous_envoy_priorities() -> None:
+    _, snap = translate(svc("echo", inst(9001), inst(9002, priority=5, zone="b"), inst(9003, priority=5),
+                            inst(9004, priority=9)))
+    cla = snap.get(ENDPOINT).resources["echo"].message  # type: ignore[attr-defined]
+    got = [(loc.priority, loc.locality.zone, [e.endpoint.address.socket_address.port_value for e in loc.lb_endpoints])
+           for loc in cla.endpoints]
+    assert got == [(0, "", [9001]), (1, "", [9003]), (1, "b", [9002]), (2, "", [9004])]

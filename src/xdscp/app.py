@@ -83,7 +83,7 @@ class ControlPlane:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.sources = build_sources(cfg)
-        self.registry = Registry(s.name for s in self.sources)
+        self.registry = Registry((s.name for s in self.sources), cfg.source_priorities())
         lc = cfg.listener
         self.translator = Translator(
             ListenerSettings(lc.name, lc.address, lc.port, lc.route_config_name or lc.name),

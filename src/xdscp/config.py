@@ -59,9 +59,17 @@ class ListenerConfig(_Section):
     route_config_name: str | None = None
 
 
-class FileSourceConfig(_Section):
-    kind: Literal["file"]
+class _SourceSection(_Section):
+    """What every source has: a name, and the Envoy priority of its instances."""
+
     name: str | None = None
+    # 0 = preferred. Instances from a source with priority 1 get traffic only while the
+    # priority-0 ones cannot take it (Envoy priority failover), e.g. a remote cluster.
+    priority: int = Field(default=0, ge=0, le=100)
+
+
+class FileSourceConfig(_SourceSection):
+    kind: Literal["file"]
     path: Path
     poll_interval: float = Field(default=0.02, gt=0, le=60)
 
@@ -74,11 +82,10 @@ def _check_http_urls(urls: list[str]) -> list[str]:
     return urls
 
 
-class HttpSourceConfig(_Section):
+class HttpSourceConfig(_SourceSection):
     """``kind: http``: poll a JSON document ``{"services": [...]}`` (the registry file schema)."""
 
     kind: Literal["http"]
-    name: str | None = None
     url: str
     interval: float = Field(default=1.0, gt=0, le=3600)
     timeout: float = Field(default=5.0, gt=0, le=300)
@@ -90,11 +97,10 @@ class HttpSourceConfig(_Section):
         return _check_http_urls([v])[0]
 
 
-class EtcdSourceConfig(_Section):
+class EtcdSourceConfig(_SourceSection):
     """``kind: etcd``: instances as JSON values under ``prefix`` (see xdscp.sources.etcd)."""
 
     kind: Literal["etcd"]
-    name: str | None = None
     endpoints: list[str] = Field(default=["http://127.0.0.1:2379"], min_length=1)
     prefix: str = "/xdscp/services"
     timeout: float = Field(default=5.0, gt=0, le=300)
@@ -114,11 +120,10 @@ class EtcdSourceConfig(_Section):
         return v
 
 
-class NacosSourceConfig(_Section):
+class NacosSourceConfig(_SourceSection):
     """``kind: nacos``: the services of some groups of one Nacos namespace (see xdscp.sources.nacos)."""
 
     kind: Literal["nacos"]
-    name: str | None = None
     servers: list[str] = Field(default=["http://127.0.0.1:8848"], min_length=1)
     namespace: str = "public"
     groups: list[str] = Field(default=["DEFAULT_GROUP"], min_length=1)
@@ -135,11 +140,10 @@ class NacosSourceConfig(_Section):
         return _check_http_urls(v)
 
 
-class ConsulSourceConfig(_Section):
+class ConsulSourceConfig(_SourceSection):
     """``kind: consul``: every service of one datacenter (see xdscp.sources.consul)."""
 
     kind: Literal["consul"]
-    name: str | None = None
     address: str = "http://127.0.0.1:8500"
     datacenter: str | None = None
     token: str | None = None  # ACL token, sent as X-Consul-Token
@@ -166,9 +170,8 @@ class InstanceCheckConfig(_Section):
     unhealthy_threshold: int = Field(default=2, ge=1, le=100)
 
 
-class EmbeddedSourceConfig(_Section):
+class EmbeddedSourceConfig(_SourceSection):
     kind: Literal["embedded"]
-    name: str | None = None
     # SQLite file for service settings and persistent instances; null keeps nothing.
     database: Path | None = Path("xdscp-registry.db")
     heartbeat_unhealthy_after: float = Field(default=15.0, gt=0)
@@ -212,6 +215,9 @@ class Config(_Section):
         except ConfigError as e:
             raise ValueError(str(e)) from None
         return v
+
+    def source_priorities(self) -> dict[str, int]:
+        return {n: s.priority for n, s in zip(self.source_names(), self.sources, strict=True)}
 
     def source_names(self) -> list[str]:
         """Each source's name: its own, or ``<kind>-<index>``; names must be unique."""

@@ -18,8 +18,10 @@ class Registry:
     services keep their object identity, so translation can skip them cheaply.
     """
 
-    def __init__(self, source_names: Iterable[str]) -> None:
+    def __init__(self, source_names: Iterable[str], priorities: Mapping[str, int] | None = None) -> None:
         self._order = list(source_names)
+        # A source's priority is added to each of its instances' (Envoy failover order).
+        self._priority = {n: (priorities or {}).get(n, 0) for n in self._order}
         self._by_source: dict[str, dict[ServiceKey, Service]] = {n: {} for n in self._order}
         self._synced: set[str] = set()
         self._merged: dict[ServiceKey, Service] = {}
@@ -62,7 +64,7 @@ class Registry:
         return changed
 
     def _remerge(self, key: ServiceKey) -> bool:
-        parts = [v[key] for n in self._order if key in (v := self._by_source[n])]
+        parts = [_with_priority(v[key], self._priority[n]) for n in self._order if key in (v := self._by_source[n])]
         old = self._merged.get(key)
         if not parts:
             if old is None:
@@ -96,3 +98,11 @@ def _merge(parts: list[Service]) -> Service:
                 seen.add((inst.host, inst.port))
                 instances.append(inst)
     return parts[0].model_copy(update={"instances": tuple(instances)})
+
+
+def _with_priority(svc: Service, priority: int) -> Service:
+    """``svc`` with ``priority`` added to each instance's; itself when it is 0."""
+    if not priority:
+        return svc
+    return svc.model_copy(update={"instances": tuple(
+        i.model_copy(update={"priority": i.priority + priority}) for i in svc.instances)})

@@ -104,6 +104,9 @@ class Instance(_Frozen):
     zone: str = ""
     region: str = ""
     cluster: str = ""
+    # Envoy priority: 0 is preferred; higher levels get traffic only while lower ones
+    # cannot take it (failover to a remote cluster or a standby).
+    priority: int = Field(default=0, ge=0, le=100)
     metadata: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("host")

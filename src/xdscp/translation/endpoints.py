@@ -1,4 +1,4 @@
-"""Service instances -> ClusterLoadAssignment, one locality per (region, zone)."""
+"""Service instances -> ClusterLoadAssignment, one locality per (priority, region, zone)."""
 
 from __future__ import annotations
 
@@ -42,16 +42,19 @@ def build_load_assignment(name: str, svc: Service) -> endpoint_pb2.ClusterLoadAs
     """Every enabled instance, grouped into localities; no instances -> no endpoints."""
     cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
     protected = protection_active(svc)
-    by_locality: dict[tuple[str, str], list[Instance]] = {}
+    by_locality: dict[tuple[int, str, str], list[Instance]] = {}
     for inst in svc.instances:
         if inst.enabled:
-            by_locality.setdefault((inst.region, inst.zone), []).append(inst)
+            by_locality.setdefault((inst.priority, inst.region, inst.zone), []).append(inst)
+    # Envoy wants priorities 0..N without gaps: the levels present are numbered in order.
+    level = {p: i for i, p in enumerate(sorted({k[0] for k in by_locality}))}
     # Sorted so that registry order never changes the content (and so the version).
-    for (region, zone) in sorted(by_locality):
+    for (priority, region, zone) in sorted(by_locality):
         loc = cla.endpoints.add()
         loc.locality.region = region
         loc.locality.zone = zone
-        for inst in sorted(by_locality[(region, zone)], key=lambda i: (i.host, i.port)):
+        loc.priority = level[priority]
+        for inst in sorted(by_locality[(priority, region, zone)], key=lambda i: (i.host, i.port)):
             loc.lb_endpoints.append(_lb_endpoint(inst, protected))
     return cla
 
