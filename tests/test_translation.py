@@ -144,3 +144,30 @@ def test_instance_priorities_become_contiguous_envoy_priorities() -> None:
     got = [(loc.priority, loc.locality.zone, [e.endpoint.address.socket_address.port_value for e in loc.lb_endpoints])
            for loc in cla.endpoints]
     assert got == [(0, "", [9001]), (1, "", [9003]), (1, "b", [9002]), (2, "", [9004])]
+
+
+def test_gray_release_becomes_subsets_a_header_route_and_a_weighted_split() -> None:
+    gray = {"key": "version", "stable": "v1", "canary": "v2", "header": "x-canary", "canary_weight": 10}
+    _, snap = translate(svc("echo", inst(9001, metadata={"version": "v1"}), inst(9002, metadata={"version": "v2"}),
+                            gray=gray))
+    cluster = snap.get(CLUSTER).resources["echo"].message  # type: ignore[attr-defined]
+    assert [list(s.keys) for s in cluster.lb_subset_config.subset_selectors] == [["version"]]
+    rc = snap.get(ROUTE).resources["ingress_http"].message  # type: ignore[attr-defined]
+    vh = next(v for v in rc.virtual_hosts if v.name == "echo")
+    header_route, default_route = vh.routes
+    assert header_route.match.headers[0].name == "x-canary" and header_route.match.headers[0].present_match
+    assert header_route.route.metadata_match.filter_metadata["envoy.lb"]["version"] == "v2"
+    split = [(c.weight.value, c.metadata_match.filter_metadata["envoy.lb"]["version"])
+             for c in default_route.route.weighted_clusters.clusters]
+    assert split == [(90, "v1"), (10, "v2")]
+
+
+def test_gray_release_settings_are_validated() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    base = {"stable": "v1", "canary": "v2"}
+    for bad in ({"stable": "v1", "canary": "v1"}, {**base, "canary_weight": 101}, {**base, "header_value": "1"},
+                {**base, "header": "a b"}):
+        with pytest.raises(ValidationError):
+            svc("echo", gray=bad)

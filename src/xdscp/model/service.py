@@ -91,6 +91,34 @@ class HashPolicy(_Frozen):
         return v
 
 
+class GrayRelease(_Frozen):
+    """A canary of one service: its instances whose metadata ``key`` is ``canary`` get the
+    requests carrying ``header`` (equal to ``header_value`` when given) and
+    ``canary_weight`` percent of the others; the ``stable`` instances get the rest."""
+
+    key: str = "version"
+    stable: str
+    canary: str
+    header: str | None = None
+    header_value: str | None = None
+    canary_weight: int = Field(default=0, ge=0, le=100)
+
+    @field_validator("header")
+    @classmethod
+    def _header_is_a_token(cls, v: str | None) -> str | None:
+        if v is not None and not _HEADER_NAME_RE.match(v):
+            raise ValueError(f"{v!r} is not a valid HTTP header name")
+        return v
+
+    @model_validator(mode="after")
+    def _two_subsets(self) -> GrayRelease:
+        if self.stable == self.canary:
+            raise ValueError("stable and canary must be different values")
+        if self.header_value is not None and self.header is None:
+            raise ValueError("header_value needs header")
+        return self
+
+
 class Instance(_Frozen):
     """One network endpoint of a service, with its registry state."""
 
@@ -186,6 +214,7 @@ class Service(_Frozen):
     health_check: HealthCheck | None = None
     outlier_detection: OutlierDetection | None = None
     hash_policy: HashPolicy | None = None
+    gray: GrayRelease | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
     instances: tuple[Instance, ...] = ()
 

@@ -37,6 +37,11 @@ def build_cluster(name: str, svc: Service, eds_source: config_source_pb2.ConfigS
         od.interval.CopyFrom(duration(cfg.interval))
         od.base_ejection_time.CopyFrom(duration(cfg.base_ejection_time))
         od.max_ejection_percent.value = cfg.max_ejection_percent
+    if svc.gray is not None:
+        # Subsets by the canary key; requests without a subset (none here) may use any host.
+        subsets = c.lb_subset_config
+        subsets.fallback_policy = cluster_pb2.Cluster.LbSubsetConfig.ANY_ENDPOINT
+        subsets.subset_selectors.add().keys.append(svc.gray.key)
     labels = {"namespace": svc.namespace, "group": svc.group, "service": svc.name, **svc.metadata}
     c.metadata.filter_metadata[METADATA_NAMESPACE].CopyFrom(string_struct(labels))
     return c

@@ -1,27 +1,64 @@
-"""Services -> one RouteConfiguration with a virtual host per service, matched on Host."""
+"""Services -> one RouteConfiguration with a virtual host per service, matched on Host.
+
+A gray release becomes a header route to the canary subset and a weighted split of
+the rest between the stable and canary subsets (Envoy subset load balancing)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from xdscp.model.service import LbPolicy, Service
+from xdscp.translation.endpoints import ENDPOINT_METADATA_NAMESPACE
+from xdscp.translation.protobuf_helpers import string_struct
 
 
 def build_virtual_host(name: str, svc: Service) -> route_components_pb2.VirtualHost:
-    """``Host: <name>`` and ``<name>:<any port>`` route everything to the service's cluster."""
+    """``Host: <name>`` and ``<name>:<any port>`` route to the service's cluster (to its
+    canary and stable subsets when a gray release is configured)."""
     vh = route_components_pb2.VirtualHost(name=name, domains=[name, f"{name}:*"])
+    gray = svc.gray
+    if gray is not None and gray.header is not None:
+        canary = vh.routes.add()
+        canary.match.prefix = "/"
+        hm = canary.match.headers.add(name=gray.header)
+        if gray.header_value is None:
+            hm.present_match = True
+        else:
+            hm.string_match.exact = gray.header_value
+        canary.route.cluster = name
+        _subset(canary.route.metadata_match, gray.key, gray.canary)
+        _hash(canary.route, svc)
     route = vh.routes.add()
     route.match.prefix = "/"
-    route.route.cluster = name
+    if gray is None:
+        route.route.cluster = name
+    elif gray.canary_weight == 0:
+        route.route.cluster = name
+        _subset(route.route.metadata_match, gray.key, gray.stable)
+    else:
+        for value, weight in ((gray.stable, 100 - gray.canary_weight), (gray.canary, gray.canary_weight)):
+            if weight:
+                cw = route.route.weighted_clusters.clusters.add(name=name)
+                cw.weight.value = weight
+                _subset(cw.metadata_match, gray.key, value)
+    _hash(route.route, svc)
+    return vh
+
+
+def _subset(match: base_pb2.Metadata, key: str, value: str) -> None:
+    match.filter_metadata[ENDPOINT_METADATA_NAMESPACE].CopyFrom(string_struct({key: value}))
+
+
+def _hash(action: route_components_pb2.RouteAction, svc: Service) -> None:
     if svc.lb_policy in (LbPolicy.RING_HASH, LbPolicy.MAGLEV):
-        hp = route.route.hash_policy.add()
+        hp = action.hash_policy.add()
         if svc.hash_policy is not None and svc.hash_policy.header:
             hp.header.header_name = svc.hash_policy.header
         else:
             hp.connection_properties.source_ip = True
-    return vh
 
 
 def build_route_configuration(
