@@ -12,7 +12,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_NAMESPACE = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"
@@ -78,17 +78,19 @@ class OutlierDetection(_Frozen):
     max_ejection_percent: int = Field(default=10, ge=0, le=100)
 
 
+def _header_name(v: str) -> str:
+    if not _HEADER_NAME_RE.match(v):
+        raise ValueError(f"{v!r} is not a valid HTTP header name")
+    return v
+
+
+HeaderName = Annotated[str, AfterValidator(_header_name)]
+
+
 class HashPolicy(_Frozen):
     """What RING_HASH and MAGLEV hash on: a request header, or else the client address."""
 
-    header: str | None = None
-
-    @field_validator("header")
-    @classmethod
-    def _header_is_a_token(cls, v: str | None) -> str | None:
-        if v is not None and not _HEADER_NAME_RE.match(v):
-            raise ValueError(f"{v!r} is not a valid HTTP header name")
-        return v
+    header: HeaderName | None = None
 
 
 class GrayRelease(_Frozen):
@@ -99,16 +101,9 @@ class GrayRelease(_Frozen):
     key: str = "version"
     stable: str
     canary: str
-    header: str | None = None
+    header: HeaderName | None = None
     header_value: str | None = None
     canary_weight: int = Field(default=0, ge=0, le=100)
-
-    @field_validator("header")
-    @classmethod
-    def _header_is_a_token(cls, v: str | None) -> str | None:
-        if v is not None and not _HEADER_NAME_RE.match(v):
-            raise ValueError(f"{v!r} is not a valid HTTP header name")
-        return v
 
     @model_validator(mode="after")
     def _two_subsets(self) -> GrayRelease:
