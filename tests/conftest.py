@@ -7,7 +7,8 @@ import json
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ import pytest
 
 from xdscp.app import ControlPlane
 from xdscp.config import Config, EmbeddedSourceConfig, FileSourceConfig, ListenerConfig
+from xdscp.local.upstream import NamedUpstream
 from xdscp.sources.registry_file import write_registry_file as write_registry
 
 
@@ -132,3 +134,14 @@ async def embedded(tmp_path: Path) -> AsyncIterator[Plane]:
 async def channel(plane: Plane) -> AsyncIterator[grpc.aio.Channel]:
     async with grpc.aio.insecure_channel(plane.target) as ch:
         yield ch
+
+
+@contextmanager
+def running_upstreams(*names: str) -> Iterator[list[NamedUpstream]]:
+    """Real HTTP upstreams on loopback, each answering its name; stopped on exit."""
+    ups = [NamedUpstream(n).start() for n in names]
+    try:
+        yield ups
+    finally:
+        for u in ups:
+            u.stop()

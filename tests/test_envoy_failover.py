@@ -14,19 +14,15 @@ from xdscp.local.traffic import count_responses
 from xdscp.local.upstream import NamedUpstream
 from xdscp.sources.registry_file import write_registry_file
 
-from conftest import until
+from conftest import running_upstreams, until
 
 pytestmark = pytest.mark.envoy
 
 
 @pytest.fixture
 def upstreams() -> Iterator[list[NamedUpstream]]:
-    ups = [NamedUpstream(n).start() for n in ("local", "remote")]
-    try:
+    with running_upstreams("local", "remote") as ups:
         yield ups
-    finally:
-        for u in ups:
-            u.stop()
 
 
 def test_traffic_fails_over_to_the_remote_source_and_back(tmp_path: Path, upstreams: list[NamedUpstream]) -> None:

@@ -15,35 +15,15 @@ from xdscp.local.traffic import count_responses
 from xdscp.local.upstream import NamedUpstream
 from xdscp.sources.registry_file import write_registry_file
 
-from conftest import until
+from conftest import running_upstreams, until
 
 pytestmark = pytest.mark.envoy
 
 
 @pytest.fixture
 def upstreams() -> Iterator[list[NamedUpstream]]:
-    ups = [NamedUpstream(n).start() for n in ("stable", "canary")]
-    try:
+    with running_upstreams("stable", "canary") as ups:
         yield ups
-    finally:
-        for u in ups:
-            u.stop()
-
-
-def requests_with(port: int, header: dict[str, str], n: int) -> dict[str, int]:
-    import http.client
-
-    seen: dict[str, int] = {}
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        for _ in range(n):
-            conn.request("GET", "/", headers={"Host": "echo", **header})
-            resp = conn.getresponse()
-            body = resp.read().decode().strip() if resp.status == 200 else f"HTTP {resp.status}"
-            seen[body] = seen.get(body, 0) + 1
-    finally:
-        conn.close()
-    return seen
 
 
 def test_header_route_and_weighted_split_to_subsets(tmp_path: Path, upstreams: list[NamedUpstream]) -> None:
@@ -62,8 +42,8 @@ def test_header_route_and_weighted_split_to_subsets(tmp_path: Path, upstreams: l
     try:
         until(lambda: count_responses(port, "echo", 5) == {"stable": 5}, what="stable traffic")
         assert count_responses(port, "echo", 40) == {"stable": 40}  # no header, weight 0: stable only
-        assert requests_with(port, {"x-canary": "yes"}, 40) == {"canary": 40}
-        assert requests_with(port, {"x-canary": "no"}, 20) == {"stable": 20}  # exact value only
+        assert count_responses(port, "echo", 40, {"x-canary": "yes"}) == {"canary": 40}
+        assert count_responses(port, "echo", 20, {"x-canary": "no"}) == {"stable": 20}  # exact value only
         write({"stable": "v1", "canary": "v2", "canary_weight": 50})
         until(lambda: len(count_responses(port, "echo", 20)) == 2, what="a split between both")
         seen = count_responses(port, "echo", 400)

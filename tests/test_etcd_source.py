@@ -14,7 +14,7 @@ from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
 from xdscp.model.service import ServiceKey
 
-from conftest import Plane, eventually, start_plane, until
+from conftest import Plane, eventually, running_upstreams, start_plane, until
 from etcd_server import EtcdServer, etcd_binary
 
 pytestmark = pytest.mark.skipif(etcd_binary() is None, reason="etcd not installed: make sysdeps installs etcd-server")
@@ -125,10 +125,7 @@ async def test_a_compacted_revision_falls_back_to_a_full_listing(
 
 
 def test_a_real_envoy_follows_etcd(tmp_path: Path, etcd: EtcdServer) -> None:
-    from xdscp.local.upstream import NamedUpstream
-
-    upstreams = [NamedUpstream(n).start() for n in ("a", "b")]
-    try:
+    with running_upstreams("a", "b") as upstreams:
         for u in upstreams:
             etcd.put(f"{PREFIX}/echo/{u.name}", {"host": "127.0.0.1", "port": u.port})
         xdscp = XdscpProcess(tmp_path, log_level="warning", sources=[
@@ -143,6 +140,3 @@ def test_a_real_envoy_follows_etcd(tmp_path: Path, etcd: EtcdServer) -> None:
         finally:
             envoy.stop()
             xdscp.stop()
-    finally:
-        for u in upstreams:
-            u.stop()
