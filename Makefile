@@ -23,10 +23,11 @@ lint: venv
 	$(VENV)/bin/mypy
 
 # Debian packages the tests run for real: dockerd and debootstrap (the docker-compose
-# test) and etcd (the etcd source). As root they are installed here.
-SYSDEPS = docker.io debootstrap etcd-server
+# test), etcd and ZooKeeper (the etcd and zookeeper sources). As root they are installed here.
+SYSDEPS = docker.io debootstrap etcd-server zookeeper
 sysdeps:
-	@if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || ! command -v etcd >/dev/null; then \
+	@if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || ! command -v etcd >/dev/null \
+	    || [ ! -f /usr/share/java/zookeeper.jar ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing $(SYSDEPS)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS) >/dev/null; \

@@ -26,6 +26,7 @@ from xdscp.config import (
     HttpSourceConfig,
     NacosSourceConfig,
     SourceConfig,
+    ZooKeeperSourceConfig,
     split_host_port,
 )
 from xdscp.errors import BindError, ConfigError
@@ -42,6 +43,7 @@ from xdscp.sources.etcd import EtcdSource
 from xdscp.sources.file import FileSource
 from xdscp.sources.http import HttpSource
 from xdscp.sources.nacos import NacosSource
+from xdscp.sources.zookeeper import ZooKeeperSource
 from xdscp.translation.placeholders import missing_resource
 from xdscp.translation.publisher import Publisher
 from xdscp.translation.translator import ListenerSettings, SourceSettings, Translator
@@ -59,6 +61,9 @@ def build_source(name: str, cfg: SourceConfig) -> Source:
         return EtcdSource(name, cfg.endpoints, cfg.prefix, cfg.timeout, cfg.username, cfg.password)
     if isinstance(cfg, ConsulSourceConfig):
         return ConsulSource(name, cfg.address, cfg.datacenter, cfg.token, cfg.warning_as, cfg.wait, cfg.timeout)
+    if isinstance(cfg, ZooKeeperSourceConfig):
+        return ZooKeeperSource(name, cfg.hosts, cfg.root, cfg.namespace, cfg.session_timeout, cfg.timeout,
+                               cfg.username, cfg.password)
     if isinstance(cfg, NacosSourceConfig):
         return NacosSource(name, cfg.servers, cfg.namespace, tuple(cfg.groups), cfg.api_version, cfg.interval,
                            cfg.timeout, cfg.username, cfg.password, cfg.access_token)

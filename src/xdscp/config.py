@@ -82,6 +82,13 @@ def _check_http_urls(urls: list[str]) -> list[str]:
     return urls
 
 
+def _below_root(path: str) -> str:
+    """An etcd prefix or a ZooKeeper root: absolute, and not the whole tree."""
+    if not path.startswith("/") or path.rstrip("/") == "":
+        raise ValueError(f"{path!r} must start with '/' and not be '/' itself")
+    return path
+
+
 class HttpSourceConfig(_SourceSection):
     """``kind: http``: poll a JSON document ``{"services": [...]}`` (the registry file schema)."""
 
@@ -112,12 +119,7 @@ class EtcdSourceConfig(_SourceSection):
     def _http_urls(cls, v: list[str]) -> list[str]:
         return _check_http_urls(v)
 
-    @field_validator("prefix")
-    @classmethod
-    def _absolute(cls, v: str) -> str:
-        if not v.startswith("/") or v.rstrip("/") == "":
-            raise ValueError(f"{v!r}: the prefix must start with '/' and not be the root")
-        return v
+    _absolute = field_validator("prefix")(classmethod(lambda cls, v: _below_root(v)))
 
 
 class NacosSourceConfig(_SourceSection):
@@ -157,6 +159,28 @@ class ConsulSourceConfig(_SourceSection):
         return _check_http_urls([v])[0]
 
 
+class ZooKeeperSourceConfig(_SourceSection):
+    """``kind: zookeeper``: Dubbo providers under ``root`` (see xdscp.sources.zookeeper)."""
+
+    kind: Literal["zookeeper"]
+    hosts: list[str] = Field(default=["127.0.0.1:2181"], min_length=1)
+    root: str = "/dubbo"
+    namespace: str = "public"  # the xdscp namespace of the interfaces found
+    session_timeout: float = Field(default=10.0, ge=1, le=600)
+    timeout: float = Field(default=5.0, gt=0, le=300)
+    username: str | None = None  # digest auth
+    password: str | None = None
+
+    @field_validator("hosts")
+    @classmethod
+    def _host_ports(cls, v: list[str]) -> list[str]:
+        for hp in v:
+            split_host_port(hp)  # a chroot goes in root, not here
+        return v
+
+    _absolute = field_validator("root")(classmethod(lambda cls, v: _below_root(v)))
+
+
 class InstanceCheckConfig(_Section):
     """How the embedded registry probes persistent instances."""
 
@@ -188,7 +212,7 @@ class EmbeddedSourceConfig(_SourceSection):
 
 SourceConfig = Annotated[
     FileSourceConfig | EmbeddedSourceConfig | HttpSourceConfig | EtcdSourceConfig | NacosSourceConfig
-    | ConsulSourceConfig,
+    | ConsulSourceConfig | ZooKeeperSourceConfig,
     Field(discriminator="kind"),
 ]
 
