@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,41 @@ def test_config_defaults_relative_paths_and_errors(tmp_path: Path) -> None:
     cfg_path.write_text("sources:\n  - {kind: consul-but-not-yet, path: x}\n")
     with pytest.raises(ConfigError, match="sources\\[0\\]: Input tag 'consul-but-not-yet'.*'file', 'embedded'"):
         load_config(cfg_path)
+
+
+@pytest.mark.parametrize(("source", "expected"), [
+    ("{kind: zookeeper, hosts: ['zk:2181/dubbo']}", "is not host:port"),
+    ("{kind: zookeeper, hosts: []}", "at least 1 item"),
+    ("{kind: zookeeper, root: /}", "must start with '/' and not be '/' itself"),
+    ("{kind: etcd, prefix: services}", "must start with '/' and not be '/' itself"),
+    ("{kind: nacos, servers: ['nacos:8848']}", "is not an http:// or https:// URL"),
+])
+def test_remote_source_settings_are_checked(tmp_path: Path, source: str, expected: str) -> None:
+    cfg_path = tmp_path / "xdscp.yaml"
+    cfg_path.write_text(f"sources:\n  - {source}\n")
+    with pytest.raises(ConfigError, match="sources\\[0\\]") as info:
+        load_config(cfg_path)
+    assert expected in str(info.value)
+
+
+def test_zookeeper_source_defaults(tmp_path: Path) -> None:
+    cfg_path = tmp_path / "xdscp.yaml"
+    cfg_path.write_text("sources:\n  - {kind: zookeeper, hosts: ['10.0.0.1:2181', '[::1]:2181']}\n")
+    src = load_config(cfg_path).sources[0]
+    assert src.kind == "zookeeper" and src.root == "/dubbo" and src.namespace == "public"
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_every_yaml_example_in_the_readme_is_valid(tmp_path: Path) -> None:
+    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S)
+    configs = [b for b in blocks if re.match(r"^(sources|xds):", b, re.M)]
+    registries = [b for b in blocks if b.startswith("services:")]
+    assert len(configs) >= 6 and registries  # one per source, plus the full config
+    for i, block in enumerate(configs):
+        path = tmp_path / f"example-{i}.yaml"
+        path.write_text(block)
+        load_config(path)  # raises ConfigError naming the line
+    for block in registries:
+        parse_registry_file(block.encode(), "README.md")
