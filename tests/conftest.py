@@ -8,12 +8,13 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from aiohttp import web
 
 from xdscp.app import ControlPlane
 from xdscp.config import Config, EmbeddedSourceConfig, FileSourceConfig, ListenerConfig
@@ -145,3 +146,15 @@ def running_upstreams(*names: str) -> Iterator[list[NamedUpstream]]:
     finally:
         for u in ups:
             u.stop()
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve an aiohttp app (a test double of a registry's HTTP API) on a free loopback port."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

@@ -20,7 +20,7 @@ from xdscp.sources.http import HttpSource
 from xdscp.sources.salvage import salvage_services
 from xdscp.type_urls import ENDPOINT
 
-from conftest import Plane, eventually, service, start_plane
+from conftest import Plane, eventually, service, serving, start_plane
 from xds_client import node, sotw_request, sotw_stream, unpack
 
 
@@ -53,15 +53,8 @@ async def api() -> AsyncIterator[tuple[ServiceListApi, str]]:
     state = ServiceListApi()
     app = web.Application()
     app.router.add_get("/services", state.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield state, f"http://127.0.0.1:{port}/services"
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield state, f"{url}/services"
 
 
 @pytest.fixture

@@ -6,8 +6,10 @@ list with the 1.x ``valid`` field)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -15,7 +17,7 @@ from aiohttp import web
 from xdscp.config import NacosSourceConfig
 from xdscp.model.service import Instance, ServiceKey
 
-from conftest import Plane, embedded_source, eventually, start_plane
+from conftest import Plane, embedded_source, eventually, serving, start_plane
 
 
 async def _async(value: object) -> object:
@@ -123,13 +125,8 @@ async def documented_nacos() -> AsyncIterator[tuple[str, list[str]]]:
     app.router.add_post("/nacos/v1/auth/login", login)
     app.router.add_get("/nacos/v1/ns/service/list", service_list)
     app.router.add_get("/nacos/v1/ns/instance/list", instance_list)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        yield f"http://127.0.0.1:{runner.addresses[0][1]}", doms
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url:
+        yield url, doms
 
 
 async def test_documented_v1_answers_with_login(tmp_path: Path, documented_nacos: tuple[str, list[str]]) -> None:
@@ -157,5 +154,92 @@ async def test_a_wrong_password_is_an_error_not_an_empty_registry(
         source = plane.cp.sources[0]
         await eventually(lambda: _async(source.last_error is not None), what="login failure")
         assert "login" in (source.last_error or "") and plane.cp.publisher.published == 0
+    finally:
+        await plane.cp.stop(0)
+
+
+@pytest.fixture
+async def upgradable_nacos() -> AsyncIterator[tuple[str, dict[str, bool]]]:
+    """A Nacos answering as the 2.x v1 API documents until ``state["v1"]`` is set False, then
+    only as 3.x does (v1 off): the admin API's service page and the client API's instance
+    array, shaped as in Nacos 3's Open API documentation, with login on the 3.x path."""
+    state = {"v1": True}
+    token = "eyJhbGciOiJIUzI1NiJ9.v3"
+
+    def v1_on(handler: Any) -> Any:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if not state["v1"]:
+                return web.Response(status=404, text="Not Found")
+            return await handler(request)
+        return guarded
+
+    async def v1_services(request: web.Request) -> web.Response:
+        return web.json_response({"count": 1, "doms": ["test1"]})
+
+    async def v1_instances(request: web.Request) -> web.Response:
+        return web.json_response({"dom": "test1", "hosts": [
+            {"valid": True, "ip": "10.0.0.1", "port": 3306, "weight": 1.0, "metadata": {}}]})
+
+    async def login(request: web.Request) -> web.Response:
+        form = await request.post()
+        if (form.get("username"), form.get("password")) != ("nacos", "secret"):
+            return web.Response(status=403, text="unknown user!")
+        return web.json_response({"accessToken": token, "tokenTtl": 18000, "globalAdmin": True})
+
+    async def v3_services(request: web.Request) -> web.Response:
+        if request.query.get("accessToken") != token:
+            return web.json_response({"code": 403, "message": "user not found!", "data": None}, status=403)
+        return web.json_response({"code": 0, "message": "success", "data": {
+            "pageItems": [{"clusterCount": 1, "groupName": "DEFAULT_GROUP", "healthyInstanceCount": 1,
+                           "ipCount": 1, "name": "test1", "triggerFlag": "false"}],
+            "pageNumber": 1, "pagesAvailable": 1, "totalCount": 1}})
+
+    async def v3_instances(request: web.Request) -> web.Response:
+        if request.query.get("accessToken") != token:
+            return web.json_response({"code": 403, "message": "user not found!", "data": None}, status=403)
+        return web.json_response({"code": 0, "message": "success", "data": [
+            {"ip": "127.0.0.1", "port": 3306, "weight": 1.0, "healthy": True, "enabled": True, "ephemeral": True,
+             "clusterName": "DEFAULT", "serviceName": "DEFAULT_GROUP@@test1", "metadata": {},
+             "ipDeleteTimeout": 30000, "instanceIdGenerator": "simple", "instanceHeartBeatInterval": 5000,
+             "instanceHeartBeatTimeOut": 15000}]})
+
+    app = web.Application()
+    app.router.add_post("/nacos/v1/auth/login", v1_on(login))
+    app.router.add_get("/nacos/v1/ns/service/list", v1_on(v1_services))
+    app.router.add_get("/nacos/v1/ns/instance/list", v1_on(v1_instances))
+    app.router.add_post("/nacos/v3/auth/user/login", login)
+    app.router.add_get("/nacos/v3/admin/ns/service/list", v3_services)
+    app.router.add_get("/nacos/v3/client/ns/instance/list", v3_instances)
+    async with serving(app) as url:
+        yield url, state
+
+
+def hosts_of(plane: Plane, name: str) -> list[str]:
+    svc = plane.cp.registry.services.get(ServiceKey("public", "DEFAULT_GROUP", name))
+    return [] if svc is None else [i.address for i in svc.instances]
+
+
+async def test_auto_detects_the_api_and_follows_an_upgrade_to_3x(
+        tmp_path: Path, upgradable_nacos: tuple[str, dict[str, bool]], caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="xdscp.sources.nacos")
+    url, state = upgradable_nacos
+    plane = await start_plane(tmp_path, None, sources=[NacosSourceConfig(
+        kind="nacos", name="nacos", servers=[url], username="nacos", password="secret", interval=0.05)])
+    try:
+        await eventually(lambda: _async(hosts_of(plane, "test1") == ["10.0.0.1:3306"]), what="read over v1")
+        state["v1"] = False  # upgraded to 3.x, where v1 is off
+        await eventually(lambda: _async(hosts_of(plane, "test1") == ["127.0.0.1:3306"]), what="read over v3")
+        detected = [r.xdscp_fields["api"] for r in caplog.records  # type: ignore[attr-defined]
+                    if r.getMessage() == "source.api_detected"]
+        assert detected[0] == "v1" and detected[-1] == "v3", detected
+    finally:
+        await plane.cp.stop(0)
+
+
+async def test_auto_against_xdscp_own_nacos_api_picks_v1(tmp_path: Path, nacos: Plane) -> None:
+    plane = await follower(tmp_path, nacos, "auto")
+    try:
+        assert ports(plane, "echo") == [9001, 9002]
+        assert plane.cp.sources[0].api == "v1"  # type: ignore[attr-defined]
     finally:
         await plane.cp.stop(0)

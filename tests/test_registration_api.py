@@ -16,6 +16,11 @@ from conftest import Plane
 
 ECHO = ServiceKey("public", "DEFAULT_GROUP", "echo")
 V1, V2, V3 = "/nacos/v1/ns", "/nacos/v2/ns", "/nacos/v3/client/ns"
+V3_ADMIN = "/nacos/v3/admin/ns"
+# What Nacos 3 serves: the client API registers, renews, deregisters and lists one
+# service's instances; the service list is the admin API's.
+V3_PATHS = {("POST", "/instance"): V3, ("DELETE", "/instance"): V3, ("GET", "/instance/list"): V3,
+            ("GET", "/service/list"): V3_ADMIN}
 GOOD = {"serviceName": "echo", "ip": "127.0.0.1", "port": "9001"}
 
 
@@ -73,6 +78,24 @@ async def test_register_list_beat_update_deregister_in_every_dialect(embedded: P
     assert store_of(embedded).service(ECHO).instances == ()
 
 
+async def test_the_3x_client_and_admin_api_answer_as_nacos_3(embedded: Plane) -> None:
+    assert (await call(embedded, "POST", f"{V3}/instance", **GOOD, metadata='{"version": "v2"}'))[1]["data"] == "ok"
+    status, body = await call(embedded, "GET", f"{V3}/instance/list", serviceName="echo")
+    assert status == 200 and body["code"] == 0 and isinstance(body["data"], list)  # the bare instance array
+    assert [(h["ip"], h["port"], h["metadata"]) for h in body["data"]] == [("127.0.0.1", 9001, {"version": "v2"})]
+    # Renewal is the register call with heartBeat=true; an unknown instance gets 21003.
+    assert (await call(embedded, "POST", f"{V3}/instance", **GOOD, heartBeat="true"))[1]["data"] == "ok"
+    status, body = await call(embedded, "POST", f"{V3}/instance", **{**GOOD, "port": "9009"}, heartBeat="true")
+    assert body["code"] == 21003 and len(store_of(embedded).service(ECHO).instances) == 1
+    status, body = await call(embedded, "GET", f"{V3_ADMIN}/service/list", pageNo="1", pageSize="10")
+    page = body["data"]
+    assert page["totalCount"] == 1 and page["pageItems"][0]["name"] == "echo"
+    assert page["pageItems"][0]["groupName"] == "DEFAULT_GROUP" and page["pageItems"][0]["ipCount"] == 1
+    # Nacos 3's client API has no service list, no PUT and no beat path.
+    assert (await call(embedded, "GET", f"{V3}/service/list"))[0] == 404
+    assert (await call(embedded, "PUT", f"{V3}/instance", **GOOD))[0] == 405
+
+
 def _bad_requests() -> list[tuple[str, str, dict[str, str], str, int]]:
     """(method, path suffix, params, the parameter named in the error, v2 code)."""
     rows = []
@@ -111,7 +134,9 @@ async def test_bad_parameters_get_400_and_change_nothing(embedded: Plane, method
     before = snapshot(embedded)
     status, body = await call(embedded, method, V1 + path, **params)
     assert status == 400 and isinstance(body, str) and body.startswith("caused: ") and f"'{param}'" in body
-    for prefix in (V2, V3):
+    for prefix in (V2, V3_PATHS.get((method, path))):
+        if prefix is None:
+            continue  # not a Nacos 3 path
         status, body = await call(embedded, method, prefix + path, **params)
         assert status == 400 and body["code"] == code and f"'{param}'" in body["message"] and body["data"] is None
     assert snapshot(embedded) == before

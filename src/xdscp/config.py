@@ -129,7 +129,7 @@ class NacosSourceConfig(_SourceSection):
     servers: list[str] = Field(default=["http://127.0.0.1:8848"], min_length=1)
     namespace: str = "public"
     groups: list[str] = Field(default=["DEFAULT_GROUP"], min_length=1)
-    api_version: Literal["v1", "v2", "v3"] = "v1"
+    api_version: Literal["auto", "v1", "v2", "v3"] = "auto"
     interval: float = Field(default=1.0, gt=0, le=3600)
     timeout: float = Field(default=5.0, gt=0, le=300)
     username: str | None = None

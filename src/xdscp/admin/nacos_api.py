@@ -5,6 +5,11 @@ or bare JSON, and errors as ``caused: <message>;`` with HTTP 400. v2 and v3 wrap
 everything in ``{"code": 0, "message": "success", "data": ...}``, and errors carry
 Nacos' error codes (10000 missing parameter, 20002 invalid parameter, 21000 bad service
 name, 21003 instance not found).
+
+3.x splits the API as Nacos 3 does: the client API (``/nacos/v3/client/ns``) registers,
+renews (``heartBeat=true``), deregisters and lists one service's instances (``data`` is
+the instance array); listing every service is the admin API's
+``/nacos/v3/admin/ns/service/list`` (``pageItems``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,11 @@ _PARAM_OF_FIELD = {"host": "ip", "cluster": "clusterName", "enabled": "enabled"}
 class Dialect:
     """Response shapes of one API generation."""
 
-    unified: bool
+    generation: int  # 1, 2 or 3: the Nacos API generation
+
+    @property
+    def unified(self) -> bool:
+        return self.generation >= 2
 
     def ok(self, data: Any) -> web.Response:
         if self.unified:
@@ -48,7 +57,7 @@ class Dialect:
         return web.Response(text=f"caused: {message};", status=status)
 
 
-V1, UNIFIED = Dialect(unified=False), Dialect(unified=True)
+V1, V2, V3 = Dialect(1), Dialect(2), Dialect(3)
 Handler = Callable[[Params, Dialect], Any]
 
 
@@ -62,7 +71,7 @@ class HeartbeatPolicy:
 
 
 class NacosApi:
-    """Routes for /nacos/v1/ns, /nacos/v2/ns and /nacos/v3/client/ns onto an EmbeddedStore."""
+    """Routes for /nacos/v1/ns, /nacos/v2/ns and Nacos 3's client and admin paths onto an EmbeddedStore."""
 
     def __init__(self, store: EmbeddedStore, beats: HeartbeatPolicy = HeartbeatPolicy()) -> None:
         self.store = store
@@ -70,7 +79,7 @@ class NacosApi:
 
     def routes(self) -> list[web.RouteDef]:
         table: list[web.RouteDef] = []
-        for prefix, dialect in (("/nacos/v1/ns", V1), ("/nacos/v2/ns", UNIFIED), ("/nacos/v3/client/ns", UNIFIED)):
+        for prefix, dialect in (("/nacos/v1/ns", V1), ("/nacos/v2/ns", V2)):
             table += [
                 web.post(f"{prefix}/instance", self._wrap(self.register, dialect)),
                 web.delete(f"{prefix}/instance", self._wrap(self.deregister, dialect)),
@@ -79,6 +88,13 @@ class NacosApi:
                 web.get(f"{prefix}/instance/list", self._wrap(self.list_instances, dialect)),
                 web.get(f"{prefix}/service/list", self._wrap(self.list_services, dialect)),
             ]
+        client = "/nacos/v3/client/ns"
+        table += [
+            web.post(f"{client}/instance", self._wrap(self.register, V3)),
+            web.delete(f"{client}/instance", self._wrap(self.deregister, V3)),
+            web.get(f"{client}/instance/list", self._wrap(self.list_instances, V3)),
+            web.get("/nacos/v3/admin/ns/service/list", self._wrap(self.list_services, V3)),
+        ]
         return table
 
     @staticmethod
@@ -134,9 +150,14 @@ class NacosApi:
         return value if value is not None else p.boolean("enable", default)
 
     # -- operations -----------------------------------------------------------------
-    def register(self, p: Params, _: Dialect) -> str:
+    def register(self, p: Params, dialect: Dialect) -> str:
         key = self._service_key(p)
         ip, port = self._address(p)
+        if dialect.generation == 3 and p.boolean("heartBeat", False):
+            # 3.x renews through the register call; an expired instance gets 21003 and re-registers.
+            if not self.store.beat(key, ip, port):
+                raise InstanceNotFound(key, ip, port)
+            return "ok"
         inst = self._instance({
             "host": ip, "port": port,
             "weight": p.number("weight", 1.0, low=0, high=10000),
@@ -190,7 +211,7 @@ class NacosApi:
         return {"clientBeatInterval": self.beats.interval_ms, "code": 10200 if found else 20404,
                 "lightBeatEnabled": True}
 
-    def list_instances(self, p: Params, _: Dialect) -> dict[str, Any]:
+    def list_instances(self, p: Params, dialect: Dialect) -> Any:
         key = self._service_key(p)
         healthy_only = p.boolean("healthyOnly", False)
         clusters = [c for c in (p.text("clusters") or "").split(",") if c]
@@ -200,6 +221,8 @@ class NacosApi:
             if (healthy_only and not (inst.healthy and inst.enabled)) or (clusters and inst.cluster not in clusters):
                 continue
             hosts.append(self._instance_json(key, inst))
+        if dialect.generation == 3:
+            return hosts  # 3.x: data is the bare instance array
         healthy = sum(1 for i in svc.instances if i.healthy) if svc is not None else 0
         total = len(svc.instances) if svc is not None else 0
         threshold = svc.protect_threshold if svc is not None else 0.0
@@ -223,9 +246,18 @@ class NacosApi:
         assert page_no is not None and page_size is not None
         namespace = p.text("namespaceId", DEFAULT_NAMESPACE) or DEFAULT_NAMESPACE
         group = p.text("groupName", DEFAULT_GROUP) or DEFAULT_GROUP
-        names = [s.name for s in self.store.services(namespace, group)]
-        page = names[(page_no - 1) * page_size: page_no * page_size]
-        return {"count": len(names), "services": page} if dialect.unified else {"count": len(names), "doms": page}
+        services = self.store.services(namespace, group)
+        page = services[(page_no - 1) * page_size: page_no * page_size]
+        if dialect.generation == 3:  # the 3.x admin API's page
+            return {"totalCount": len(services), "pageNumber": page_no,
+                    "pagesAvailable": -(-len(services) // page_size),
+                    "pageItems": [{"name": s.name, "groupName": s.group,
+                                   "clusterCount": len({i.cluster for i in s.instances}),
+                                   "ipCount": len(s.instances),
+                                   "healthyInstanceCount": sum(1 for i in s.instances if i.healthy),
+                                   "triggerFlag": "false"} for s in page]}
+        names = [s.name for s in page]
+        return {"count": len(services), "services" if dialect.unified else "doms": names}
 
     def _instance_json(self, key: ServiceKey, inst: Instance) -> dict[str, Any]:
         service = grouped_name(key.group, key.name)

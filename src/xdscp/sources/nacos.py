@@ -6,8 +6,12 @@ lists changed. A new service therefore appears within one interval (a second by
 default), not on a 30 s relist.
 
 ``api_version`` picks the API generation: ``v1`` (Nacos 1.x, and 2.x with v1 on),
-``v2`` (2.x), ``v3`` (the 3.x client API; v1 is off by default on 3.x). Nacos fields
-map one to one: ``ip``/``port``/``weight``/``healthy``/``enabled``/``ephemeral``,
+``v2`` (2.x), ``v3`` (3.x, where v1 is off by default: services from the admin API's
+``/nacos/v3/admin/ns/service/list``, which needs an admin user, and instances from the
+client API's ``/nacos/v3/client/ns/instance/list``), or ``auto`` (the default): the
+first of v1, v3, v2 whose service list answers in that API's shape, detected again
+after any failed round, so a server upgraded from 2.x to 3.x is followed without a
+config change. Nacos fields map one to one: ``ip``/``port``/``weight``/``healthy``/``enabled``/``ephemeral``,
 ``clusterName`` (kept as the instance's cluster) and ``metadata``. A service
 ``group@@name`` in namespace ``ns`` becomes the key (ns, group, name), so its Envoy
 cluster is ``name`` in public/DEFAULT_GROUP and ``name.group.ns`` elsewhere.
@@ -34,13 +38,29 @@ from xdscp.sources.salvage import salvage_services
 
 log = logging.getLogger(__name__)
 
-_PATHS = {"v1": "/nacos/v1/ns", "v2": "/nacos/v2/ns", "v3": "/nacos/v3/client/ns"}
-_PAGE = 1000
+# (service list, instance list) per API generation. Nacos 3's client API lists one
+# service's instances only; listing services is its admin API's job.
+_PATHS = {
+    "v1": ("/nacos/v1/ns/service/list", "/nacos/v1/ns/instance/list"),
+    "v2": ("/nacos/v2/ns/service/list", "/nacos/v2/ns/instance/list"),
+    "v3": ("/nacos/v3/admin/ns/service/list", "/nacos/v3/client/ns/instance/list"),
+}
+_DETECT_ORDER = ("v1", "v3", "v2")  # v1 answers on 1.x and 2.x; 3.x turns it off
+_LOGIN_PATHS = ("/nacos/v1/auth/login", "/nacos/v3/auth/user/login")
+_PAGE = 500  # the most Nacos 3's admin API gives per page
 _CONCURRENCY = 16
 
 
 class NacosError(Exception):
     """Nacos could not be read (or said something that is not its API); nothing is applied."""
+
+
+class NacosUnreachable(NacosError):
+    """No answer at all (connection refused, timeout): no other API version will do better."""
+
+
+class NacosLoginFailed(NacosError):
+    """The credentials were refused: no other API version will do better."""
 
 
 class NacosSource(RemoteSource):
@@ -49,14 +69,16 @@ class NacosSource(RemoteSource):
     kind = "nacos"
 
     def __init__(self, name: str, servers: list[str], namespace: str = DEFAULT_NAMESPACE,
-                 groups: tuple[str, ...] = ("DEFAULT_GROUP",), api_version: str = "v1",
+                 groups: tuple[str, ...] = ("DEFAULT_GROUP",), api_version: str = "auto",
                  interval: float = 1.0, timeout: float = 5.0, username: str | None = None,
                  password: str | None = None, access_token: str | None = None) -> None:
         self.name = name
         self.servers = [s.rstrip("/") for s in servers]
         self.namespace = namespace or DEFAULT_NAMESPACE
         self.groups = tuple(groups)
-        self.api = api_version
+        self.auto = api_version == "auto"
+        self.api: str = "v1" if self.auto else api_version
+        self._detected = not self.auto
         self.interval = interval
         self.timeout = timeout
         self.username, self.password = username, password
@@ -75,11 +97,14 @@ class NacosSource(RemoteSource):
                     self.health.ok()
                 except NacosError as e:
                     self._server += 1  # next time, the next server
+                    self._detected = not self.auto  # which may speak another API version
                     self.health.failed(str(e), kept_last_good=self._synced)
                 await asyncio.sleep(self.health.retry_delay() if self.health.failures else self.interval)
 
     # -- one round -----------------------------------------------------------------------
     async def poll_once(self, session: aiohttp.ClientSession, registry: Registry) -> None:
+        if not self._detected:
+            await self._detect(session)
         keys = [ServiceKey(self.namespace, g, n) for g in self.groups for n in await self._service_names(session, g)]
         sem = asyncio.Semaphore(_CONCURRENCY)
 
@@ -114,37 +139,71 @@ class NacosSource(RemoteSource):
                   changed=len(changed_keys), removed=len(removed), api=self.api)
 
     # -- the Nacos API -------------------------------------------------------------------
+    async def _detect(self, session: aiohttp.ClientSession) -> None:
+        """Settle ``self.api`` on the first version whose service list answers in its shape."""
+        refused: list[str] = []
+        for api in _DETECT_ORDER:
+            self.api = api
+            try:
+                await self._service_page(session, self.groups[0], 1, 1)
+            except (NacosUnreachable, NacosLoginFailed):
+                raise
+            except NacosError as e:
+                refused.append(f"{api}: {e}")
+                continue
+            self._detected = True
+            log_event(log, logging.INFO, "source.api_detected", source=self.name, api=api,
+                      server=self.servers[self._server % len(self.servers)])
+            return
+        raise NacosError("no Nacos naming API (v1, v3, v2) answered: " + "; ".join(refused))
+
     async def _service_names(self, session: aiohttp.ClientSession, group: str) -> list[str]:
         names: list[str] = []
         page = 1
         while True:
-            data = await self._get(session, "/service/list", {
-                "pageNo": page, "pageSize": _PAGE, "namespaceId": self.namespace, "groupName": group})
-            batch = data.get("doms") if self.api == "v1" else data.get("services")
-            if not isinstance(batch, list):
-                raise NacosError(f"{self._base()}/service/list: no service list in the answer")
-            names += [str(n).split("@@", 1)[-1] for n in batch]
-            if len(batch) < _PAGE or len(names) >= int(data.get("count", 0)):
+            batch, count = await self._service_page(session, group, page, _PAGE)
+            names += batch
+            if len(batch) < _PAGE or len(names) >= count:
                 return names
             page += 1
 
+    async def _service_page(self, session: aiohttp.ClientSession, group: str, page: int,
+                            size: int) -> tuple[list[str], int]:
+        """One page of a group's service names, and how many there are in all."""
+        data = await self._get(session, 0, {"pageNo": page, "pageSize": size, "namespaceId": self.namespace,
+                                            "groupName": group})
+        if not isinstance(data, dict):
+            raise NacosError(f"{self._url(0)}: no service list in the answer")
+        if self.api == "v3":
+            items = data.get("pageItems")
+            batch = [i.get("name") for i in items if isinstance(i, dict)] if isinstance(items, list) else None
+            count = data.get("totalCount", 0)
+        else:
+            batch = data.get("doms") if self.api == "v1" else data.get("services")
+            count = data.get("count", 0)
+        if not isinstance(batch, list) or not isinstance(count, int):
+            raise NacosError(f"{self._url(0)}: no service list in the answer")
+        return [str(n).split("@@", 1)[-1] for n in batch if n], count
+
     async def _hosts(self, session: aiohttp.ClientSession, key: ServiceKey) -> list[dict[str, Any]]:
-        data = await self._get(session, "/instance/list", {
+        data = await self._get(session, 1, {
             "serviceName": key.name, "groupName": key.group, "namespaceId": key.namespace, "healthyOnly": "false"})
-        hosts = data.get("hosts")
+        hosts = data if self.api == "v3" else data.get("hosts") if isinstance(data, dict) else None
         if not isinstance(hosts, list):
-            raise NacosError(f"{self._base()}/instance/list for {key.name}: no hosts in the answer")
+            raise NacosError(f"{self._url(1)} for {key.name}: no hosts in the answer")
         return [h for h in hosts if isinstance(h, dict)]
 
-    def _base(self) -> str:
-        return self.servers[self._server % len(self.servers)] + _PATHS[self.api]
+    def _url(self, which: int) -> str:
+        """The current server's service list (0) or instance list (1) URL."""
+        return self.servers[self._server % len(self.servers)] + _PATHS[self.api][which]
 
-    async def _get(self, session: aiohttp.ClientSession, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    async def _get(self, session: aiohttp.ClientSession, which: int, params: dict[str, Any]) -> Any:
+        """GET the service list (0) or instance list (1); the answer's data (v2/v3) or body (v1)."""
         await self._login(session)
         query = {k: str(v) for k, v in params.items()}
         if self._token:
             query["accessToken"] = self._token
-        url = self._base() + path
+        url = self._url(which)
         try:
             async with session.get(url, params=query) as resp:
                 text = await resp.text()
@@ -153,33 +212,43 @@ class NacosSource(RemoteSource):
                 if resp.status != 200:
                     raise NacosError(f"{url} answered HTTP {resp.status}: {text[:200]}")
         except (aiohttp.ClientError, TimeoutError) as e:
-            raise NacosError(f"cannot reach Nacos at {url}: {type(e).__name__} {e}".rstrip()) from None
+            raise NacosUnreachable(f"cannot reach Nacos at {url}: {type(e).__name__} {e}".rstrip()) from None
         try:
             body = json.loads(text)
         except json.JSONDecodeError:
             raise NacosError(f"{url} did not answer JSON: {text[:200]}") from None
         if self.api == "v1":
-            if not isinstance(body, dict):
-                raise NacosError(f"{url}: unexpected answer {text[:200]}")
+            if not isinstance(body, dict) or "code" in body and "data" in body:  # v2/v3's shape
+                raise NacosError(f"{url}: not a Nacos v1 answer: {text[:200]}")
             return body
-        if not isinstance(body, dict) or body.get("code") != 0 or not isinstance(body.get("data"), dict):
+        if not isinstance(body, dict) or body.get("code") != 0 or "data" not in body:
             raise NacosError(f"{url}: Nacos error {body.get('code') if isinstance(body, dict) else '?'}: "
                              f"{body.get('message') if isinstance(body, dict) else text[:200]}")
-        return dict(body["data"])
+        return body["data"]
 
     async def _login(self, session: aiohttp.ClientSession) -> None:
         if self._token is not None or self.username is None:
             return
-        url = self.servers[self._server % len(self.servers)] + "/nacos/v1/auth/login"
-        try:
-            async with session.post(url, data={"username": self.username, "password": self.password or ""}) as resp:
-                body = await resp.json(content_type=None)
-                if resp.status != 200 or not isinstance(body, dict) or "accessToken" not in body:
-                    raise NacosError(f"Nacos login as {self.username!r} failed: HTTP {resp.status}")
-                self._token = str(body["accessToken"])
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as e:
-            raise NacosError(f"cannot log in to Nacos at {url}: {type(e).__name__} {e}".rstrip()) from None
-
+        server = self.servers[self._server % len(self.servers)]
+        form = {"username": self.username, "password": self.password or ""}
+        status = 0
+        for path in _LOGIN_PATHS:
+            url = server + path
+            try:
+                async with session.post(url, data=form) as resp:
+                    status = resp.status
+                    if status in (404, 405, 410, 501):
+                        continue  # this server has no such login path (3.x may have turned v1 off)
+                    body = await resp.json(content_type=None)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                raise NacosUnreachable(f"cannot log in to Nacos at {url}: {type(e).__name__} {e}".rstrip()) from None
+            except json.JSONDecodeError:
+                raise NacosLoginFailed(f"Nacos login at {url} did not answer JSON (HTTP {status})") from None
+            if status != 200 or not isinstance(body, dict) or "accessToken" not in body:
+                raise NacosLoginFailed(f"Nacos login as {self.username!r} failed: HTTP {status}")
+            self._token = str(body["accessToken"])
+            return
+        raise NacosLoginFailed(f"Nacos login as {self.username!r} failed: no login path answered (HTTP {status})")
 
 def _instance(host: dict[str, Any]) -> dict[str, Any]:
     """A Nacos host object as a registry-file instance (validated later, per instance)."""
