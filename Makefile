@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast lint sysdeps bench clean
+.PHONY: venv demo test test-fast lint sysdeps bench clean protos
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,6 +17,11 @@ venv: $(STAMP)
 # scripted; DEMO_ARGS="--hold" keeps it up until Ctrl-C, "--mode delta" uses Delta xDS.
 demo: venv
 	$(PY) -m xdscp demo $(DEMO_ARGS)
+
+# The Istio MCP subset in protos/ -> src/xdscp/istio_api/ (committed; this regenerates it).
+PROTOS := $(sort $(shell find protos -name '*.proto'))
+protos: venv
+	$(PY) -m grpc_tools.protoc -I protos --python_out=src --pyi_out=src $(PROTOS)
 
 lint: venv
 	$(VENV)/bin/ruff check src tests bench

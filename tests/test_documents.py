@@ -115,7 +115,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_every_yaml_example_in_the_readme_is_valid(tmp_path: Path) -> None:
     blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S)
-    configs = [b for b in blocks if re.match(r"^(sources|xds):", b, re.M)]
+    configs = [b for b in blocks if re.search(r"^(sources|xds|mcp):", b, re.M)]
     registries = [b for b in blocks if b.startswith("services:")]
     assert len(configs) >= 6 and registries  # one per source, plus the full config
     for i, block in enumerate(configs):

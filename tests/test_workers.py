@@ -14,11 +14,12 @@ import pytest
 
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import DEFAULT_GROUP
+from xdscp.config import McpConfig
 from xdscp.local.control_plane import XdscpProcess
-from xdscp.type_urls import CLUSTER, ENDPOINT, PUSH_ORDER
+from xdscp.type_urls import CLUSTER, ENDPOINT, MCP_RESOURCE, PUSH_ORDER, SERVICE_ENTRY
 from xdscp.workers.relay import CacheRelay
 
-from conftest import Plane, eventually, service, until, write_registry
+from conftest import Plane, eventually, service, start_plane, until, write_registry
 from xds_client import node, sotw_request, sotw_stream
 
 
@@ -47,6 +48,25 @@ async def test_relay_serves_the_owners_versions_and_follows_changes(plane: Plane
             assert snap.get(t).sotw_body() == owner_snap.get(t).sotw_body()
     finally:
         task.cancel()
+
+
+async def test_relay_carries_istio_service_entries_byte_for_byte(tmp_path: Path) -> None:
+    plane = await start_plane(tmp_path, [service("echo", 9001, 9002)], mcp=McpConfig(enabled=True))
+    mirror = SnapshotCache()
+    task = asyncio.create_task(CacheRelay(plane.target, mirror).run())
+    try:
+        await plane.wait_published(1)
+
+        def entries(cache: SnapshotCache) -> bytes | None:
+            snap = cache.get(DEFAULT_GROUP)
+            return None if snap is None else snap.get(SERVICE_ENTRY).sotw_body()
+
+        await eventually(lambda: _async(entries(mirror) == entries(plane.cp.cache) != b""), what="relayed")
+        # The Any inside is an istio.mcp.v1alpha1.Resource, not the collection's type URL.
+        assert MCP_RESOURCE.encode() in (entries(mirror) or b"")
+    finally:
+        task.cancel()
+        await plane.cp.stop(0)
 
 
 async def _async(value: object) -> object:

@@ -46,6 +46,7 @@ from xdscp.sources.nacos import NacosSource
 from xdscp.sources.zookeeper import ZooKeeperSource
 from xdscp.translation.placeholders import missing_resource
 from xdscp.translation.publisher import Publisher
+from xdscp.translation.service_entries import McpSettings
 from xdscp.translation.translator import ListenerSettings, SourceSettings, Translator
 from xdscp.workers.pool import WorkerPool
 from xdscp.workers.relay import WORKERS_CLUSTER
@@ -93,6 +94,8 @@ class ControlPlane:
         self.translator = Translator(
             ListenerSettings(lc.name, lc.address, lc.port, lc.route_config_name or lc.name),
             SourceSettings(cfg.xds.config_source, cfg.xds.xds_cluster),
+            McpSettings(cfg.mcp.namespace, cfg.mcp.host_suffix, cfg.mcp.service_port, cfg.mcp.workload_entries)
+            if cfg.mcp.enabled else None,
         )
         self.cache = SnapshotCache()
         self.tracker = StreamTracker()

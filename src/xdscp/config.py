@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -57,6 +58,34 @@ class ListenerConfig(_Section):
     address: str = "0.0.0.0"
     port: int = Field(default=10000, ge=1, le=65535)
     route_config_name: str | None = None
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+class McpConfig(_Section):
+    """MCP-over-xDS for Istio and Higress: services as ServiceEntry (and WorkloadEntry)."""
+
+    # Off by default: it doubles translation work, which Envoy-only fleets do not need.
+    enabled: bool = False
+    namespace: str = "istio-system"  # the Istio namespace the resources are put in
+    host_suffix: str = "xdscp"  # hosts are <name>.<group>.<namespace>.<suffix>
+    service_port: int = Field(default=80, ge=1, le=65535)
+    workload_entries: bool = False  # endpoints as WorkloadEntry resources, not inline
+
+    @field_validator("namespace")
+    @classmethod
+    def _dns_label(cls, v: str) -> str:
+        if not _DNS_LABEL.match(v):
+            raise ValueError(f"{v!r} is not a Kubernetes namespace name (a lowercase DNS label)")
+        return v
+
+    @field_validator("host_suffix")
+    @classmethod
+    def _dns_name(cls, v: str) -> str:
+        if not all(_DNS_LABEL.match(label) for label in v.split(".")):
+            raise ValueError(f"{v!r} is not a lowercase DNS name")
+        return v
 
 
 class _SourceSection(_Section):
@@ -227,6 +256,7 @@ class Config(_Section):
     xds: XdsConfig = XdsConfig()
     admin: AdminConfig = AdminConfig()
     listener: ListenerConfig = ListenerConfig()
+    mcp: McpConfig = McpConfig()
     node_group_by: str = "cluster"
     # No sources given: the embedded registry, so xdscp works with nothing else installed.
     sources: list[SourceConfig] = Field(default_factory=lambda: _default_sources())

@@ -32,15 +32,21 @@ class Resource:
     delta_entry: bytes  # DeltaDiscoveryResponse.resources[i]: a Resource wrapping the Any
 
     @classmethod
-    def of(cls, type_url: str, name: str, message: Message) -> Resource:
+    def of(cls, type_url: str, name: str, message: Message, any_type_url: str | None = None) -> Resource:
         # Deterministic: Struct metadata is a map, and map order must not change versions.
-        return cls.from_payload(type_url, name, message.SerializeToString(deterministic=True), message)
+        return cls.from_payload(type_url, name, message.SerializeToString(deterministic=True), message, any_type_url)
 
     @classmethod
-    def from_payload(cls, type_url: str, name: str, payload: bytes, message: Message | None = None) -> Resource:
-        """The resource whose serialized message is ``payload``; its version is the payload's."""
+    def from_payload(cls, type_url: str, name: str, payload: bytes, message: Message | None = None,
+                     any_type_url: str | None = None) -> Resource:
+        """The resource whose serialized message is ``payload``; its version is the payload's.
+
+        ``any_type_url`` is the Any's type when it is not the collection's own: an MCP
+        collection (``networking.istio.io/v1alpha3/ServiceEntry``) carries
+        ``istio.mcp.v1alpha1.Resource`` messages.
+        """
         version = content_version(payload)
-        any_bytes = wire.string_field(_ANY_TYPE_URL, type_url) + wire.field(_ANY_VALUE, payload)
+        any_bytes = wire.string_field(_ANY_TYPE_URL, any_type_url or type_url) + wire.field(_ANY_VALUE, payload)
         delta = (
             wire.string_field(_RES_NAME, name)
             + wire.string_field(_RES_VERSION, version)

@@ -22,7 +22,7 @@ from xdscp.errors import ProtocolError
 from xdscp.logfmt import log_event
 from xdscp.server.names_pool import NamesPool
 from xdscp.server.tracker import StreamTracker, TypeStatus
-from xdscp.type_urls import PUSH_ORDER
+from xdscp.type_urls import MCP_TYPES, PUSH_ORDER
 
 log = logging.getLogger("xdscp.server")
 
@@ -96,7 +96,16 @@ class Stream(ABC):
             if len(self.types) >= MAX_TYPES_PER_STREAM:
                 raise ProtocolError(f"more than {MAX_TYPES_PER_STREAM} type URLs on one stream")
             st = self.types[type_url] = self.state_cls()
+            self._warn_if_not_served(type_url)
         return type_url, st
+
+    def _warn_if_not_served(self, type_url: str) -> None:
+        snapshot = self.env.cache.get(self.group) if self.group is not None else None
+        if snapshot is None or type_url in snapshot.types:
+            return
+        hint = "set mcp.enabled: true to serve it" if type_url in MCP_TYPES else "answered empty"
+        log_event(log, logging.WARNING if type_url in MCP_TYPES else logging.INFO, "xds.type_not_served",
+                  node=self.node_id, type=type_url, stream=self.id, hint=hint)
 
     def resolve_type(self, type_url: str) -> str:
         """The request's type, checked against the service it came in on."""

@@ -28,7 +28,8 @@ from xdscp.translation.config_sources import ConfigSourceMode, build_config_sour
 from xdscp.translation.endpoints import build_load_assignment, protection_active
 from xdscp.translation.listeners import build_listener
 from xdscp.translation.routes import build_route_configuration, build_virtual_host
-from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from xdscp.translation.service_entries import McpSettings, build_mcp_resources, istio_host
+from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SERVICE_ENTRY, WORKLOAD_ENTRY
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +59,20 @@ class _Translated:
     cluster: Resource
     endpoints: Resource
     vhost: route_components_pb2.VirtualHost
+    mcp: tuple[Resource, ...]  # ServiceEntry (+ WorkloadEntries); empty with MCP off
 
 
 class Translator:
     """Keeps the last translation of every service and evolves the snapshot from it."""
 
-    def __init__(self, listener: ListenerSettings, sources: SourceSettings = SourceSettings()) -> None:
+    def __init__(self, listener: ListenerSettings, sources: SourceSettings = SourceSettings(),
+                 mcp: McpSettings | None = None) -> None:
         self._listener = listener
+        self._mcp = mcp
         self._config_source = build_config_source(sources.mode, sources.xds_cluster)
         self._entries: dict[ServiceKey, _Translated] = {}
-        self._owners: dict[str, ServiceKey] = {}
+        self._owners: dict[str, ServiceKey] = {}  # cluster name -> service
+        self._hosts: dict[str, ServiceKey] = {}  # Istio host -> service
         lds = Resource.of(
             LISTENER,
             listener.name,
@@ -80,6 +85,9 @@ class Translator:
             LISTENER: TypeSnapshot.build(LISTENER, [lds]),
             ROUTE: TypeSnapshot.build(ROUTE, [self._route_config()]),
         }
+        if mcp is not None:  # off, the collections are not served (answered empty)
+            self._types[SERVICE_ENTRY] = TypeSnapshot.empty(SERVICE_ENTRY)
+            self._types[WORKLOAD_ENTRY] = TypeSnapshot.empty(WORKLOAD_ENTRY)
         self.errors: dict[ServiceKey, TranslationError] = {}
 
     @property
@@ -90,6 +98,8 @@ class Translator:
         """Re-translate the ``changed`` services against the current view."""
         clusters: dict[str, Resource] = {}
         endpoints: dict[str, Resource] = {}
+        mcp: dict[str, dict[str, Resource]] = {SERVICE_ENTRY: {}, WORKLOAD_ENTRY: {}}
+        mcp_removed: dict[str, list[str]] = {SERVICE_ENTRY: [], WORKLOAD_ENTRY: []}
         removed: list[str] = []
         routes_dirty = False
         for key in sorted(changed):
@@ -100,6 +110,9 @@ class Translator:
                 if old is not None:
                     del self._entries[key]
                     del self._owners[old.name]
+                    self._hosts.pop(self._host(key), None)
+                    for r in old.mcp:
+                        mcp_removed[r.type_url].append(r.name)
                     with contextlib.suppress(KeyError):  # never labelled: nothing to remove
                         PROTECT_THRESHOLD_ACTIVE.remove(old.name)
                     removed.append(old.name)
@@ -122,9 +135,19 @@ class Translator:
                 endpoints[new.name] = new.endpoints
             if old is None or new.vhost is not old.vhost:
                 routes_dirty = True
+            if old is None or new.mcp is not old.mcp:
+                kept = {r.name for r in new.mcp}
+                for r in old.mcp if old is not None else ():
+                    if r.name not in kept:
+                        mcp_removed[r.type_url].append(r.name)
+                for r in new.mcp:
+                    mcp[r.type_url][r.name] = r
         types = self._types
         types[CLUSTER] = types[CLUSTER].evolve(clusters, removed)
         types[ENDPOINT] = types[ENDPOINT].evolve(endpoints, removed)
+        if self._mcp is not None:
+            for url in (SERVICE_ENTRY, WORKLOAD_ENTRY):
+                types[url] = types[url].evolve(mcp[url], mcp_removed[url])
         if routes_dirty:
             rc = self._route_config()
             types[ROUTE] = types[ROUTE].evolve({rc.name: rc}, ())
@@ -137,6 +160,10 @@ class Translator:
         owner = self._owners.get(name)
         if owner is not None and owner != key:
             raise TranslationError(repr(key), f"cluster name {name!r} is already used by service {owner!r}")
+        host = self._host(key)
+        owner = self._hosts.get(host) if host else None
+        if owner is not None and owner != key:
+            raise TranslationError(repr(key), f"Istio host {host!r} is already used by service {owner!r}")
         same_spec = old is not None and old.service.spec_equals(svc)
         if old is not None and same_spec:
             cluster, vhost = old.cluster, old.vhost
@@ -150,7 +177,13 @@ class Translator:
         else:
             eds = Resource.of(ENDPOINT, name, build_load_assignment(name, svc))
             self._report_protection(name, svc, old)
-        return _Translated(svc, name, cluster, eds, vhost)
+        mcp = tuple(build_mcp_resources(key, svc, self._mcp)) if self._mcp is not None else ()
+        if host:
+            self._hosts[host] = key
+        return _Translated(svc, name, cluster, eds, vhost, mcp)
+
+    def _host(self, key: ServiceKey) -> str:
+        return istio_host(key, self._mcp.host_suffix) if self._mcp is not None else ""
 
     def _report_protection(self, name: str, svc: Service, old: _Translated | None) -> None:
         active = protection_active(svc)

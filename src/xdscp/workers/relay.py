@@ -21,7 +21,7 @@ from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.logfmt import log_event
-from xdscp.type_urls import PUSH_ORDER, short
+from xdscp.type_urls import RELAYED_TYPES, short
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ WORKERS_CLUSTER = "xdscp-workers"  # node.cluster of every relay stream
 class CacheRelay:
     """Keeps ``cache`` equal to the upstream xdscp's default snapshot."""
 
-    def __init__(self, upstream: str, cache: SnapshotCache, types: tuple[str, ...] = PUSH_ORDER) -> None:
+    def __init__(self, upstream: str, cache: SnapshotCache, types: tuple[str, ...] = RELAYED_TYPES) -> None:
         self.upstream = upstream
         self.cache = cache
         self.types = types
@@ -78,7 +78,8 @@ class CacheRelay:
         """Fold one response into the local state; publish once every type has arrived."""
         type_url = resp.type_url
         current = self._state.get(type_url) or TypeSnapshot.empty(type_url)
-        upserts = {r.name: Resource.from_payload(type_url, r.name, r.resource.value) for r in resp.resources}
+        upserts = {r.name: Resource.from_payload(type_url, r.name, r.resource.value, any_type_url=r.resource.type_url)
+                   for r in resp.resources}
         ts = current.evolve(upserts, resp.removed_resources)
         if ts.version != resp.system_version_info:
             # Content-hashed on both sides: a mismatch means the two disagree on content.
