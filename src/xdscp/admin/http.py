@@ -12,9 +12,9 @@ from xdscp.server.tracker import StreamTracker
 
 
 def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, Any]],
-                    registry_routes: Sequence[web.RouteDef] = ()) -> web.Application:
+                    extra_routes: Sequence[web.RouteDef] = ()) -> web.Application:
     """``readiness()`` returns {"ready": bool, ...details}; /readyz answers 503 until ready.
-    ``registry_routes`` are the embedded registry's APIs, when there is one."""
+    ``extra_routes`` are the embedded registry's APIs, when there is one, and REST xDS."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -34,5 +34,5 @@ def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, An
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/debug/nodes", nodes)
     app.router.add_get("/metrics", metrics)
-    app.router.add_routes(registry_routes)
+    app.router.add_routes(extra_routes)
     return app

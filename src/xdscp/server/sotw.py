@@ -187,10 +187,15 @@ class SotwStream(Stream):
         st.held = ts
         st.dirty = False
         self.record_response(st.status, type_url, ts.version, nonce, count)
-        return b"".join((
-            wire.string_field(_VERSION, ts.version),
-            body,
-            wire.string_field(_TYPE_URL, type_url),
-            wire.string_field(_NONCE, nonce),
-            self._cp,
-        ))
+        return encode_response(ts.version, body, type_url, nonce, self._cp)
+
+
+def encode_response(version: str, entries: bytes, type_url: str, nonce: str, control_plane: bytes) -> bytes:
+    """A serialized DiscoveryResponse around ``entries`` (pre-encoded ``resources`` fields)."""
+    return b"".join((
+        wire.string_field(_VERSION, version),
+        entries,
+        wire.string_field(_TYPE_URL, type_url),
+        wire.string_field(_NONCE, nonce),
+        control_plane,
+    ))

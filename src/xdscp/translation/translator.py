@@ -50,6 +50,7 @@ class SourceSettings:
 
     mode: ConfigSourceMode = "ads"
     xds_cluster: str = "xdscp"
+    rest_refresh_delay: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,7 @@ class Translator:
                  mcp: McpSettings | None = None) -> None:
         self._listener = listener
         self._mcp = mcp
-        self._config_source = build_config_source(sources.mode, sources.xds_cluster)
+        self._config_source = build_config_source(sources.mode, sources.xds_cluster, sources.rest_refresh_delay)
         self._entries: dict[ServiceKey, _Translated] = {}
         self._owners: dict[str, ServiceKey] = {}  # cluster name -> service
         self._hosts: dict[str, ServiceKey] = {}  # Istio host -> service
