@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import grpc
+from envoy.extensions.filters.network.http_connection_manager.v3.http_connection_manager_pb2 import (
+    HttpConnectionManager,
+)
 
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
@@ -295,3 +298,28 @@ async def test_delta_request_on_sotw_method_is_rejected_cleanly(channel) -> None
     assert (await good.recv()).type_url == CLUSTER
     await good.close()
 
+
+
+async def test_a_listener_asked_by_name_is_an_api_listener_kept_out_of_the_wildcard(channel) -> None:
+    grpc_client = sotw_stream(channel)
+    grpc_client.send(sotw_request(LISTENER, ["echo", "orders.payments.prod"], with_node=node("proxyless")))
+    resp = await grpc_client.recv()
+    listeners = {unpack(r).name: unpack(r) for r in resp.resources}
+    assert set(listeners) == {"echo", "orders.payments.prod"}
+    hcm = HttpConnectionManager.FromString(listeners["echo"].api_listener.api_listener.value)
+    assert [f.name for f in hcm.http_filters] == ["envoy.filters.http.router"]  # else gRPC NACKs
+    assert hcm.route_config.virtual_hosts[0].routes[0].route.cluster == "echo"
+    assert not listeners["echo"].HasField("address")
+    await grpc_client.close()
+    envoy = sotw_stream(channel)  # Envoy's wildcard never gets them
+    envoy.send(sotw_request(LISTENER, with_node=node("envoy")))
+    assert [unpack(r).name for r in (await envoy.recv()).resources] == ["ingress_http"]
+    await envoy.close()
+
+
+async def test_endpoint_localities_are_set_and_weighted_for_grpc_clients(channel) -> None:
+    s = sotw_stream(channel)
+    s.send(sotw_request(ENDPOINT, ["echo"], with_node=node()))
+    cla = unpack((await s.recv()).resources[0])
+    assert all(loc.HasField("locality") and loc.load_balancing_weight.value > 0 for loc in cla.endpoints)
+    await s.close()

@@ -139,7 +139,8 @@ class SotwStream(Stream):
         if st.wildcard:
             body, count = ts.sotw_body(), len(ts.resources)
         else:
-            chosen = [ts.resources[n] for n in sorted(st.names) if n in ts.resources]
+            found = (ts.resources.get(n) or self.env.placeholder(type_url, n) for n in sorted(st.names))
+            chosen = [r for r in found if r is not None]
             body, count = b"".join(r.sotw_entry for r in chosen), len(chosen)
         return self._emit(st, type_url, ts, body, count)
 

@@ -51,10 +51,16 @@ def build_load_assignment(name: str, svc: Service) -> endpoint_pb2.ClusterLoadAs
     # Sorted so that registry order never changes the content (and so the version).
     for (priority, region, zone) in sorted(by_locality):
         loc = cla.endpoints.add()
+        # Always present, with a weight: proxyless gRPC NACKs a locality-less assignment
+        # and sends nothing to a locality without a weight. Envoy ignores the weight
+        # unless a cluster asks for locality-weighted balancing.
+        loc.locality.SetInParent()
         loc.locality.region = region
         loc.locality.zone = zone
         loc.priority = level[priority]
-        for inst in sorted(by_locality[(priority, region, zone)], key=lambda i: (i.host, i.port)):
+        members = sorted(by_locality[(priority, region, zone)], key=lambda i: (i.host, i.port))
+        loc.load_balancing_weight.value = sum(envoy_weight(i) for i in members)
+        for inst in members:
             loc.lb_endpoints.append(_lb_endpoint(inst, protected))
     return cla
 

@@ -1,0 +1,68 @@
+"""Proxyless gRPC: real xDS clients (grpcio's, and @grpc/grpc-js-xds when Node is here)
+resolve ``xds:///echo`` through xdscp and call three real gRPC servers, following the
+registry."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from xdscp.local.control_plane import XdscpProcess
+
+from conftest import until, write_registry
+from grpc_backends import GrpcBackend, ProxylessClient, grpc_bootstrap, install_grpc_js
+
+
+@pytest.fixture
+def backends() -> Iterator[list[GrpcBackend]]:
+    started = [GrpcBackend(name).start() for name in ("alpha", "beta", "gamma")]
+    try:
+        yield started
+    finally:
+        for b in started:
+            b.stop()
+
+
+def echo(backends: list[GrpcBackend]) -> list[dict[str, object]]:
+    return [{"name": "echo", "instances": [{"host": "127.0.0.1", "port": b.port} for b in backends]}]
+
+
+@pytest.fixture(params=["grpcio", "grpc-js"])
+def client_kind(request: pytest.FixtureRequest) -> Path | None:
+    """None for grpcio; grpc-js's node_modules (installed from npm on first use)."""
+    if request.param == "grpcio":
+        return None
+    modules = install_grpc_js()
+    if modules is None:
+        pytest.skip("node and npm are not installed")
+    return modules
+
+
+def test_proxyless_clients_resolve_xds_targets_and_follow_the_registry(
+        tmp_path: Path, backends: list[GrpcBackend], client_kind: Path | None) -> None:
+    registry = tmp_path / "registry.yaml"
+    write_registry(registry, echo(backends))
+    xdscp = XdscpProcess(tmp_path, registry, poll_interval=0.02).start()
+    bootstrap = grpc_bootstrap(tmp_path / "grpc-bootstrap.json", xdscp.xds_address)
+    client = ProxylessClient("xds:///echo", bootstrap, client_kind)
+    try:
+        def spread() -> Counter[str] | None:
+            counts = client.calls(30)
+            return counts if set(counts) == {"alpha", "beta", "gamma"} else None
+
+        until(spread, timeout=20, what="calls spread over the three backends")
+        seen = client.calls(30)  # all three connected now
+        assert set(seen) == {"alpha", "beta", "gamma"} and max(seen.values()) - min(seen.values()) <= 1, seen
+        write_registry(registry, echo(backends[:2]))  # gamma deregistered
+        until(lambda: set(client.calls(12)) == {"alpha", "beta"}, what="gamma gets no calls")
+        assert set(client.calls(30)) == {"alpha", "beta"}
+        write_registry(registry, [{"name": "echo", "instances": [
+            {"host": "127.0.0.1", "port": backends[0].port, "healthy": False},
+            {"host": "127.0.0.1", "port": backends[1].port}]}])
+        until(lambda: client.calls(12) == {"beta": 12}, what="unhealthy alpha gets no calls")
+    finally:
+        client.stop()
+        xdscp.stop()
