@@ -68,7 +68,7 @@ def build_source(name: str, cfg: SourceConfig) -> Source:
                                cfg.username, cfg.password)
     if isinstance(cfg, NacosSourceConfig):
         return NacosSource(name, cfg.servers, cfg.namespace, tuple(cfg.groups), cfg.api_version, cfg.interval,
-                           cfg.timeout, cfg.username, cfg.password, cfg.access_token)
+                           cfg.timeout, cfg.username, cfg.password, cfg.access_token, cfg.transport, cfg.grpc_port)
     chk = cfg.instance_check
     checks = CheckSettings(chk.type, chk.path, tuple(chk.expected_statuses), chk.interval, chk.timeout,
                            chk.healthy_threshold, chk.unhealthy_threshold) if chk.enabled else None

@@ -161,6 +161,10 @@ class NacosSourceConfig(_SourceSection):
     namespace: str = "public"
     groups: list[str] = Field(default=["DEFAULT_GROUP"], min_length=1)
     api_version: Literal["auto", "v1", "v2", "v3"] = "auto"
+    # http: poll every interval. grpc: subscribe over Nacos 2.x/3.x's gRPC port and apply
+    # its pushes at once (service lists are still read every interval).
+    transport: Literal["http", "grpc"] = "http"
+    grpc_port: int | None = Field(default=None, ge=1, le=65535)  # default: the HTTP port + 1000
     interval: float = Field(default=1.0, gt=0, le=3600)
     timeout: float = Field(default=5.0, gt=0, le=300)
     username: str | None = None

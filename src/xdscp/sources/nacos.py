@@ -11,12 +11,12 @@ default), not on a 30 s relist.
 client API's ``/nacos/v3/client/ns/instance/list``), or ``auto`` (the default): the
 first of v1, v3, v2 whose service list answers in that API's shape, detected again
 after any failed round, so a server upgraded from 2.x to 3.x is followed without a
-config change. Nacos fields map one to one: ``ip``/``port``/``weight``/``healthy``/``enabled``/``ephemeral``,
-``clusterName`` (kept as the instance's cluster) and ``metadata``. A service
+config change. Nacos fields map one to one: ``ip``/``port``/``weight``/``healthy``/
+``enabled``/``ephemeral``, ``clusterName`` (kept as the instance's cluster) and ``metadata``. A service
 ``group@@name`` in namespace ``ns`` becomes the key (ns, group, name), so its Envoy
 cluster is ``name`` in public/DEFAULT_GROUP and ``name.group.ns`` elsewhere.
 
-Push over Nacos' gRPC protocol is not spoken yet: this is short polling.
+``transport: grpc`` subscribes and applies pushes instead (xdscp.sources.nacos_subscriptions).
 """
 
 from __future__ import annotations
@@ -34,6 +34,8 @@ from xdscp.model.registry import Registry
 from xdscp.model.service import DEFAULT_NAMESPACE, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.sources.health import RemoteSource, SourceHealth
+from xdscp.sources.nacos_protocol import NacosError, NacosLoginFailed, NacosUnreachable, nacos_instance
+from xdscp.sources.nacos_subscriptions import NacosSubscriptions
 from xdscp.sources.salvage import salvage_services
 
 log = logging.getLogger(__name__)
@@ -51,27 +53,16 @@ _PAGE = 500  # the most Nacos 3's admin API gives per page
 _CONCURRENCY = 16
 
 
-class NacosError(Exception):
-    """Nacos could not be read (or said something that is not its API); nothing is applied."""
-
-
-class NacosUnreachable(NacosError):
-    """No answer at all (connection refused, timeout): no other API version will do better."""
-
-
-class NacosLoginFailed(NacosError):
-    """The credentials were refused: no other API version will do better."""
-
-
 class NacosSource(RemoteSource):
-    """Polls one Nacos namespace's groups; pushes the services that changed."""
+    """Follows one Nacos namespace's groups: polled over HTTP, or pushed over gRPC."""
 
     kind = "nacos"
 
     def __init__(self, name: str, servers: list[str], namespace: str = DEFAULT_NAMESPACE,
                  groups: tuple[str, ...] = ("DEFAULT_GROUP",), api_version: str = "auto",
                  interval: float = 1.0, timeout: float = 5.0, username: str | None = None,
-                 password: str | None = None, access_token: str | None = None) -> None:
+                 password: str | None = None, access_token: str | None = None, transport: str = "http",
+                 grpc_port: int | None = None) -> None:
         self.name = name
         self.servers = [s.rstrip("/") for s in servers]
         self.namespace = namespace or DEFAULT_NAMESPACE
@@ -84,12 +75,17 @@ class NacosSource(RemoteSource):
         self.username, self.password = username, password
         self._token = access_token
         self._static_token = access_token is not None
-        self.health = SourceHealth(name, log, max(interval, 0.5))
+        # Polling retries on its own rhythm; a push connection is re-opened at once.
+        self.health = SourceHealth(name, log, 0.5 if transport == "grpc" else max(interval, 0.5))
         self._server = 0
         self._digests: dict[ServiceKey, bytes] = {}  # of each service's last applied record
         self._synced = False
+        self.push = NacosSubscriptions(self, grpc_port) if transport == "grpc" else None
 
     async def run(self, registry: Registry) -> None:
+        if self.push is not None:
+            await self.push.run(registry)
+            return
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as session:
             while True:
                 try:
@@ -116,7 +112,7 @@ class NacosSource(RemoteSource):
         records, digests = [], {}
         for key, hosts in fetched:
             record = {"name": key.name, "namespace": key.namespace, "group": key.group,
-                      "instances": [_instance(h) for h in hosts]}
+                      "instances": [nacos_instance(h) for h in hosts]}
             digests[key] = hashlib.blake2b(json.dumps(record, sort_keys=True).encode(), digest_size=16).digest()
             records.append(record)
         changed_keys = {k for k, d in digests.items() if self._digests.get(k) != d}
@@ -226,6 +222,22 @@ class NacosSource(RemoteSource):
                              f"{body.get('message') if isinstance(body, dict) else text[:200]}")
         return body["data"]
 
+    # -- shared with the push mode ------------------------------------------------------
+    def current_server(self) -> str:
+        return self.servers[self._server % len(self.servers)]
+
+    def rotate_server(self) -> None:
+        """After a failure, the next server in the list."""
+        self._server += 1
+
+    @property
+    def token(self) -> str | None:
+        return self._token
+
+    async def login(self, session: aiohttp.ClientSession) -> None:
+        """Log in (when a username is configured and no token is held yet)."""
+        await self._login(session)
+
     async def _login(self, session: aiohttp.ClientSession) -> None:
         if self._token is not None or self.username is None:
             return
@@ -249,21 +261,6 @@ class NacosSource(RemoteSource):
             self._token = str(body["accessToken"])
             return
         raise NacosLoginFailed(f"Nacos login as {self.username!r} failed: no login path answered (HTTP {status})")
-
-def _instance(host: dict[str, Any]) -> dict[str, Any]:
-    """A Nacos host object as a registry-file instance (validated later, per instance)."""
-    cluster = host.get("clusterName") or ""
-    return {
-        "host": host.get("ip"),
-        "port": host.get("port"),
-        "weight": host.get("weight", 1.0),
-        "healthy": host.get("healthy", host.get("valid", True)),  # "valid" in Nacos 1.x docs
-        "enabled": host.get("enabled", True),
-        "ephemeral": host.get("ephemeral", True),
-        "cluster": "" if cluster == "DEFAULT" else cluster,
-        "metadata": host.get("metadata") or {},
-    }
-
 
 def _key_of(record: dict[str, Any]) -> ServiceKey:
     return ServiceKey(record["namespace"], record["group"], record["name"])

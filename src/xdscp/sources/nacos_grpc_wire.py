@@ -1,0 +1,74 @@
+"""Nacos' gRPC envelope (2.x and 3.x): every message is a ``Payload`` whose ``metadata.type``
+names a JSON document carried in ``body.value``.
+
+The messages (``Metadata`` and ``Payload``, fields as in Nacos' ``nacos_grpc_service.proto``)
+live in a private descriptor pool: Nacos declares them in no package, and registering
+those root-level names in the default pool could clash with a Nacos SDK in the same
+process.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
+
+REQUEST_METHOD = "/Request/request"
+BI_STREAM_METHOD = "/BiRequestStream/requestBiStream"
+
+
+class NacosWireError(Exception):
+    """A payload that is not Nacos' envelope around a JSON object."""
+
+
+def _payload_class() -> Any:
+    fdp = descriptor_pb2.FieldDescriptorProto
+    fd = descriptor_pb2.FileDescriptorProto(name="xdscp/nacos_grpc_payload.proto", syntax="proto3",
+                                            dependency=["google/protobuf/any.proto"])
+    meta = fd.message_type.add(name="Metadata")
+    entry = meta.nested_type.add(name="HeadersEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=fdp.TYPE_STRING, label=fdp.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=fdp.TYPE_STRING, label=fdp.LABEL_OPTIONAL)
+    meta.field.add(name="type", number=3, type=fdp.TYPE_STRING, label=fdp.LABEL_OPTIONAL)
+    meta.field.add(name="headers", number=7, type=fdp.TYPE_MESSAGE, label=fdp.LABEL_REPEATED,
+                   type_name=".Metadata.HeadersEntry")
+    meta.field.add(name="clientIp", number=8, type=fdp.TYPE_STRING, label=fdp.LABEL_OPTIONAL)
+    payload = fd.message_type.add(name="Payload")
+    payload.field.add(name="metadata", number=2, type=fdp.TYPE_MESSAGE, label=fdp.LABEL_OPTIONAL,
+                      type_name=".Metadata")
+    payload.field.add(name="body", number=3, type=fdp.TYPE_MESSAGE, label=fdp.LABEL_OPTIONAL,
+                      type_name=".google.protobuf.Any")
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(any_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(fd)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("Payload"))
+
+
+Payload = _payload_class()
+
+
+def encode(kind: str, body: dict[str, Any], headers: dict[str, str] | None = None,
+           client_ip: str = "") -> bytes:
+    """A serialized Payload of type ``kind`` around ``body`` as JSON."""
+    msg = Payload()
+    msg.metadata.type = kind
+    msg.metadata.clientIp = client_ip
+    for k, v in (headers or {}).items():
+        msg.metadata.headers[k] = v
+    msg.body.value = json.dumps(body, separators=(",", ":")).encode()
+    return bytes(msg.SerializeToString())
+
+
+def decode(raw: bytes) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """(type, JSON body, headers) of a serialized Payload."""
+    try:
+        msg = Payload.FromString(raw)
+        body = json.loads(msg.body.value or b"{}")
+    except (DecodeError, ValueError) as e:
+        raise NacosWireError(f"not a Nacos gRPC payload: {e}") from None
+    if not isinstance(body, dict) or not msg.metadata.type:
+        raise NacosWireError(f"a Nacos payload of type {msg.metadata.type!r} without a JSON object body")
+    return str(msg.metadata.type), body, dict(msg.metadata.headers)
