@@ -95,8 +95,8 @@ async def start_plane(tmp_path: Path, services: list[dict[str, Any]] | None, **c
     if services is not None:
         write_registry(registry, services)
     config.setdefault("sources", [FileSourceConfig(kind="file", name="file", path=registry, poll_interval=0.02)])
+    config["xds"] = {**config.get("xds", {}), "address": "127.0.0.1:0"}
     cfg = Config(
-        xds={"address": "127.0.0.1:0"},
         admin={"address": "127.0.0.1:0"},
         listener=ListenerConfig(address="127.0.0.1", port=10000),
         **config,

@@ -55,4 +55,11 @@ class TranslationError(XdscpError):
 
 
 class ProtocolError(XdscpError):
-    """A client broke the xDS protocol (garbage bytes, missing type URL, wrong service)."""
+    """A client broke the xDS protocol (garbage bytes, missing type URL, wrong service).
+
+    ``reason`` is a short fixed label (``malformed``, ``type_url``, ``too_many_types``) for metrics.
+    """
+
+    def __init__(self, message: str, reason: str = "other") -> None:
+        self.reason = reason
+        super().__init__(message)

@@ -1,8 +1,32 @@
-"""The process's Prometheus metrics, served on the admin server's /metrics."""
+"""The process's Prometheus metrics, served on the admin server's /metrics.
+
+Labels carry only bounded values: type URLs are reduced to ``type_label`` (cds, eds, lds,
+rds, the Istio collections, or ``other``), since clients choose type URLs.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Gauge
+from functools import lru_cache
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from xdscp.type_urls import MCP_TYPES, PUSH_ORDER, short
+
+_KNOWN = frozenset(PUSH_ORDER) | frozenset(MCP_TYPES)
+
+
+def type_label(type_url: str) -> str:
+    """A bounded label for a type URL."""
+    return short(type_url) if type_url in _KNOWN else "other"
+
+
+@lru_cache(maxsize=512)
+def per_type(metric: Any, type_url: str, transport: str) -> Any:
+    """``metric``'s child for (type, transport), looked up once: responses are counted on the
+    fan-out path, where ``labels()`` on every call would cost a lock and a dict per stream."""
+    return metric.labels(type_label(type_url), transport)
+
 
 PROTECT_THRESHOLD_ACTIVE = Gauge(
     "xdscp_protect_threshold_active",
@@ -14,4 +38,47 @@ SOURCE_UP = Gauge(
     "xdscp_source_up",
     "1 when the source's last read of its registry succeeded, 0 while it fails (its last good view is served)",
     ["source"],
+)
+
+SOURCE_LAST_SYNC = Gauge(
+    "xdscp_source_last_sync_timestamp_seconds",
+    "Unix time of the source's last successful read or applied change",
+    ["source"],
+)
+
+STREAMS = Gauge("xdscp_streams", "Open xDS streams", ["transport"])
+
+STREAM_TYPES = Gauge("xdscp_stream_types", "Open xDS streams that have requested a type", ["type", "transport"])
+
+RESPONSES = Counter("xdscp_responses_total", "xDS responses sent", ["type", "transport"])
+
+ACKS = Counter("xdscp_acks_total", "xDS responses acknowledged (ACK)", ["type", "transport"])
+
+NACKS = Counter("xdscp_nacks_total", "xDS responses rejected by the client (NACK)", ["type", "transport"])
+
+REJECTED_REQUESTS = Counter(
+    "xdscp_rejected_requests_total",
+    "Requests refused as breaking the protocol (the stream is ended with INVALID_ARGUMENT, or REST answers 4xx)",
+    ["reason"],
+)
+
+PUSH_LATENCY = Histogram(
+    "xdscp_push_latency_seconds",
+    "From a registry change to each stream writing the responses that carry it",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+SNAPSHOT_BUILD = Histogram(
+    "xdscp_snapshot_build_seconds",
+    "Translating the changed services into a new snapshot",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+SNAPSHOTS_PUBLISHED = Counter("xdscp_snapshots_published_total", "Snapshots published to the cache")
+
+RESOURCES = Gauge("xdscp_resources", "Resources in the last published snapshot", ["type"])
+
+DEBOUNCE_MERGED = Counter(
+    "xdscp_debounce_merged_changes_total",
+    "Service changes that arrived during the debounce window and went out in the same push",
 )

@@ -118,6 +118,8 @@ class Snapshot:
     """What one node group is served: a TypeSnapshot per type URL."""
 
     types: Mapping[str, TypeSnapshot]
+    # time.monotonic() of the registry change it carries (0: none), for push latency.
+    changed_at: float = 0.0
 
     def get(self, type_url: str) -> TypeSnapshot:
         ts = self.types.get(type_url)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+from xdscp.metrics import SOURCE_LAST_SYNC
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, RegistryUpdate, ServiceChange
 
@@ -58,6 +60,7 @@ class Registry:
         else:  # pragma: no cover - guarded by the type
             raise TypeError(f"not a registry update: {update!r}")
         changed = {k for k in touched if self._remerge(k)}
+        SOURCE_LAST_SYNC.labels(source).set(time.time())
         if changed or isinstance(update, FullSnapshot):
             self._dirty |= changed
             self._changed.set()

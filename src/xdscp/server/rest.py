@@ -21,6 +21,7 @@ from xdscp.cache import wire
 from xdscp.cache.node_group import DEFAULT_GROUP
 from xdscp.cache.snapshot import TypeSnapshot
 from xdscp.logfmt import log_event
+from xdscp.metrics import REJECTED_REQUESTS
 from xdscp.server.sotw import encode_response
 from xdscp.server.stream import CONTROL_PLANE_ID, ServerEnv
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
@@ -93,4 +94,6 @@ class RestXds:
 
 
 def _error(status: int, message: str) -> web.Response:
+    if 400 <= status < 500:
+        REJECTED_REQUESTS.labels("rest").inc()
     return web.json_response({"error": message}, status=status)

@@ -16,6 +16,7 @@ from grpc import aio
 from xdscp.config import split_host_port
 from xdscp.errors import BindError, ProtocolError
 from xdscp.logfmt import log_event
+from xdscp.metrics import REJECTED_REQUESTS
 from xdscp.server.delta import DeltaStream
 from xdscp.server.sotw import SotwStream
 from xdscp.server.stream import ServerEnv, Stream
@@ -58,6 +59,7 @@ def _handler(stream_cls: type[Stream], env: ServerEnv, fixed_type: str | None) -
                 await context.write(message)
                 del message
         except ProtocolError as e:
+            REJECTED_REQUESTS.labels(e.reason).inc()
             log_event(log, logging.WARNING, "xds.bad_request", node=stream.node_id, stream=stream.id,
                       peer=stream.peer, reason=str(e))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot
 from xdscp.errors import ProtocolError
 from xdscp.logfmt import log_event
+from xdscp.metrics import ACKS, NACKS, PUSH_LATENCY, RESPONSES, STREAM_TYPES, STREAMS, per_type
 from xdscp.server.names_pool import NamesPool
 from xdscp.server.tracker import StreamTracker, TypeStatus
 from xdscp.type_urls import MCP_TYPES, PUSH_ORDER
@@ -82,7 +84,7 @@ class Stream(ABC):
         try:
             return self.request_cls.FromString(raw)
         except DecodeError as e:
-            raise ProtocolError(f"malformed {self.request_cls.DESCRIPTOR.name}: {e}") from None
+            raise ProtocolError(f"malformed {self.request_cls.DESCRIPTOR.name}: {e}", "malformed") from None
 
     def statuses(self) -> dict[str, TypeStatus]:
         return {t: st.status for t, st in self.types.items()}
@@ -94,8 +96,9 @@ class Stream(ABC):
         st = self.types.get(type_url)
         if st is None:
             if len(self.types) >= MAX_TYPES_PER_STREAM:
-                raise ProtocolError(f"more than {MAX_TYPES_PER_STREAM} type URLs on one stream")
+                raise ProtocolError(f"more than {MAX_TYPES_PER_STREAM} type URLs on one stream", "too_many_types")
             st = self.types[type_url] = self.state_cls()
+            per_type(STREAM_TYPES, type_url, self.transport).inc()
             self._warn_if_not_served(type_url)
         return type_url, st
 
@@ -111,10 +114,10 @@ class Stream(ABC):
         """The request's type, checked against the service it came in on."""
         if self.fixed_type is None:
             if not type_url:
-                raise ProtocolError("type_url is required on the aggregated (ADS) service")
+                raise ProtocolError("type_url is required on the aggregated (ADS) service", "type_url")
             return type_url
         if type_url and type_url != self.fixed_type:
-            raise ProtocolError(f"type_url {type_url!r} on the service for {self.fixed_type!r}")
+            raise ProtocolError(f"type_url {type_url!r} on the service for {self.fixed_type!r}", "type_url")
         return self.fixed_type
 
     def bind_node(self, node: Node | None) -> None:
@@ -143,8 +146,10 @@ class Stream(ABC):
         no reference to the last request.
         """
         self.env.tracker.add(self)
+        STREAMS.labels(self.transport).inc()
         reader = asyncio.ensure_future(self._read(read))
         reader.add_done_callback(lambda _: self.wake.set())
+        served_at = 0.0  # changed_at of the last snapshot this stream answered from
         try:
             while True:
                 await self.wake.wait()
@@ -155,16 +160,25 @@ class Stream(ABC):
                 snapshot = self.env.cache.get(self.group) if self.group is not None else None
                 if snapshot is None:
                     continue  # nothing published yet: never serve an empty world
+                pushed = False
                 for type_url in self.ordered(list(self.types)):
                     msg = self.respond(type_url, snapshot)
                     if msg is not None:
                         yield msg
+                        pushed = True
                         # An idle stream must not pin its last response: the first one
                         # can be the whole snapshot (600 KB for 1,000 assignments).
                         del msg
+                if pushed and served_at and snapshot.changed_at > served_at:
+                    # A change reaching a stream that had been served before: a push.
+                    PUSH_LATENCY.observe(time.monotonic() - snapshot.changed_at)
+                served_at = max(served_at, snapshot.changed_at)
                 del snapshot
         finally:
             reader.cancel()
+            STREAMS.labels(self.transport).dec()
+            for type_url in self.types:
+                per_type(STREAM_TYPES, type_url, self.transport).dec()
             self.env.tracker.remove(self)
             if self.group is not None:
                 self.env.cache.unwatch(self.group, self.wake)
@@ -192,12 +206,14 @@ class Stream(ABC):
                    error_message: str | None) -> None:
         """Book an ACK or NACK of our last response; log each NACK once per version."""
         if error_message is None:
+            per_type(ACKS, type_url, self.transport).inc()
             status.acks += 1
             status.version_acked = version
             log_event(log, logging.DEBUG, "xds.ack", node=self.node_id, type=type_url, version=version,
                       nonce=nonce, stream=self.id)
             return
         status.nacks += 1
+        per_type(NACKS, type_url, self.transport).inc()
         rejected = status.version_sent
         if status.last_nack_version != rejected or status.last_nack != error_message:
             log_event(log, logging.WARNING, "xds.nack", node=self.node_id, type=type_url,
@@ -209,6 +225,7 @@ class Stream(ABC):
     def record_response(self, status: TypeStatus, type_url: str, version: str, nonce: str,
                         resources: int, removed: int = 0) -> None:
         status.responses += 1
+        per_type(RESPONSES, type_url, self.transport).inc()
         status.version_sent = version
         status.nonce_sent = nonce
         log_event(log, logging.DEBUG, "xds.response", node=self.node_id, type=type_url, version=version,

@@ -9,10 +9,11 @@ last good view (nothing is pushed), is logged once per failure, sets ``last_erro
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from xdscp.logfmt import log_event
-from xdscp.metrics import SOURCE_UP
+from xdscp.metrics import SOURCE_LAST_SYNC, SOURCE_UP
 
 MAX_BACKOFF = 30.0
 
@@ -35,6 +36,7 @@ class SourceHealth:
         self.failures = 0
         self.last_error = None
         SOURCE_UP.labels(self.source).set(1)
+        SOURCE_LAST_SYNC.labels(self.source).set(time.time())
 
     def failed(self, reason: str, **fields: Any) -> None:
         self.failures += 1

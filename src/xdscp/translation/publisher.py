@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 from xdscp.cache.cache import SnapshotCache
 from xdscp.logfmt import log_event
+from xdscp.metrics import DEBOUNCE_MERGED, RESOURCES, SNAPSHOT_BUILD, SNAPSHOTS_PUBLISHED, type_label
 from xdscp.model.registry import Registry
 from xdscp.model.service import ServiceKey
 from xdscp.translation.translator import Translator
@@ -38,24 +40,36 @@ class Publisher:
 
     async def run(self) -> None:
         pending: set[ServiceKey] = set()
+        first_change = 0.0
         while True:
             pending |= await self.registry.wait_changes()
+            first_change = first_change or time.monotonic()
             if not self.registry.ready:
                 continue
             if not pending and self.published:
+                first_change = 0.0
                 continue
             if self.debounce and self.published:
                 await asyncio.sleep(self.debounce)
+                before = len(pending)
                 pending |= self.registry.take_changes()
-            self.publish(pending)
+                DEBOUNCE_MERGED.inc(len(pending) - before)
+            self.publish(pending, first_change)
             pending = set()
+            first_change = 0.0
 
-    def publish(self, changed: set[ServiceKey]) -> None:
+    def publish(self, changed: set[ServiceKey], changed_at: float = 0.0) -> None:
+        """Translate ``changed`` and publish; ``changed_at`` (monotonic) dates the change."""
         started = time.perf_counter()
         snapshot = self.translator.update(self.registry.services, changed)
+        snapshot = replace(snapshot, changed_at=changed_at or time.monotonic())
+        build = time.perf_counter() - started
         self.cache.set_all(snapshot)
         self.published += 1
         self.last_version = snapshot.version
+        SNAPSHOT_BUILD.observe(build)
+        SNAPSHOTS_PUBLISHED.inc()
+        for type_url, ts in snapshot.types.items():
+            RESOURCES.labels(type_label(type_url)).set(len(ts.resources))
         log_event(log, logging.INFO, "snapshot.published", version=snapshot.version,
-                  changed=len(changed), services=len(self.registry.services),
-                  build_ms=round((time.perf_counter() - started) * 1000, 3))
+                  changed=len(changed), services=len(self.registry.services), build_ms=round(build * 1000, 3))

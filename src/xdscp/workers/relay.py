@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from types import MappingProxyType
 
 import grpc
@@ -88,6 +89,6 @@ class CacheRelay:
         self._state[type_url] = ts
         self.applied += 1
         if all(t in self._state for t in self.types):
-            self.cache.set_all(Snapshot(MappingProxyType(dict(self._state))))
+            self.cache.set_all(Snapshot(MappingProxyType(dict(self._state)), changed_at=time.monotonic()))
             log_event(log, logging.DEBUG, "relay.applied", type=short(type_url), version=ts.version,
                       resources=len(resp.resources), removed=len(resp.removed_resources), nonce=resp.nonce)
