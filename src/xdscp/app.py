@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 from grpc import aio
 
+from xdscp.admin.debug import DebugApi
 from xdscp.admin.http import build_admin_app
 from xdscp.admin.nacos_api import HeartbeatPolicy, NacosApi
 from xdscp.admin.registry_api import RegistryApi
@@ -149,7 +150,8 @@ class ControlPlane:
                                     self.cfg.node_group_by)
             await self._pool.start()
 
-        routes = self._registry_routes() + RestXds(self.env).routes()
+        debug = DebugApi(self.cache, self.registry, self.sources, self.cfg.source_priorities())
+        routes = self._registry_routes() + RestXds(self.env).routes() + debug.routes()
         runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, routes), access_log=None)
         await runner.setup()
         host, port = split_host_port(self.cfg.admin.address)

@@ -1,4 +1,4 @@
-"""Admin endpoints: /healthz, /readyz, /debug/nodes."""
+"""Admin endpoints: /healthz, /readyz, /debug/nodes, /metrics (plus the routes it is given)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""``xdscp serve | validate | bootstrap``."""
+"""``xdscp serve | worker | validate | status | dump | bootstrap | demo``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -47,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     # Listed for --help; its own options are parsed by xdscp.local.demo (see main()).
     sub.add_parser("demo", help="run xdscp, a real Envoy and three upstreams on loopback, with a scripted tour")
 
+    status = sub.add_parser("status", help="connected nodes, what they were sent, ACKed and NACKed; "
+                                           "exit 1 while a node rejects its current config")
+    status.add_argument("--admin", default="127.0.0.1:19000", help="xdscp's admin address (host:port or URL)")
+    status.add_argument("--json", action="store_true", help="print /debug/nodes as JSON instead of a table")
+
+    dump = sub.add_parser("dump", help="print the config a node group is served (JSON, like Envoy's config_dump)")
+    dump.add_argument("--admin", default="127.0.0.1:19000", help="xdscp's admin address (host:port or URL)")
+    dump.add_argument("--group", default="default", help="the node group (see node_group_by)")
+    dump.add_argument("--type", help="one type: a type URL, or its last part (Cluster, ServiceEntry...)")
+
     boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap from envoy/ pointed at a control plane")
     boot.add_argument("--template", type=Path, required=True, help="e.g. envoy/bootstrap-ads.yaml")
     boot.add_argument("--xds-address", type=_address, default="127.0.0.1:18000")
@@ -58,6 +69,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def _load(path: Path | None) -> Config:
     return load_config(path) if path is not None else Config()
+
+
+def _admin_command(args: argparse.Namespace) -> int:
+    from xdscp.cli.admin_client import AdminUnavailable, fetch, status_table
+
+    try:
+        if args.command == "status":
+            nodes = fetch(args.admin, "/debug/nodes")["nodes"]
+            if args.json:
+                print(json.dumps(nodes, indent=2))
+                return 0
+            table, rejected = status_table(nodes)
+            sys.stdout.write(table)
+            return 1 if rejected else 0
+        query = {"group": args.group} | ({"type": args.type} if args.type else {})
+        print(json.dumps(fetch(args.admin, "/debug/config_dump", **query), indent=2))
+        return 0
+    except AdminUnavailable as e:
+        print(f"xdscp {args.command}: {e}", file=sys.stderr)
+        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"config {args.config}: ok ({len(cfg.sources)} source(s))")
         return 0
+    if args.command in ("status", "dump"):
+        return _admin_command(args)
     if args.command == "bootstrap":
         import yaml
 

@@ -42,6 +42,10 @@ class Registry:
     def is_synced(self, source: str) -> bool:
         return source in self._synced
 
+    def source_services(self, source: str) -> Mapping[ServiceKey, Service]:
+        """What one source contributes (before merging); KeyError for an unknown source."""
+        return MappingProxyType(self._by_source[source])
+
     def apply(self, source: str, update: RegistryUpdate) -> set[ServiceKey]:
         """Apply one source's update; return the keys whose merged service changed."""
         if source not in self._by_source:

@@ -10,26 +10,25 @@ snapshot, so until then polls get a 503 (an empty answer would wipe the client).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict
 
 from aiohttp import web
-from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
+from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 from google.protobuf import json_format
 
-from xdscp.cache import wire
 from xdscp.cache.node_group import DEFAULT_GROUP
 from xdscp.cache.snapshot import TypeSnapshot
 from xdscp.logfmt import log_event
 from xdscp.metrics import REJECTED_REQUESTS
-from xdscp.server.sotw import encode_response
-from xdscp.server.stream import CONTROL_PLANE_ID, ServerEnv
+from xdscp.server.json_view import response_dict
+from xdscp.server.stream import ServerEnv
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 log = logging.getLogger("xdscp.server.rest")
 
 TYPE_OF_PATH = {"clusters": CLUSTER, "endpoints": ENDPOINT, "listeners": LISTENER, "routes": ROUTE}
-_CONTROL_PLANE = wire.field(6, wire.string_field(1, CONTROL_PLANE_ID))  # DiscoveryResponse.control_plane
 _CACHED_ANSWERS = 64  # JSON answers kept; pollers of one fleet ask the same few
 
 
@@ -85,8 +84,7 @@ class RestXds:
         else:
             chosen = [ts.resources.get(n) or self.env.placeholder(ts.type_url, n) for n in sorted(names)]
             entries = b"".join(r.sotw_entry for r in chosen if r is not None)
-        raw = encode_response(ts.version, entries, ts.type_url, ts.version, _CONTROL_PLANE)
-        answer = json_format.MessageToJson(DiscoveryResponse.FromString(raw), indent=None).encode()
+        answer = json.dumps(response_dict(ts, entries), separators=(",", ":")).encode()
         self._answers[key] = answer
         if len(self._answers) > _CACHED_ANSWERS:
             self._answers.popitem(last=False)

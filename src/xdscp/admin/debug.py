@@ -1,0 +1,72 @@
+"""Read-only debug endpoints: what each node group is served, the registry, the sources.
+
+``/debug/config_dump?group=G`` is like Envoy's config_dump, from the control plane's
+side: every type of the group's snapshot, its version, and each resource decoded from
+the bytes on the wire. ``/debug/registry`` is the merged view (``?source=S``: one
+source's own contribution), ``/debug/sources`` each source's state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from xdscp.cache.cache import SnapshotCache
+from xdscp.cache.node_group import DEFAULT_GROUP
+from xdscp.model.registry import Registry
+from xdscp.model.service import Service
+from xdscp.server.json_view import response_dict
+from xdscp.sources.base import Source
+
+
+class DebugApi:
+    """The /debug/config_dump, /debug/registry and /debug/sources routes."""
+
+    def __init__(self, cache: SnapshotCache, registry: Registry, sources: Sequence[Source],
+                 priorities: dict[str, int]) -> None:
+        self.cache = cache
+        self.registry = registry
+        self.sources = sources
+        self.priorities = priorities
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/debug/config_dump", self.config_dump), web.get("/debug/registry", self.registry_view),
+                web.get("/debug/sources", self.sources_view)]
+
+    async def config_dump(self, request: web.Request) -> web.Response:
+        group = request.query.get("group", DEFAULT_GROUP)
+        snapshot = self.cache.get(group)
+        if snapshot is None:
+            return web.json_response({"error": f"nothing published for group {group!r} yet"}, status=404)
+        wanted = request.query.get("type")
+        types: dict[str, Any] = {}
+        for type_url, ts in sorted(snapshot.types.items()):
+            if wanted and wanted not in (type_url, type_url.rsplit("/", 1)[-1], type_url.rsplit(".", 1)[-1]):
+                continue
+            doc = response_dict(ts)
+            types[type_url] = {"version": ts.version, "resources": doc.get("resources", [])}
+        return web.json_response({"group": group, "groups": self.cache.groups(), "types": types})
+
+    async def registry_view(self, request: web.Request) -> web.Response:
+        source = request.query.get("source")
+        if source is None:
+            services = self.registry.services
+        else:
+            try:
+                services = self.registry.source_services(source)
+            except KeyError:
+                return web.json_response({"error": f"no source named {source!r}"}, status=404)
+        return web.json_response({"source": source, "services": [_service_json(services[k]) for k in sorted(services)]})
+
+    async def sources_view(self, _: web.Request) -> web.Response:
+        return web.json_response({"sources": [{
+            "name": s.name, "kind": s.kind, "priority": self.priorities.get(s.name, 0),
+            "synced": self.registry.is_synced(s.name), "last_error": s.last_error,
+            "services": len(self.registry.source_services(s.name)),
+        } for s in self.sources]})
+
+
+def _service_json(svc: Service) -> dict[str, Any]:
+    return dict(svc.model_dump(mode="json"))
