@@ -175,6 +175,16 @@ class ControlPlane:
         return []
 
     async def stop(self, grace: float = 1.0) -> None:
+        """Refuse new streams, end the open ones with UNAVAILABLE once their in-flight sends
+        are written (clients reconnect to another replica), then stop; within ``grace`` seconds."""
+        deadline = asyncio.get_running_loop().time() + grace
+        self.env.shutting_down.set()
+        self.tracker.wake_all()
+        open_streams = len(self.tracker)
+        while len(self.tracker) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        log_event(log, logging.INFO, "xdscp.stopping", streams_closed=open_streams - len(self.tracker),
+                  streams_left=len(self.tracker))
         await cancel_and_wait(self._tasks)
         self._tasks.clear()
         for src in self.sources:
@@ -183,7 +193,7 @@ class ControlPlane:
             await self._pool.stop()
             self._pool = None
         if self._grpc is not None:
-            await self._grpc.stop(grace)
+            await self._grpc.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
             self._grpc = None
         if self._admin is not None:
             await self._admin.cleanup()
@@ -202,4 +212,4 @@ async def serve_forever(cfg: Config) -> None:
     try:
         await stop.wait()
     finally:
-        await cp.stop()
+        await cp.stop(cfg.xds.shutdown_grace)

@@ -49,6 +49,9 @@ class XdsConfig(_Address):
     # Processes serving the xDS port (SO_REUSEPORT). One owns the sources; the others
     # follow its cache over loopback and only fan out, so streams spread over cores.
     workers: int = Field(default=1, ge=1, le=64)
+    # On SIGTERM: seconds to end every stream (UNAVAILABLE, so clients reconnect elsewhere)
+    # and exit. Streams end as soon as their in-flight response is written.
+    shutdown_grace: float = Field(default=5.0, ge=0, le=600)
 
 
 class AdminConfig(_Address):

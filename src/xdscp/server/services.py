@@ -24,11 +24,18 @@ from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 log = logging.getLogger("xdscp.server")
 
+SHUTTING_DOWN = "xdscp is shutting down; reconnect"
 PENDING_CALLS_LIMIT = 1_000_000
 GRPC_SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+    # Envoy's bootstraps ping every 30 s (connection_keepalive) on streams idle for
+    # hours; gRPC's default policy would count those pings as abuse and send GOAWAY.
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+    # And the server pings too: a data plane that vanished without closing (a killed VM,
+    # a dropped NAT entry) is noticed within 80 s and its stream state released.
+    ("grpc.keepalive_time_ms", 60_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
     # grpc.aio accepts new calls one at a time. When thousands of Envoys reconnect at
     # once (a restart, a failover), gRPC core queues the calls it has not handed over
     # yet and, past 1,000 queued (soft) to 3,000 (hard), cancels them at random: the
@@ -53,11 +60,16 @@ def _handler(stream_cls: type[Stream], env: ServerEnv, fixed_type: str | None) -
     # driver keeps the last response referenced while the stream idles, and an Envoy's
     # first response can be the whole snapshot.
     async def handle(_requests: AsyncIterator[bytes], context: aio.ServicerContext) -> None:
+        if env.shutting_down.is_set():
+            await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         stream = stream_cls(env, fixed_type, context.peer())
         try:
             async for message in stream.serve(context.read):
                 await context.write(message)
                 del message
+            if env.shutting_down.is_set():
+                # Every stream ends with a status the client can act on: reconnect elsewhere.
+                await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         except ProtocolError as e:
             REJECTED_REQUESTS.labels(e.reason).inc()
             log_event(log, logging.WARNING, "xds.bad_request", node=stream.node_id, stream=stream.id,

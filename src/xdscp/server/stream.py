@@ -48,6 +48,8 @@ class ServerEnv:
     tracker: StreamTracker
     placeholder: Callable[[str, str], Resource | None]
     names: NamesPool = field(default_factory=NamesPool)
+    # Set on shutdown: every stream ends after what it is sending, and new ones are refused.
+    shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class Stream(ABC):
@@ -154,6 +156,8 @@ class Stream(ABC):
             while True:
                 await self.wake.wait()
                 self.wake.clear()
+                if self.env.shutting_down.is_set():
+                    return
                 if reader.done():
                     reader.result()  # re-raise a protocol error
                     return

@@ -50,6 +50,11 @@ class StreamTracker:
     def __len__(self) -> int:
         return len(self._streams)
 
+    def wake_all(self) -> None:
+        """Wake every stream (at shutdown, so each sees the flag and ends)."""
+        for stream in self._streams.values():
+            stream.wake.set()
+
     def count_cluster(self, cluster: str) -> int:
         """Open streams whose node says ``cluster`` (e.g. the workers' relays)."""
         return sum(1 for s in self._streams.values() if s.node is not None and s.node.cluster == cluster)
