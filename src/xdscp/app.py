@@ -33,9 +33,11 @@ from xdscp.config import (
 from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
+from xdscp.server.authorization import NodePolicy, Rule
 from xdscp.server.rest import RestXds
 from xdscp.server.services import bind_xds, build_xds_server
 from xdscp.server.stream import ServerEnv
+from xdscp.server.tls import TlsSettings, server_credentials
 from xdscp.server.tracker import StreamTracker
 from xdscp.sources.base import Source
 from xdscp.sources.consul import ConsulSource
@@ -102,7 +104,10 @@ class ControlPlane:
         self.cache = SnapshotCache()
         self.tracker = StreamTracker()
         self.publisher = Publisher(self.registry, self.translator, self.cache, cfg.xds.debounce)
-        self.env = ServerEnv(self.cache, node_grouper(cfg.node_group_by), self.tracker, missing_resource)
+        authz = cfg.authorization
+        policy = NodePolicy([Rule(r.identity, tuple(r.nodes), tuple(r.groups)) for r in authz.rules], authz.tokens)
+        self.env = ServerEnv(self.cache, node_grouper(cfg.node_group_by), self.tracker, missing_resource,
+                             policy=policy)
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: aio.Server | None = None
         self._admin: web.AppRunner | None = None
@@ -139,7 +144,11 @@ class ControlPlane:
 
         workers = self.cfg.xds.workers
         server = self._grpc = build_xds_server(self.env, reuse_port=workers > 1)
-        self.xds_port = bind_xds(server, self.cfg.xds.address)
+        tls = self.cfg.xds.tls
+        credentials = server_credentials(TlsSettings(tls.cert_file, tls.key_file, tls.client_ca_file)) \
+            if tls is not None else None
+        self.xds_port = bind_xds(server, self.cfg.xds.address, credentials)
+        self._warn_if_open()
         relay_port = bind_xds(server, "127.0.0.1:0") if workers > 1 else 0
         await server.start()
         xds_host = split_host_port(self.cfg.xds.address)[0]
@@ -163,6 +172,15 @@ class ControlPlane:
         self.admin_port = runner.addresses[0][1]
         log_event(log, logging.INFO, "xdscp.started", xds=f"{xds_host}:{self.xds_port}",
                   admin=f"{host}:{self.admin_port}", sources=[s.name for s in self.sources])
+
+    def _warn_if_open(self) -> None:
+        host, _ = split_host_port(self.cfg.xds.address)
+        loopback = host in ("localhost", "::1") or host.startswith("127.")
+        if not loopback and (self.env.policy.open or self.cfg.xds.tls is None):
+            log_event(log, logging.WARNING, "xds.open", address=self.cfg.xds.address,
+                      tls=self.cfg.xds.tls is not None, authorization=not self.env.policy.open,
+                      hint="any client that reaches this port may claim any node: set xds.tls "
+                           "(client_ca_file for mTLS) and authorization rules")
 
     def _registry_routes(self) -> list[web.RouteDef]:
         """The registration APIs, served when an embedded registry is configured."""

@@ -36,6 +36,15 @@ class _Address(_Section):
         return v
 
 
+class XdsTlsConfig(_Section):
+    """TLS on the xDS port; ``client_ca_file`` makes it mTLS (clients need a certificate from it).
+    The files are re-read when they change, without dropping connections."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
 class XdsConfig(_Address):
     address: str = "127.0.0.1:18000"
     # How served Clusters/Listeners fetch EDS/RDS: over ADS, or (for bootstraps without
@@ -52,6 +61,31 @@ class XdsConfig(_Address):
     # On SIGTERM: seconds to end every stream (UNAVAILABLE, so clients reconnect elsewhere)
     # and exit. Streams end as soon as their in-flight response is written.
     shutdown_grace: float = Field(default=5.0, ge=0, le=600)
+    tls: XdsTlsConfig | None = None
+
+
+class AuthorizationRuleConfig(_Section):
+    """A client identity (glob on a certificate SAN such as a SPIFFE ID, or ``token:<name>``)
+    and the node ids and node groups (globs) it may claim."""
+
+    identity: str = Field(min_length=1)
+    nodes: list[str] = Field(default=["*"], min_length=1)
+    groups: list[str] = Field(default=["*"], min_length=1)
+
+
+class AuthorizationConfig(_Section):
+    """Who may claim which node. No rules: anyone may (fine on loopback only)."""
+
+    tokens: dict[str, str] = {}  # name -> bearer token (gRPC metadata ``authorization: Bearer <token>``)
+    rules: list[AuthorizationRuleConfig] = []
+
+    @field_validator("tokens")
+    @classmethod
+    def _tokens_not_empty(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, token in v.items():
+            if len(token) < 16:
+                raise ValueError(f"token {name!r} is shorter than 16 characters")
+        return v
 
 
 class AdminConfig(_Address):
@@ -266,6 +300,7 @@ class Config(_Section):
     admin: AdminConfig = AdminConfig()
     listener: ListenerConfig = ListenerConfig()
     mcp: McpConfig = McpConfig()
+    authorization: AuthorizationConfig = AuthorizationConfig()
     node_group_by: str = "cluster"
     # No sources given: the embedded registry, so xdscp works with nothing else installed.
     sources: list[SourceConfig] = Field(default_factory=lambda: _default_sources())
@@ -290,6 +325,14 @@ class Config(_Section):
         return names
 
     @model_validator(mode="after")
+    def _workers_without_tls(self) -> Config:
+        # Follower processes serve the same port; they do not load TLS or the policy yet,
+        # and a plaintext or unguarded follower would undo both.
+        if self.xds.workers > 1 and (self.xds.tls is not None or self.authorization.rules):
+            raise ValueError("xds.workers > 1 cannot be combined with xds.tls or authorization rules yet")
+        return self
+
+    @model_validator(mode="after")
     def _one_embedded_registry(self) -> Config:
         if sum(1 for s in self.sources if s.kind == "embedded") > 1:
             raise ValueError("at most one embedded source: the registration API writes to it")
@@ -306,6 +349,10 @@ def load_config(path: Path) -> Config:
         cfg = load_document(data, str(path), Config)
     except DocumentError as e:
         raise ConfigError(str(e)) from None
+    tls = cfg.xds.tls
+    if tls is not None:
+        tls.cert_file, tls.key_file = path.parent / tls.cert_file, path.parent / tls.key_file
+        tls.client_ca_file = path.parent / tls.client_ca_file if tls.client_ca_file is not None else None
     for src in cfg.sources:
         if isinstance(src, FileSourceConfig) and not src.path.is_absolute():
             src.path = (path.parent / src.path).resolve()

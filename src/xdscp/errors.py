@@ -63,3 +63,7 @@ class ProtocolError(XdscpError):
     def __init__(self, message: str, reason: str = "other") -> None:
         self.reason = reason
         super().__init__(message)
+
+
+class PermissionDenied(XdscpError):
+    """A client claimed a node its identity may not claim (see xdscp.server.authorization)."""

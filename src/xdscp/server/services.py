@@ -14,7 +14,7 @@ import grpc
 from grpc import aio
 
 from xdscp.config import split_host_port
-from xdscp.errors import BindError, ProtocolError
+from xdscp.errors import BindError, PermissionDenied, ProtocolError
 from xdscp.logfmt import log_event
 from xdscp.metrics import REJECTED_REQUESTS
 from xdscp.server.delta import DeltaStream
@@ -63,6 +63,8 @@ def _handler(stream_cls: type[Stream], env: ServerEnv, fixed_type: str | None) -
         if env.shutting_down.is_set():
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         stream = stream_cls(env, fixed_type, context.peer())
+        if not env.policy.open:
+            stream.identities = env.policy.identities(context)
         try:
             async for message in stream.serve(context.read):
                 await context.write(message)
@@ -75,6 +77,11 @@ def _handler(stream_cls: type[Stream], env: ServerEnv, fixed_type: str | None) -
             log_event(log, logging.WARNING, "xds.bad_request", node=stream.node_id, stream=stream.id,
                       peer=stream.peer, reason=str(e))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except PermissionDenied as e:
+            REJECTED_REQUESTS.labels("permission").inc()
+            log_event(log, logging.WARNING, "xds.denied", node=stream.node_id, stream=stream.id, peer=stream.peer,
+                      identities=sorted(stream.identities), reason=str(e))
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(e))
         except (asyncio.CancelledError, aio.AbortError):
             raise
         except Exception as e:  # a bug must end this stream only, and say where
@@ -105,11 +112,14 @@ def build_xds_server(env: ServerEnv, *, reuse_port: bool = False) -> aio.Server:
     return server
 
 
-def bind_xds(server: aio.Server, address: str) -> int:
-    """Bind ``host:port`` (IPv6 hosts unbracketed); return the port, or raise BindError."""
+def bind_xds(server: aio.Server, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
+    """Bind ``host:port`` (IPv6 hosts unbracketed), with TLS when given ``credentials``;
+    return the port, or raise BindError."""
     host, port = split_host_port(address)
     bind_to = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
+        if credentials is not None:
+            return server.add_secure_port(bind_to, credentials)
         return server.add_insecure_port(bind_to)
     except RuntimeError:  # grpc says only "Failed to bind"
         raise BindError("xDS", address, "address in use or not available") from None

@@ -19,9 +19,10 @@ from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import DEFAULT_GROUP, NodeGrouper
 from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot
-from xdscp.errors import ProtocolError
+from xdscp.errors import PermissionDenied, ProtocolError
 from xdscp.logfmt import log_event
 from xdscp.metrics import ACKS, NACKS, PUSH_LATENCY, RESPONSES, STREAM_TYPES, STREAMS, per_type
+from xdscp.server.authorization import NodePolicy
 from xdscp.server.names_pool import NamesPool
 from xdscp.server.tracker import StreamTracker, TypeStatus
 from xdscp.type_urls import MCP_TYPES, PUSH_ORDER
@@ -50,6 +51,7 @@ class ServerEnv:
     names: NamesPool = field(default_factory=NamesPool)
     # Set on shutdown: every stream ends after what it is sending, and new ones are refused.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
+    policy: NodePolicy = field(default_factory=NodePolicy)
 
 
 class Stream(ABC):
@@ -73,6 +75,7 @@ class Stream(ABC):
         self._nonces = itertools.count(1)
         self._cp = wire.field(self.control_plane_field, wire.string_field(1, CONTROL_PLANE_ID))
         self.types: dict[str, Any] = {}
+        self.identities: frozenset[str] = frozenset()  # the client's, for the node policy
 
     # -- subclass hooks -------------------------------------------------------------
     @abstractmethod
@@ -129,7 +132,11 @@ class Stream(ABC):
         if node is not None:
             self.node = node
             self.node_id = node.id
-        self.group = self.env.grouper(node) if node is not None else DEFAULT_GROUP
+        group = self.env.grouper(node) if node is not None else DEFAULT_GROUP
+        refused = self.env.policy.check(self.identities, self.node_id, group)
+        if refused is not None:
+            raise PermissionDenied(refused)
+        self.group = group
         self.env.cache.watch(self.group, self.wake)
         log_event(log, logging.INFO, "stream.open", node=self.node_id, group=self.group,
                   transport=self.transport, stream=self.id, peer=self.peer)
