@@ -36,7 +36,7 @@ from xdscp.model.registry import Registry
 from xdscp.server.authorization import NodePolicy, Rule
 from xdscp.server.rest import RestXds
 from xdscp.server.services import bind_xds, build_xds_server
-from xdscp.server.stream import ServerEnv
+from xdscp.server.stream import ServerEnv, StreamLimits
 from xdscp.server.tls import TlsSettings, server_credentials
 from xdscp.server.tracker import StreamTracker
 from xdscp.sources.base import Source
@@ -106,8 +106,10 @@ class ControlPlane:
         self.publisher = Publisher(self.registry, self.translator, self.cache, cfg.xds.debounce)
         authz = cfg.authorization
         policy = NodePolicy([Rule(r.identity, tuple(r.nodes), tuple(r.groups)) for r in authz.rules], authz.tokens)
+        lim = cfg.xds.limits
         self.env = ServerEnv(self.cache, node_grouper(cfg.node_group_by), self.tracker, missing_resource,
-                             policy=policy)
+                             policy=policy, limits=StreamLimits(lim.max_streams, lim.max_names,
+                                                                lim.max_requests_per_second))
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: aio.Server | None = None
         self._admin: web.AppRunner | None = None
@@ -143,7 +145,8 @@ class ControlPlane:
             self._tasks.append(asyncio.create_task(supervised(f"source:{src.name}", run)))
 
         workers = self.cfg.xds.workers
-        server = self._grpc = build_xds_server(self.env, reuse_port=workers > 1)
+        server = self._grpc = build_xds_server(self.env, reuse_port=workers > 1,
+                                               max_message_bytes=self.cfg.xds.limits.max_message_bytes)
         tls = self.cfg.xds.tls
         credentials = server_credentials(TlsSettings(tls.cert_file, tls.key_file, tls.client_ca_file)) \
             if tls is not None else None
@@ -161,7 +164,8 @@ class ControlPlane:
 
         debug = DebugApi(self.cache, self.registry, self.sources, self.cfg.source_priorities())
         routes = self._registry_routes() + RestXds(self.env).routes() + debug.routes()
-        runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, routes), access_log=None)
+        runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, routes, self.cfg.admin.write_token),
+                               access_log=None)
         await runner.setup()
         host, port = split_host_port(self.cfg.admin.address)
         self._admin = runner

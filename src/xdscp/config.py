@@ -45,6 +45,16 @@ class XdsTlsConfig(_Section):
     client_ca_file: Path | None = None
 
 
+class XdsLimitsConfig(_Section):
+    """Bounds that keep one client (or a storm) from taking the server down; going past one
+    ends the stream with RESOURCE_EXHAUSTED instead of queueing."""
+
+    max_streams: int = Field(default=100_000, ge=1)
+    max_names: int = Field(default=200_000, ge=1)  # resource names one stream may subscribe to, per type
+    max_requests_per_second: float = Field(default=100.0, gt=0)  # per stream, burst of twice that
+    max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+
+
 class XdsConfig(_Address):
     address: str = "127.0.0.1:18000"
     # How served Clusters/Listeners fetch EDS/RDS: over ADS, or (for bootstraps without
@@ -62,6 +72,7 @@ class XdsConfig(_Address):
     # and exit. Streams end as soon as their in-flight response is written.
     shutdown_grace: float = Field(default=5.0, ge=0, le=600)
     tls: XdsTlsConfig | None = None
+    limits: XdsLimitsConfig = XdsLimitsConfig()
 
 
 class AuthorizationRuleConfig(_Section):
@@ -90,6 +101,9 @@ class AuthorizationConfig(_Section):
 
 class AdminConfig(_Address):
     address: str = "127.0.0.1:19000"
+    # Set: registering, updating and deregistering through the admin API need this token
+    # (Authorization: Bearer ..., or Nacos' accessToken); reading does not.
+    write_token: str | None = Field(default=None, min_length=16)
 
 
 class ListenerConfig(_Section):

@@ -67,3 +67,12 @@ class ProtocolError(XdscpError):
 
 class PermissionDenied(XdscpError):
     """A client claimed a node its identity may not claim (see xdscp.server.authorization)."""
+
+
+class LimitExceeded(XdscpError):
+    """A client went past a configured limit (streams, names, request rate): the stream is
+    refused with RESOURCE_EXHAUSTED rather than queued."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        self.limit = limit
+        super().__init__(message)

@@ -2,19 +2,46 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from xdscp.metrics import REJECTED_REQUESTS
 from xdscp.server.tracker import StreamTracker
 
 
+def write_guard(token: str) -> Any:
+    """Middleware: a request that changes state (anything but GET/HEAD/OPTIONS) must carry
+    ``Authorization: Bearer <token>``, or Nacos' ``accessToken`` parameter, or gets a 401."""
+    expected = token.encode()
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith("/v3/discovery:"):
+            return await handler(request)
+        presented = request.headers.get("Authorization", "")
+        presented = presented[len("Bearer "):] if presented.startswith("Bearer ") else ""
+        if not presented:
+            presented = request.query.get("accessToken", "")
+        if not presented and request.content_type == "application/x-www-form-urlencoded":
+            presented = str((await request.post()).get("accessToken", ""))
+        if not hmac.compare_digest(presented.encode(), expected):
+            REJECTED_REQUESTS.labels("admin_token").inc()
+            return web.json_response({"error": "this endpoint changes the registry: send the admin write token "
+                                               "(Authorization: Bearer ..., or accessToken)"}, status=401)
+        return await handler(request)
+
+    return guard
+
+
 def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, Any]],
-                    extra_routes: Sequence[web.RouteDef] = ()) -> web.Application:
+                    extra_routes: Sequence[web.RouteDef] = (), write_token: str | None = None) -> web.Application:
     """``readiness()`` returns {"ready": bool, ...details}; /readyz answers 503 until ready.
-    ``extra_routes`` are the embedded registry's APIs, when there is one, and REST xDS."""
+    ``extra_routes`` are the embedded registry's APIs, when there is one, and REST xDS;
+    with ``write_token``, every request that changes state must carry it."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -29,7 +56,7 @@ def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, An
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app = web.Application()
+    app = web.Application(middlewares=[write_guard(write_token)] if write_token else [])
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/debug/nodes", nodes)

@@ -54,6 +54,7 @@ class DeltaStream(Stream):
 
     def on_request(self, req: DeltaDiscoveryRequest) -> None:
         type_url, st = self.state_for(req)
+        self.check_names(len(st.names) + len(req.resource_names_subscribe))
         nonce = req.response_nonce
         if nonce:
             if nonce == st.nonce:

@@ -14,7 +14,7 @@ import grpc
 from grpc import aio
 
 from xdscp.config import split_host_port
-from xdscp.errors import BindError, PermissionDenied, ProtocolError
+from xdscp.errors import BindError, LimitExceeded, PermissionDenied, ProtocolError
 from xdscp.logfmt import log_event
 from xdscp.metrics import REJECTED_REQUESTS
 from xdscp.server.delta import DeltaStream
@@ -27,7 +27,6 @@ log = logging.getLogger("xdscp.server")
 SHUTTING_DOWN = "xdscp is shutting down; reconnect"
 PENDING_CALLS_LIMIT = 1_000_000
 GRPC_SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", 16 * 1024 * 1024),
     # Envoy's bootstraps ping every 30 s (connection_keepalive) on streams idle for
     # hours; gRPC's default policy would count those pings as abuse and send GOAWAY.
     ("grpc.keepalive_permit_without_calls", 1),
@@ -62,6 +61,12 @@ def _handler(stream_cls: type[Stream], env: ServerEnv, fixed_type: str | None) -
     async def handle(_requests: AsyncIterator[bytes], context: aio.ServicerContext) -> None:
         if env.shutting_down.is_set():
             await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+        if len(env.tracker) >= env.limits.max_streams:
+            REJECTED_REQUESTS.labels("streams").inc()
+            log_event(log, logging.WARNING, "xds.limit", limit="streams", peer=context.peer(),
+                      max_streams=env.limits.max_streams)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"xdscp is serving its limit of {env.limits.max_streams} streams")
         stream = stream_cls(env, fixed_type, context.peer())
         if not env.policy.open:
             stream.identities = env.policy.identities(context)
@@ -77,6 +82,11 @@ def _handler(stream_cls: type[Stream], env: ServerEnv, fixed_type: str | None) -
             log_event(log, logging.WARNING, "xds.bad_request", node=stream.node_id, stream=stream.id,
                       peer=stream.peer, reason=str(e))
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except LimitExceeded as e:
+            REJECTED_REQUESTS.labels(e.limit).inc()
+            log_event(log, logging.WARNING, "xds.limit", node=stream.node_id, stream=stream.id, peer=stream.peer,
+                      limit=e.limit, reason=str(e))
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
         except PermissionDenied as e:
             REJECTED_REQUESTS.labels("permission").inc()
             log_event(log, logging.WARNING, "xds.denied", node=stream.node_id, stream=stream.id, peer=stream.peer,
@@ -103,10 +113,13 @@ def add_xds_services(server: aio.Server, env: ServerEnv) -> None:
     server.add_generic_rpc_handlers(tuple(handlers))
 
 
-def build_xds_server(env: ServerEnv, *, reuse_port: bool = False) -> aio.Server:
+def build_xds_server(env: ServerEnv, *, reuse_port: bool = False,
+                     max_message_bytes: int = 16 * 1024 * 1024) -> aio.Server:
     """A grpc.aio server with every xDS service. ``reuse_port`` lets worker processes
-    share one port; without it a second xdscp on the same port fails to bind, as it should."""
-    options = [*GRPC_SERVER_OPTIONS, ("grpc.so_reuseport", int(reuse_port))]
+    share one port; without it a second xdscp on the same port fails to bind, as it should.
+    A request larger than ``max_message_bytes`` is refused by gRPC (RESOURCE_EXHAUSTED)."""
+    options = [*GRPC_SERVER_OPTIONS, ("grpc.so_reuseport", int(reuse_port)),
+               ("grpc.max_receive_message_length", max_message_bytes)]
     server = aio.server(options=options)
     add_xds_services(server, env)
     return server

@@ -59,6 +59,7 @@ class SotwStream(Stream):
     types: dict[str, _TypeState]
 
     def on_request(self, req: DiscoveryRequest) -> None:
+        self.check_names(len(req.resource_names))
         type_url, st = self.state_for(req)
         nonce = req.response_nonce
         if nonce and st.nonce is not None:

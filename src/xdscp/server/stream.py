@@ -19,7 +19,7 @@ from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import DEFAULT_GROUP, NodeGrouper
 from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot
-from xdscp.errors import PermissionDenied, ProtocolError
+from xdscp.errors import LimitExceeded, PermissionDenied, ProtocolError
 from xdscp.logfmt import log_event
 from xdscp.metrics import ACKS, NACKS, PUSH_LATENCY, RESPONSES, STREAM_TYPES, STREAMS, per_type
 from xdscp.server.authorization import NodePolicy
@@ -52,6 +52,16 @@ class ServerEnv:
     # Set on shutdown: every stream ends after what it is sending, and new ones are refused.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
     policy: NodePolicy = field(default_factory=NodePolicy)
+    limits: StreamLimits = field(default_factory=lambda: StreamLimits())
+
+
+@dataclass(frozen=True, slots=True)
+class StreamLimits:
+    """Per-process and per-stream bounds; going past one ends the stream (RESOURCE_EXHAUSTED)."""
+
+    max_streams: int = 100_000
+    max_names: int = 200_000  # resource names one stream may subscribe to, per type
+    max_requests_per_second: float = 100.0  # per stream, with a burst of twice that
 
 
 class Stream(ABC):
@@ -197,13 +207,26 @@ class Stream(ABC):
                       stream=self.id)
 
     async def _read(self, read: Reader) -> None:
+        rate = self.env.limits.max_requests_per_second
+        tokens, last = 2 * rate, time.monotonic()
         while True:
             raw = await read()
             if not isinstance(raw, bytes):
                 return  # aio.EOF: the client closed its side
+            now = time.monotonic()
+            tokens = min(2 * rate, tokens + (now - last) * rate) - 1
+            last = now
+            if tokens < 0:
+                raise LimitExceeded(f"more than {rate:g} requests per second on one stream", "request_rate")
             self.on_request(self.parse(raw))
             del raw  # nor its last request while it waits for the next
             self.wake.set()
+
+    def check_names(self, count: int) -> None:
+        """Refuse a subscription of more than the configured number of names."""
+        if count > self.env.limits.max_names:
+            raise LimitExceeded(f"{count} resource names on one stream (limit {self.env.limits.max_names})",
+                                "names")
 
     @staticmethod
     def nack_error(req: Any) -> str | None:

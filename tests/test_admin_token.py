@@ -1,0 +1,58 @@
+"""With admin.write_token, the registration APIs change nothing without the token; reads stay open."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from xdscp.model.service import ServiceKey
+
+from conftest import Plane, embedded_source, start_plane
+
+TOKEN = "admin-token-0123456789"
+ECHO = {"serviceName": "echo", "ip": "127.0.0.1", "port": "9001"}
+
+
+@pytest.fixture
+async def guarded(tmp_path: Path) -> AsyncIterator[Plane]:
+    plane = await start_plane(tmp_path, None, sources=[embedded_source(tmp_path)], admin={"write_token": TOKEN})
+    await plane.wait_published(1)
+    try:
+        yield plane
+    finally:
+        await plane.cp.stop(0)
+
+
+async def call(plane: Plane, method: str, path: str, headers: dict[str, str] | None = None,
+               **params: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as http:
+        async with http.request(method, f"http://127.0.0.1:{plane.cp.admin_port}{path}", params=params,
+                                headers=headers or {}) as resp:
+            return resp.status, await resp.text()
+
+
+def instances(plane: Plane) -> int:
+    svc = plane.cp.sources[0].store.service(ServiceKey("public", "DEFAULT_GROUP", "echo"))  # type: ignore[attr-defined]
+    return 0 if svc is None else len(svc.instances)
+
+
+async def test_writes_need_the_token_reads_do_not(guarded: Plane) -> None:
+    status, body = await call(guarded, "POST", "/nacos/v1/ns/instance", **ECHO)
+    assert status == 401 and "write token" in body and instances(guarded) == 0
+    status, _ = await call(guarded, "POST", "/nacos/v1/ns/instance", {"Authorization": "Bearer wrong-token-000000"},
+                           **ECHO)
+    assert status == 401 and instances(guarded) == 0
+    status, _ = await call(guarded, "POST", "/nacos/v1/ns/instance", {"Authorization": f"Bearer {TOKEN}"}, **ECHO)
+    assert status == 200 and instances(guarded) == 1
+    status, _ = await call(guarded, "POST", "/nacos/v2/ns/instance", accessToken=TOKEN, **{**ECHO, "port": "9002"})
+    assert status == 200 and instances(guarded) == 2  # Nacos clients send accessToken
+    status, _ = await call(guarded, "GET", "/nacos/v1/ns/instance/list", serviceName="echo")
+    assert status == 200
+    status, _ = await call(guarded, "DELETE", "/v1/services/echo/instances/127.0.0.1:9001")
+    assert status == 401 and instances(guarded) == 2
+    status, _ = await call(guarded, "GET", "/healthz")
+    assert status == 200

@@ -1,0 +1,92 @@
+"""Limits: too many streams, names, requests per second or bytes end the offending stream with
+RESOURCE_EXHAUSTED; everyone else is served as before."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from xdscp.type_urls import CLUSTER, ENDPOINT
+
+from conftest import Plane, service, start_plane
+from xds_client import delta_request, delta_stream, node, sotw_request, sotw_stream
+
+
+@pytest.fixture
+async def tight(tmp_path: Path) -> AsyncIterator[Plane]:
+    plane = await start_plane(tmp_path, [service("echo", 9001)], xds={"limits": {
+        "max_streams": 3, "max_names": 5, "max_requests_per_second": 5, "max_message_bytes": 2048}})
+    await plane.wait_published(1)
+    try:
+        yield plane
+    finally:
+        await plane.cp.stop(0)
+
+
+async def test_a_stream_past_max_streams_is_refused_until_one_closes(tight: Plane) -> None:
+    async with grpc.aio.insecure_channel(tight.target) as ch:
+        streams = []
+        for i in range(3):
+            s = sotw_stream(ch)
+            s.send(sotw_request(CLUSTER, with_node=node(f"n{i}")))
+            await s.recv()
+            streams.append(s)
+        extra = sotw_stream(ch)
+        extra.send(sotw_request(CLUSTER, with_node=node("n3")))
+        assert await extra.closed_with() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        await streams.pop().close()
+        for _ in range(100):  # the server notices the close
+            if len(tight.cp.tracker) < 3:
+                break
+            await asyncio.sleep(0.02)
+        again = sotw_stream(ch)
+        again.send(sotw_request(CLUSTER, with_node=node("n3")))
+        assert (await again.recv()).resources
+        for s in (*streams, again):
+            await s.close()
+
+
+async def test_too_many_names_too_many_requests_or_bytes_end_that_stream_only(
+        tight: Plane, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="xdscp.server")
+    async with grpc.aio.insecure_channel(tight.target) as ch:
+        calm = sotw_stream(ch)
+        calm.send(sotw_request(CLUSTER, with_node=node("calm")))
+        first = await calm.recv()
+        calm.send(sotw_request(CLUSTER, version=first.version_info, nonce=first.nonce))
+
+        names = sotw_stream(ch)
+        names.send(sotw_request(ENDPOINT, [f"c{i}" for i in range(6)], with_node=node("greedy")))
+        assert await names.closed_with() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert names.error is not None and "6 resource names" in (names.error.details() or "")
+
+        delta = delta_stream(ch)
+        delta.send(delta_request(ENDPOINT, [f"c{i}" for i in range(4)], with_node=node("greedy-delta")))
+        await delta.recv()
+        delta.send(delta_request(ENDPOINT, ["c4", "c5"]))  # 4 + 2 > 5
+        assert await delta.closed_with() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+        chatty = sotw_stream(ch)
+        chatty.send(sotw_request(CLUSTER, with_node=node("chatty")))
+        for _ in range(30):
+            chatty.send(sotw_request(CLUSTER, version="x", nonce="y"))
+        # The server ends it with RESOURCE_EXHAUSTED; the client may instead report its own
+        # failure to send the rest (grpc's INTERNAL), so the server's side is what is checked.
+        assert await chatty.closed_with() in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL)
+        limits = [r.xdscp_fields for r in caplog.records if r.getMessage() == "xds.limit"]  # type: ignore[attr-defined]
+        assert any(f.get("limit") == "request_rate" and f.get("node") == "chatty" for f in limits), limits
+
+        big = sotw_stream(ch)
+        big.send(sotw_request(CLUSTER, ["n" * 3000], with_node=node("big")))
+        assert await big.closed_with() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+        await calm.expect_silence(0.2)  # the well-behaved stream is untouched
+        tight.write([service("echo", 9001, 9002)])
+        _, nodes = await tight.admin_json("/debug/nodes")
+        assert [n["node_id"] for n in nodes["nodes"]] == ["calm"]
+        await calm.close()
