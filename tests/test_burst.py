@@ -1,0 +1,80 @@
+"""A burst of 1,000 registrations through the real HTTP API: far fewer pushes than events,
+and at the end every client holds exactly the registry's state."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import grpc
+
+from xdscp.type_urls import ENDPOINT
+
+from conftest import Plane, eventually
+from xds_client import delta_request, delta_stream, node, sotw_request, sotw_stream, unpack
+
+SERVICES, PER_SERVICE, CLIENTS = 10, 100, 8
+
+
+async def register_all(plane: Plane) -> None:
+    url = f"http://127.0.0.1:{plane.cp.admin_port}/nacos/v1/ns/instance"
+    work = [(f"svc{s}", 10000 + s * PER_SERVICE + i) for s in range(SERVICES) for i in range(PER_SERVICE)]
+
+    async def client(share: list[tuple[str, int]]) -> None:
+        async with aiohttp.ClientSession() as http:
+            for name, port in share:
+                async with http.post(url, params={"serviceName": name, "ip": "127.0.0.1", "port": str(port),
+                                                  "ephemeral": "false"}) as r:
+                    assert r.status == 200
+
+    await asyncio.gather(*(client(work[i::CLIENTS]) for i in range(CLIENTS)))
+
+
+def ports_of(cla: object) -> set[int]:
+    return {e.endpoint.address.socket_address.port_value for loc in cla.endpoints  # type: ignore[attr-defined]
+            for e in loc.lb_endpoints}
+
+
+async def test_a_burst_becomes_a_few_pushes_and_clients_end_equal_to_the_registry(embedded: Plane) -> None:
+    names = [f"svc{s}" for s in range(SERVICES)]
+    async with grpc.aio.insecure_channel(embedded.target) as ch:
+        sotw, delta = sotw_stream(ch), delta_stream(ch)
+        sotw.send(sotw_request(ENDPOINT, names, with_node=node("sotw-client")))
+        delta.send(delta_request(ENDPOINT, names, with_node=node("delta-client")))
+        held_sotw: dict[str, set[int]] = {}
+        held_delta: dict[str, set[int]] = {}
+
+        async def follow_sotw() -> None:
+            while True:
+                resp = await sotw.recv(timeout=30)
+                for r in resp.resources:
+                    cla = unpack(r)
+                    held_sotw[cla.cluster_name] = ports_of(cla)
+                sotw.send(sotw_request(ENDPOINT, names, version=resp.version_info, nonce=resp.nonce))
+
+        async def follow_delta() -> None:
+            while True:
+                resp = await delta.recv(timeout=30)
+                for r in resp.resources:
+                    cla = unpack(r.resource)
+                    held_delta[cla.cluster_name] = ports_of(cla)
+                delta.send(delta_request(ENDPOINT, nonce=resp.nonce))
+
+        followers = [asyncio.create_task(follow_sotw()), asyncio.create_task(follow_delta())]
+        before = embedded.cp.publisher.published
+        await register_all(embedded)
+
+        def registry_view() -> dict[str, set[int]]:
+            return {k.name: {i.port for i in s.instances} for k, s in embedded.cp.registry.services.items()}
+
+        async def converged() -> bool:
+            view = registry_view()
+            return sum(len(p) for p in view.values()) == SERVICES * PER_SERVICE and held_sotw == view == held_delta
+
+        await eventually(converged, timeout=30, what="both clients hold the registry's state")
+        pushes = embedded.cp.publisher.published - before
+        assert pushes < SERVICES * PER_SERVICE / 10, pushes  # far fewer pushes than events
+        for task in followers:
+            task.cancel()
+        await sotw.close()
+        await delta.close()
