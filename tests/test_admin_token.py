@@ -56,3 +56,24 @@ async def test_writes_need_the_token_reads_do_not(guarded: Plane) -> None:
     assert status == 401 and instances(guarded) == 2
     status, _ = await call(guarded, "GET", "/healthz")
     assert status == 200
+
+
+async def test_the_read_only_address_serves_reads_and_refuses_writes(tmp_path: Path) -> None:
+    plane = await start_plane(tmp_path, None, sources=[embedded_source(tmp_path)],
+                              admin={"read_only_address": "127.0.0.1:0"})
+    await plane.wait_published(1)
+    try:
+        ro = f"http://127.0.0.1:{plane.cp.admin_read_only_port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{ro}/nacos/v1/ns/instance", params=ECHO) as r:
+                assert r.status == 405 and instances(plane) == 0
+            async with http.get(f"{ro}/nacos/v1/ns/instance/list", params={"serviceName": "echo"}) as r:
+                assert r.status == 200
+            async with http.get(f"{ro}/debug/config_dump") as r:
+                assert r.status == 200
+            async with http.post(f"{ro}/v3/discovery:clusters", json={"node": {"id": "poller"}}) as r:
+                assert r.status == 200  # REST-JSON polls read
+        status, _ = await call(plane, "POST", "/nacos/v1/ns/instance", **ECHO)  # the private address writes
+        assert status == 200 and instances(plane) == 1
+    finally:
+        await plane.cp.stop(0)

@@ -113,6 +113,8 @@ class ControlPlane:
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: aio.Server | None = None
         self._admin: web.AppRunner | None = None
+        self._admin_ro: web.AppRunner | None = None
+        self.admin_read_only_port = 0
         self._pool: WorkerPool | None = None
         self.xds_port = 0
         self.admin_port = 0
@@ -174,6 +176,17 @@ class ControlPlane:
         except OSError as e:
             raise BindError("admin", self.cfg.admin.address, e.strerror or str(e)) from None
         self.admin_port = runner.addresses[0][1]
+        if self.cfg.admin.read_only_address is not None:
+            ro = web.AppRunner(build_admin_app(self.tracker, self.readiness, routes, read_only_app=True),
+                               access_log=None)
+            await ro.setup()
+            self._admin_ro = ro
+            ro_host, ro_port = split_host_port(self.cfg.admin.read_only_address)
+            try:
+                await web.TCPSite(ro, ro_host, ro_port).start()
+            except OSError as e:
+                raise BindError("admin (read-only)", self.cfg.admin.read_only_address, e.strerror or str(e)) from None
+            self.admin_read_only_port = ro.addresses[0][1]
         log_event(log, logging.INFO, "xdscp.started", xds=f"{xds_host}:{self.xds_port}",
                   admin=f"{host}:{self.admin_port}", sources=[s.name for s in self.sources])
 
@@ -217,9 +230,10 @@ class ControlPlane:
         if self._grpc is not None:
             await self._grpc.stop(max(0.0, deadline - asyncio.get_running_loop().time()))
             self._grpc = None
-        if self._admin is not None:
-            await self._admin.cleanup()
-            self._admin = None
+        for runner in (self._admin, self._admin_ro):
+            if runner is not None:
+                await runner.cleanup()
+        self._admin = self._admin_ro = None
         log_event(log, logging.INFO, "xdscp.stopped")
 
 

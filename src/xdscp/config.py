@@ -104,6 +104,16 @@ class AdminConfig(_Address):
     # Set: registering, updating and deregistering through the admin API need this token
     # (Authorization: Bearer ..., or Nacos' accessToken); reading does not.
     write_token: str | None = Field(default=None, min_length=16)
+    # Set: the same endpoints, minus everything that changes state, also served here: expose
+    # this one (dashboards, xdscp status, REST-JSON pollers) and keep ``address`` private.
+    read_only_address: str | None = None
+
+    @field_validator("read_only_address")
+    @classmethod
+    def _valid_read_only(cls, v: str | None) -> str | None:
+        if v is not None:
+            split_host_port(v)
+        return v
 
 
 class ListenerConfig(_Section):

@@ -20,7 +20,7 @@ def write_guard(token: str) -> Any:
 
     @web.middleware
     async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
-        if request.method in ("GET", "HEAD", "OPTIONS") or request.path.startswith("/v3/discovery:"):
+        if not _changes_state(request):
             return await handler(request)
         presented = request.headers.get("Authorization", "")
         presented = presented[len("Bearer "):] if presented.startswith("Bearer ") else ""
@@ -37,11 +37,28 @@ def write_guard(token: str) -> Any:
     return guard
 
 
+def _changes_state(request: web.Request) -> bool:
+    # REST-JSON xDS polls are POSTs that read.
+    return request.method not in ("GET", "HEAD", "OPTIONS") and not request.path.startswith("/v3/discovery:")
+
+
+@web.middleware
+async def read_only(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Middleware of the read-only address: nothing that changes state is served there."""
+    if _changes_state(request):
+        REJECTED_REQUESTS.labels("admin_read_only").inc()
+        return web.json_response({"error": "this address is read-only; registration is served on the admin "
+                                           "address"}, status=405)
+    return await handler(request)
+
+
 def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, Any]],
-                    extra_routes: Sequence[web.RouteDef] = (), write_token: str | None = None) -> web.Application:
+                    extra_routes: Sequence[web.RouteDef] = (), write_token: str | None = None,
+                    read_only_app: bool = False) -> web.Application:
     """``readiness()`` returns {"ready": bool, ...details}; /readyz answers 503 until ready.
     ``extra_routes`` are the embedded registry's APIs, when there is one, and REST xDS;
-    with ``write_token``, every request that changes state must carry it."""
+    with ``write_token``, every request that changes state must carry it; a ``read_only_app``
+    serves none of them."""
 
     async def healthz(_: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
@@ -56,7 +73,8 @@ def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, An
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    app = web.Application(middlewares=[write_guard(write_token)] if write_token else [])
+    middlewares = [read_only] if read_only_app else [write_guard(write_token)] if write_token else []
+    app = web.Application(middlewares=middlewares)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/debug/nodes", nodes)
