@@ -221,14 +221,47 @@ def _mtls_bootstrap(xds_address: str, certs: Certs) -> dict[str, Any]:
 
 
 
-def test_workers_cannot_be_combined_with_tls_or_rules_yet(certs: Certs) -> None:
+def test_short_tokens_are_refused() -> None:
     from pydantic import ValidationError
 
     from xdscp.config import Config
 
-    with pytest.raises(ValidationError, match="workers > 1 cannot be combined"):
-        Config(xds={"workers": 2, "tls": certs.tls()})
-    with pytest.raises(ValidationError, match="workers > 1 cannot be combined"):
-        Config(xds={"workers": 2}, authorization={"rules": [{"identity": "token:x"}]})
     with pytest.raises(ValidationError, match="shorter than 16"):
         Config(authorization={"tokens": {"ci": "short"}})
+
+
+async def test_worker_processes_serve_the_port_with_the_same_tls_and_policy(tmp_path: Path, certs: Certs) -> None:
+    registry = tmp_path / "registry.yaml"
+    write_registry(registry, [service("echo", 9001)])
+    xdscp = XdscpProcess(tmp_path, registry, xds_settings={"workers": 2, "tls": {
+        "cert_file": str(certs.server.cert), "key_file": str(certs.server.key),
+        "client_ca_file": str(certs.ca.cert)}}, extra={"authorization": {"rules": [
+            {"identity": "spiffe://xdscp.test/edge-*", "nodes": ["edge-*"]}]}}).start()
+    try:
+        creds = grpc.ssl_channel_credentials(certs.ca.cert.read_bytes(), certs.edge.key.read_bytes(),
+                                             certs.edge.cert.read_bytes())
+        channels = [grpc.aio.secure_channel(xdscp.xds_address, creds, options=[
+            ("grpc.ssl_target_name_override", "xdscp.local"), ("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(12)]  # separate connections, spread over both processes (SO_REUSEPORT)
+        streams, versions, refused = [], set(), 0
+        for i, ch in enumerate(channels):
+            s = sotw_stream(ch)
+            s.send(sotw_request(CLUSTER, with_node=node(f"edge-{i}")))
+            versions.add((await s.recv()).version_info)
+            streams.append(s)
+            bad = sotw_stream(ch)
+            bad.send(sotw_request(CLUSTER, with_node=node(f"core-{i}")))
+            refused += await bad.closed_with() == grpc.StatusCode.PERMISSION_DENIED
+        assert len(versions) == 1 and refused == 12
+        on_owner = [n for n in xdscp.admin("/debug/nodes")["nodes"] if n["node_id"].startswith("edge-")]
+        assert 0 < len(on_owner) < 12  # the follower took some, under the same TLS and policy
+        assert xdscp.admin("/readyz")["workers"] == {"followers": 1, "following": 1}  # its relay got in
+        for s in streams:
+            await s.close()
+        for ch in channels:
+            await ch.close()
+        async with grpc.aio.insecure_channel(xdscp.xds_address) as plain:  # no TLS on any process
+            with pytest.raises(ConnectionError):
+                await first_cds(plain, "edge-1")
+    finally:
+        xdscp.stop()

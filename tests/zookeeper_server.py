@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from kazoo.client import KazooClient
+from kazoo.retry import KazooRetry
 
 from xdscp.local.ports import free_port
 from xdscp.local.processes import terminate, wait_ready
@@ -39,7 +40,7 @@ class ZooKeeperServer:
         cfg = self.dir / "zoo.cfg"
         cfg.write_text(f"tickTime=500\ndataDir={self.dir / 'data'}\nclientPort={self.port}\n"
                        "clientPortAddress=127.0.0.1\nadmin.enableServer=false\n"
-                       "4lw.commands.whitelist=ruok\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n")
+                       "4lw.commands.whitelist=srvr\nminSessionTimeout=1000\nmaxSessionTimeout=60000\n")
         java = shutil.which("java")
         assert java is not None and ZOOKEEPER_JAR.exists(), "make sysdeps installs zookeeper"
         cmd = [java, "-Xmx256m", f"-Dzookeeper.log.dir={self.dir}", "-cp", str(ZOOKEEPER_JAR),
@@ -50,9 +51,14 @@ class ZooKeeperServer:
         return self
 
     def _ok(self) -> bool:
+        # "srvr" answers "Mode: standalone" only once the server takes sessions ("ruok" can
+        # say imok a moment before).
         with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-            s.sendall(b"ruok")
-            return s.recv(4) == b"imok"
+            s.sendall(b"srvr")
+            answer = b""
+            while chunk := s.recv(4096):
+                answer += chunk
+            return b"Mode: standalone" in answer
 
     def stop(self) -> None:
         if self._proc is not None:
@@ -61,8 +67,9 @@ class ZooKeeperServer:
 
     def client(self, session_timeout: float = 10.0) -> KazooClient:
         """A started client; the caller stops it."""
-        zk = KazooClient(hosts=self.hosts, timeout=session_timeout)
-        zk.start(timeout=10)
+        zk = KazooClient(hosts=self.hosts, timeout=session_timeout,
+                         connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0))
+        zk.start(timeout=20)
         return zk
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import secrets
 import signal
 import sqlite3
 from typing import Any
@@ -33,7 +34,7 @@ from xdscp.config import (
 from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
-from xdscp.server.authorization import NodePolicy, Rule
+from xdscp.server.authorization import TOKEN_PREFIX, NodePolicy, Rule
 from xdscp.server.rest import RestXds
 from xdscp.server.services import bind_xds, build_xds_server
 from xdscp.server.stream import ServerEnv, StreamLimits
@@ -56,6 +57,8 @@ from xdscp.workers.pool import WorkerPool
 from xdscp.workers.relay import WORKERS_CLUSTER
 
 log = logging.getLogger("xdscp")
+
+RELAY_IDENTITY = "xdscp-workers"
 
 def build_source(name: str, cfg: SourceConfig) -> Source:
     if isinstance(cfg, FileSourceConfig):
@@ -105,7 +108,15 @@ class ControlPlane:
         self.tracker = StreamTracker()
         self.publisher = Publisher(self.registry, self.translator, self.cache, cfg.xds.debounce)
         authz = cfg.authorization
-        policy = NodePolicy([Rule(r.identity, tuple(r.nodes), tuple(r.groups)) for r in authz.rules], authz.tokens)
+        rules = [Rule(r.identity, tuple(r.nodes), tuple(r.groups)) for r in authz.rules]
+        tokens = dict(authz.tokens)
+        # Followers (serve --workers) relay this process's cache over a loopback stream; with a
+        # node policy in force, they prove themselves with a token made for this run.
+        self._relay_token = secrets.token_urlsafe(32)
+        if rules and cfg.xds.workers > 1:
+            tokens[RELAY_IDENTITY] = self._relay_token
+            rules.append(Rule(TOKEN_PREFIX + RELAY_IDENTITY, ("xdscp-worker-*",), ("*",)))
+        policy = NodePolicy(rules, tokens)
         lim = cfg.xds.limits
         self.env = ServerEnv(self.cache, node_grouper(cfg.node_group_by), self.tracker, missing_resource,
                              policy=policy, limits=StreamLimits(lim.max_streams, lim.max_names,
@@ -161,7 +172,7 @@ class ControlPlane:
             # The other workers share the xDS port (SO_REUSEPORT) and follow this
             # process's cache over a loopback port of its own.
             self._pool = WorkerPool(workers - 1, f"127.0.0.1:{relay_port}", f"{xds_host}:{self.xds_port}",
-                                    self.cfg.node_group_by)
+                                    self.cfg.node_group_by, self._follower_settings())
             await self._pool.start()
 
         debug = DebugApi(self.cache, self.registry, self.sources, self.cfg.source_priorities())
@@ -189,6 +200,17 @@ class ControlPlane:
             self.admin_read_only_port = ro.addresses[0][1]
         log_event(log, logging.INFO, "xdscp.started", xds=f"{xds_host}:{self.xds_port}",
                   admin=f"{host}:{self.admin_port}", sources=[s.name for s in self.sources])
+
+    def _follower_settings(self) -> dict[str, Any]:
+        """What a follower needs to serve the port as this process does."""
+        xds = self.cfg.xds
+        settings: dict[str, Any] = {**xds.limits.model_dump(), "shutdown_grace": xds.shutdown_grace}
+        if xds.tls is not None:
+            settings["tls"] = xds.tls.model_dump(mode="json")
+        if not self.env.policy.open:
+            settings["authorization"] = self.cfg.authorization.model_dump(mode="json")
+            settings["relay_token"] = self._relay_token
+        return settings
 
     def _warn_if_open(self) -> None:
         host, _ = split_host_port(self.cfg.xds.address)

@@ -349,14 +349,6 @@ class Config(_Section):
         return names
 
     @model_validator(mode="after")
-    def _workers_without_tls(self) -> Config:
-        # Follower processes serve the same port; they do not load TLS or the policy yet,
-        # and a plaintext or unguarded follower would undo both.
-        if self.xds.workers > 1 and (self.xds.tls is not None or self.authorization.rules):
-            raise ValueError("xds.workers > 1 cannot be combined with xds.tls or authorization rules yet")
-        return self
-
-    @model_validator(mode="after")
     def _one_embedded_registry(self) -> Config:
         if sum(1 for s in self.sources if s.kind == "embedded") > 1:
             raise ValueError("at most one embedded source: the registration API writes to it")

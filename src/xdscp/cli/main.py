@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -130,7 +131,10 @@ def main(argv: list[str] | None = None) -> int:
         from xdscp.workers.follower import run_follower
 
         try:
-            uvloop.run(run_follower(args.upstream, args.xds_address, args.node_group_by))
+            from xdscp.workers.pool import SETTINGS_ENV
+
+            settings = json.loads(os.environ.get(SETTINGS_ENV, "{}"))
+            uvloop.run(run_follower(args.upstream, args.xds_address, args.node_group_by, settings))
         except XdscpError as e:
             print(f"xdscp worker: {e}", file=sys.stderr)
             return 1

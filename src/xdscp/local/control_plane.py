@@ -26,7 +26,8 @@ class XdscpProcess:
     def __init__(self, workdir: Path, registry: Path | None = None, *, listener_port: int | None = None,
                  poll_interval: float = 0.02, log_level: str = "info", name: str = "xdscp",
                  xds_settings: dict[str, Any] | None = None,
-                 sources: list[dict[str, Any]] | None = None) -> None:
+                 sources: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None) -> None:
+        """``extra``: more top-level config sections (``authorization``, ``mcp``...)."""
         if sources is None:
             if registry is None:
                 raise ValueError("give a registry file or sources")
@@ -42,6 +43,7 @@ class XdscpProcess:
             "admin": {"address": f"127.0.0.1:{self.admin_port}"},
             "listener": {"address": "127.0.0.1", "port": self.listener_port},
             "sources": sources,
+            **(extra or {}),
         }))
         self.log_level = log_level
         self._proc: subprocess.Popen[bytes] | None = None

@@ -6,12 +6,16 @@ import asyncio
 import logging
 import os
 import signal
+from pathlib import Path
+from typing import Any
 
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import node_grouper
 from xdscp.logfmt import log_event
+from xdscp.server.authorization import NodePolicy, Rule
 from xdscp.server.services import bind_xds, build_xds_server
-from xdscp.server.stream import ServerEnv
+from xdscp.server.stream import ServerEnv, StreamLimits
+from xdscp.server.tls import TlsSettings, server_credentials
 from xdscp.server.tracker import StreamTracker
 from xdscp.translation.placeholders import missing_resource
 from xdscp.workers.relay import CacheRelay
@@ -19,14 +23,31 @@ from xdscp.workers.relay import CacheRelay
 log = logging.getLogger(__name__)
 
 
-async def run_follower(upstream: str, xds_address: str, node_group_by: str = "cluster") -> None:
-    """Serve ``xds_address`` (shared with the owner) until SIGTERM/SIGINT."""
+async def run_follower(upstream: str, xds_address: str, node_group_by: str = "cluster",
+                       settings: dict[str, Any] | None = None) -> None:
+    """Serve ``xds_address`` (shared with the owner) until SIGTERM/SIGINT. ``settings``: the
+    owner's limits, ``shutdown_grace``, ``tls`` and ``authorization``, so a stream is treated
+    alike whichever process took it, and ``relay_token``, which the owner's node policy admits."""
+    given = settings or {}
+    defaults = StreamLimits()
+    limits = StreamLimits(int(given.get("max_streams", defaults.max_streams)),
+                          int(given.get("max_names", defaults.max_names)),
+                          float(given.get("max_requests_per_second", defaults.max_requests_per_second)))
+    authz = given.get("authorization") or {}
+    policy = NodePolicy([Rule(r["identity"], tuple(r["nodes"]), tuple(r["groups"])) for r in authz.get("rules", [])],
+                        authz.get("tokens", {}))
+    tls = given.get("tls")
+    credentials = server_credentials(TlsSettings(Path(tls["cert_file"]), Path(tls["key_file"]),
+                                                 Path(tls["client_ca_file"]) if tls.get("client_ca_file") else None)) \
+        if tls else None
     cache = SnapshotCache()
-    env = ServerEnv(cache, node_grouper(node_group_by), StreamTracker(), missing_resource)
-    server = build_xds_server(env, reuse_port=True)
-    port = bind_xds(server, xds_address)
+    tracker = StreamTracker()
+    env = ServerEnv(cache, node_grouper(node_group_by), tracker, missing_resource, policy=policy, limits=limits)
+    server = build_xds_server(env, reuse_port=True,
+                              max_message_bytes=int(given.get("max_message_bytes", 16 * 1024 * 1024)))
+    port = bind_xds(server, xds_address, credentials)
     await server.start()
-    relay = CacheRelay(upstream, cache)
+    relay = CacheRelay(upstream, cache, token=given.get("relay_token"))
     task = asyncio.create_task(relay.run())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -37,9 +58,16 @@ async def run_follower(upstream: str, xds_address: str, node_group_by: str = "cl
     try:
         await stop.wait()
     finally:
+        # As the owner does: end every stream with UNAVAILABLE after its in-flight send.
+        grace = float(given.get("shutdown_grace", 5.0))
+        deadline = loop.time() + grace
+        env.shutting_down.set()
+        tracker.wake_all()
+        while len(tracker) and loop.time() < deadline:
+            await asyncio.sleep(0.01)
         task.cancel()
         watch.cancel()
-        await server.stop(1.0)
+        await server.stop(max(0.0, deadline - loop.time()))
         log_event(log, logging.INFO, "worker.stopped", xds=xds_address)
 
 

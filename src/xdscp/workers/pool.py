@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import sys
+from typing import Any
 
 from xdscp.background import cancel_and_wait
 from xdscp.logfmt import log_event
@@ -12,11 +15,19 @@ from xdscp.logfmt import log_event
 log = logging.getLogger(__name__)
 
 
+SETTINGS_ENV = "XDSCP_WORKER_SETTINGS"
+
+
 class WorkerPool:
     """``count`` follower processes (``xdscp worker``), each restarted if it dies."""
 
-    def __init__(self, count: int, upstream: str, xds_address: str, node_group_by: str = "cluster") -> None:
+    def __init__(self, count: int, upstream: str, xds_address: str, node_group_by: str = "cluster",
+                 settings: dict[str, Any] | None = None) -> None:
+        """``settings``: what a follower applies as the owner does (limits, shutdown grace, TLS,
+        node policy, the relay token; see run_follower). They reach it in its environment,
+        not its command line, which other users can read."""
         self.count = count
+        self.settings = dict(settings or {})
         self.upstream = upstream
         self.xds_address = xds_address
         self.node_group_by = node_group_by
@@ -36,7 +47,8 @@ class WorkerPool:
 
     async def _keep(self, index: int) -> None:
         while True:
-            proc = await asyncio.create_subprocess_exec(*self._argv())
+            env = {**os.environ, SETTINGS_ENV: json.dumps(self.settings)}
+            proc = await asyncio.create_subprocess_exec(*self._argv(), env=env)
             self.processes[index] = proc
             log_event(log, logging.INFO, "worker.spawned", worker=index + 1, pid=proc.pid)
             code = await proc.wait()

@@ -34,7 +34,10 @@ WORKERS_CLUSTER = "xdscp-workers"  # node.cluster of every relay stream
 class CacheRelay:
     """Keeps ``cache`` equal to the upstream xdscp's default snapshot."""
 
-    def __init__(self, upstream: str, cache: SnapshotCache, types: tuple[str, ...] = RELAYED_TYPES) -> None:
+    def __init__(self, upstream: str, cache: SnapshotCache, types: tuple[str, ...] = RELAYED_TYPES,
+                 token: str | None = None) -> None:
+        """``token``: the owner's internal bearer token, when it enforces a node policy."""
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else None
         self.upstream = upstream
         self.cache = cache
         self.types = types
@@ -69,7 +72,7 @@ class CacheRelay:
         async with grpc.aio.insecure_channel(self.upstream, options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE)]) as channel:
             call = channel.stream_stream(_DELTA_ADS, DeltaDiscoveryRequest.SerializeToString,
-                                         DeltaDiscoveryResponse.FromString)(requests())
+                                         DeltaDiscoveryResponse.FromString)(requests(), metadata=self.metadata)
             log_event(log, logging.INFO, "relay.connected", upstream=self.upstream, node=self.node_id)
             async for resp in call:
                 self.apply(resp)
