@@ -106,7 +106,8 @@ class ControlPlane:
         )
         self.cache = SnapshotCache()
         self.tracker = StreamTracker()
-        self.publisher = Publisher(self.registry, self.translator, self.cache, cfg.xds.debounce)
+        self.publisher = Publisher(self.registry, self.translator, self.cache, cfg.xds.debounce,
+                                   cfg.xds.debounce_max)
         authz = cfg.authorization
         rules = [Rule(r.identity, tuple(r.nodes), tuple(r.groups)) for r in authz.rules]
         tokens = dict(authz.tokens)

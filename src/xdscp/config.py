@@ -65,6 +65,9 @@ class XdsConfig(_Address):
     rest_refresh_delay: float = Field(default=1.0, ge=0.05, le=3600)
     # Seconds to gather a burst of registry changes into one push (0: push each at once).
     debounce: float = Field(default=0.003, ge=0, le=5)
+    # With a longer debounce_max, the window slides: each change arriving in it waits another
+    # ``debounce`` for more, up to ``debounce_max`` after the first. Default: a fixed window.
+    debounce_max: float | None = Field(default=None, ge=0, le=60)
     # Processes serving the xDS port (SO_REUSEPORT). One owns the sources; the others
     # follow its cache over loopback and only fan out, so streams spread over cores.
     workers: int = Field(default=1, ge=1, le=64)

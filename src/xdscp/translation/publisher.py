@@ -23,18 +23,20 @@ class Publisher:
     After the first change of a burst it waits ``debounce`` seconds and publishes
     everything that arrived meanwhile as one snapshot: a rolling deploy that registers
     a hundred instances in a few milliseconds costs one push to every stream, not a
-    hundred. The wait is fixed, not reset by later changes, so steady churn cannot
-    postpone a push indefinitely.
+    hundred. By default the wait is fixed, not extended by later changes; with a longer
+    ``debounce_max`` each change extends it by ``debounce``, up to ``debounce_max``
+    after the first, so steady churn can never postpone a push indefinitely.
     Nothing is published until every source has synced once: a control plane that
     restarts with one registry unreachable must not serve a world without its services.
     """
 
     def __init__(self, registry: Registry, translator: Translator, cache: SnapshotCache,
-                 debounce: float = 0.0) -> None:
+                 debounce: float = 0.0, debounce_max: float | None = None) -> None:
         self.registry = registry
         self.translator = translator
         self.cache = cache
         self.debounce = debounce
+        self.debounce_max = max(debounce, debounce_max if debounce_max is not None else debounce)
         self.published = 0
         self.last_version: str | None = None
 
@@ -50,13 +52,23 @@ class Publisher:
                 first_change = 0.0
                 continue
             if self.debounce and self.published:
-                await asyncio.sleep(self.debounce)
-                before = len(pending)
-                pending |= self.registry.take_changes()
-                DEBOUNCE_MERGED.inc(len(pending) - before)
+                await self._gather(pending, first_change)
             self.publish(pending, first_change)
             pending = set()
             first_change = 0.0
+
+    async def _gather(self, pending: set[ServiceKey], first_change: float) -> None:
+        """Wait out the debounce window, adding what arrives to ``pending``."""
+        deadline = first_change + self.debounce_max
+        wait = self.debounce
+        while True:
+            await asyncio.sleep(wait)
+            arrived = self.registry.take_changes()
+            DEBOUNCE_MERGED.inc(len(arrived - pending))
+            pending |= arrived
+            wait = min(self.debounce, deadline - time.monotonic())
+            if not arrived or wait <= 0:
+                return
 
     def publish(self, changed: set[ServiceKey], changed_at: float = 0.0) -> None:
         """Translate ``changed`` and publish; ``changed_at`` (monotonic) dates the change."""
