@@ -76,6 +76,16 @@ class XdscpProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as a crashed or OOM-killed process."""
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+            self._proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
     def stop(self) -> None:
         if self._proc is not None:
             terminate(self._proc)

@@ -154,6 +154,11 @@ class DeltaStream(Stream):
         # relay's) initialization waits for the first response of each type. A
         # reconnect that holds everything already gets nothing.
         if not send and not removed and (held is not None or st.resumed):
+            if held is None:
+                # A reconnect whose initial_resource_versions match: it holds this version.
+                st.status.version_acked = ts.version
+                log_event(log, logging.INFO, "xds.resume", node=self.node_id, type=type_url,
+                          version=ts.version, stream=self.id)
             self._synced(st, ts)
             return None
         return self._emit(st, type_url, ts, b"".join(r.delta_entry for r in send), len(send),
