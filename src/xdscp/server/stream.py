@@ -86,6 +86,7 @@ class Stream(ABC):
         self._cp = wire.field(self.control_plane_field, wire.string_field(1, CONTROL_PLANE_ID))
         self.types: dict[str, Any] = {}
         self.identities: frozenset[str] = frozenset()  # the client's, for the node policy
+        self._answered: dict[str, str] = {}  # type URL -> the nonce whose ACK was not rate-counted
 
     # -- subclass hooks -------------------------------------------------------------
     @abstractmethod
@@ -213,14 +214,29 @@ class Stream(ABC):
             raw = await read()
             if not isinstance(raw, bytes):
                 return  # aio.EOF: the client closed its side
-            now = time.monotonic()
-            tokens = min(2 * rate, tokens + (now - last) * rate) - 1
-            last = now
-            if tokens < 0:
-                raise LimitExceeded(f"more than {rate:g} requests per second on one stream", "request_rate")
-            self.on_request(self.parse(raw))
+            req = self.parse(raw)
+            if not self._answers_last_response(req):
+                # ACKs/NACKs of our own latest response are as frequent as our pushes and are
+                # not counted; requests the client starts on its own are.
+                now = time.monotonic()
+                tokens = min(2 * rate, tokens + (now - last) * rate) - 1
+                last = now
+                if tokens < 0:
+                    raise LimitExceeded(f"more than {rate:g} requests per second on one stream", "request_rate")
+            self.on_request(req)
+            del req
             del raw  # nor its last request while it waits for the next
             self.wake.set()
+
+    def _answers_last_response(self, req: Any) -> bool:
+        """True for the first request answering our latest response of its type (its ACK or NACK)."""
+        nonce = req.response_nonce
+        type_url = self.fixed_type or req.type_url
+        st = self.types.get(type_url)
+        if not nonce or st is None or st.nonce != nonce or self._answered.get(type_url) == nonce:
+            return False
+        self._answered[type_url] = nonce  # a replay of it counts like any other request
+        return True
 
     def check_names(self, count: int) -> None:
         """Refuse a subscription of more than the configured number of names."""
