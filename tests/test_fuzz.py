@@ -11,6 +11,7 @@ broke something are kept below as explicit examples.
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -32,7 +33,11 @@ ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 # was due); INTERNAL (a bug) and UNKNOWN are not among them.
 DELIBERATE = {grpc.StatusCode.OK, grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED,
               grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.PERMISSION_DENIED}
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Reproducible in CI (the same 150 examples per test each run); XDSCP_FUZZ=1000 explores
+# that many fresh random examples instead.
+_EXPLORE = int(os.environ.get("XDSCP_FUZZ", "0"))
+FUZZ = settings(max_examples=_EXPLORE or 150, derandomize=not _EXPLORE, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +49,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[XdscpProcess]:
         yield proc
     finally:
         proc.stop()
-        assert "Traceback" not in proc.log_text(), proc.log_text()[-3000:]
+        assert not unhandled(proc.log_text()), unhandled(proc.log_text())[:3]
+
+
+def unhandled(log: str) -> list[str]:
+    """Log lines carrying a traceback, but grpc's own report of a status it could not send
+    because the fuzzer had already cancelled the call (nothing of xdscp's failed there)."""
+    return [line[:2000] for line in log.splitlines() if "Traceback" in line
+            and not ("logger=grpc._cython.cygrpc" in line and "SendStatusFromServerOperation" in line)]
 
 
 @pytest.fixture(scope="module")
