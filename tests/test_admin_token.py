@@ -77,3 +77,32 @@ async def test_the_read_only_address_serves_reads_and_refuses_writes(tmp_path: P
         assert status == 200 and instances(plane) == 1
     finally:
         await plane.cp.stop(0)
+
+
+async def test_the_admin_api_over_https(tmp_path: Path) -> None:
+    import ssl
+
+    from xdscp.errors import ConfigError
+
+    from tls_certs import make_ca, make_cert
+
+    ca = make_ca(tmp_path / "certs", "ca")
+    server = make_cert(ca, tmp_path / "certs", "admin", "DNS:xdscp.local,IP:127.0.0.1", server=True)
+    plane = await start_plane(tmp_path, None, sources=[embedded_source(tmp_path)], admin={
+        "tls": {"cert_file": server.cert, "key_file": server.key}, "write_token": TOKEN})
+    await plane.wait_published(1)
+    try:
+        trust = ssl.create_default_context(cafile=str(ca.cert))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"https://127.0.0.1:{plane.cp.admin_port}/healthz", ssl=trust) as r:
+                assert r.status == 200
+            async with http.post(f"https://127.0.0.1:{plane.cp.admin_port}/nacos/v1/ns/instance", ssl=trust,
+                                 params=ECHO, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+                assert r.status == 200 and instances(plane) == 1
+            with pytest.raises(aiohttp.ClientError):  # plain HTTP is not spoken there
+                async with http.get(f"http://127.0.0.1:{plane.cp.admin_port}/healthz") as r:
+                    await r.read()
+    finally:
+        await plane.cp.stop(0)
+    with pytest.raises(ConfigError, match="admin TLS files"):
+        await start_plane(tmp_path / "bad", None, admin={"tls": {"cert_file": server.cert, "key_file": ca.cert}})

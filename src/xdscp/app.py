@@ -8,6 +8,7 @@ import logging
 import secrets
 import signal
 import sqlite3
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -183,8 +184,9 @@ class ControlPlane:
         await runner.setup()
         host, port = split_host_port(self.cfg.admin.address)
         self._admin = runner
+        ssl_context = self._admin_ssl()
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
         except OSError as e:
             raise BindError("admin", self.cfg.admin.address, e.strerror or str(e)) from None
         self.admin_port = runner.addresses[0][1]
@@ -195,12 +197,23 @@ class ControlPlane:
             self._admin_ro = ro
             ro_host, ro_port = split_host_port(self.cfg.admin.read_only_address)
             try:
-                await web.TCPSite(ro, ro_host, ro_port).start()
+                await web.TCPSite(ro, ro_host, ro_port, ssl_context=ssl_context).start()
             except OSError as e:
                 raise BindError("admin (read-only)", self.cfg.admin.read_only_address, e.strerror or str(e)) from None
             self.admin_read_only_port = ro.addresses[0][1]
         log_event(log, logging.INFO, "xdscp.started", xds=f"{xds_host}:{self.xds_port}",
                   admin=f"{host}:{self.admin_port}", sources=[s.name for s in self.sources])
+
+    def _admin_ssl(self) -> ssl.SSLContext | None:
+        tls = self.cfg.admin.tls
+        if tls is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(f"admin TLS files ({tls.cert_file}, {tls.key_file}): {e}") from None
+        return context
 
     def _follower_settings(self) -> dict[str, Any]:
         """What a follower needs to serve the port as this process does."""

@@ -102,11 +102,18 @@ class AuthorizationConfig(_Section):
         return v
 
 
+class AdminTlsConfig(_Section):
+    cert_file: Path
+    key_file: Path
+
+
 class AdminConfig(_Address):
     address: str = "127.0.0.1:19000"
     # Set: registering, updating and deregistering through the admin API need this token
     # (Authorization: Bearer ..., or Nacos' accessToken); reading does not.
     write_token: str | None = Field(default=None, min_length=16)
+    # HTTPS on both admin addresses (certificate and key, PEM; relative to the config file).
+    tls: AdminTlsConfig | None = None
     # Set: the same endpoints, minus everything that changes state, also served here: expose
     # this one (dashboards, xdscp status, REST-JSON pollers) and keep ``address`` private.
     read_only_address: str | None = None
@@ -368,6 +375,9 @@ def load_config(path: Path) -> Config:
         cfg = load_document(data, str(path), Config)
     except DocumentError as e:
         raise ConfigError(str(e)) from None
+    if cfg.admin.tls is not None:
+        cfg.admin.tls.cert_file = path.parent / cfg.admin.tls.cert_file
+        cfg.admin.tls.key_file = path.parent / cfg.admin.tls.key_file
     tls = cfg.xds.tls
     if tls is not None:
         tls.cert_file, tls.key_file = path.parent / tls.cert_file, path.parent / tls.key_file
