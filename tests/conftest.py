@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -158,3 +159,11 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+async def xdscp_cli(*args: str) -> tuple[int, str]:
+    """Run ``python -m xdscp ARGS`` (an operator's command); its exit code and output."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "xdscp", *args,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await proc.communicate()
+    return await proc.wait(), out.decode()

@@ -11,7 +11,7 @@ import pytest
 
 from xdscp.model.service import ServiceKey
 
-from conftest import Plane, embedded_source, start_plane
+from conftest import Plane, embedded_source, start_plane, xdscp_cli
 
 TOKEN = "admin-token-0123456789"
 ECHO = {"serviceName": "echo", "ip": "127.0.0.1", "port": "9001"}
@@ -99,6 +99,10 @@ async def test_the_admin_api_over_https(tmp_path: Path) -> None:
             async with http.post(f"https://127.0.0.1:{plane.cp.admin_port}/nacos/v1/ns/instance", ssl=trust,
                                  params=ECHO, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
                 assert r.status == 200 and instances(plane) == 1
+        code, out = await xdscp_cli("status", "--admin", f"https://127.0.0.1:{plane.cp.admin_port}",
+                                    "--ca-file", str(ca.cert))
+        assert code == 0 and "no xDS streams connected" in out, out
+        async with aiohttp.ClientSession() as http:
             with pytest.raises(aiohttp.ClientError):  # plain HTTP is not spoken there
                 async with http.get(f"http://127.0.0.1:{plane.cp.admin_port}/healthz") as r:
                     await r.read()

@@ -3,23 +3,14 @@ commands, against a running control plane with a real gRPC client connected."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 
 import grpc
 
 from xdscp.type_urls import CLUSTER, ENDPOINT
 
-from conftest import Plane
+from conftest import Plane, xdscp_cli
 from xds_client import node, sotw_request, sotw_stream
-
-
-async def xdscp_cli(*args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "xdscp", *args,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await proc.communicate()
-    return await proc.wait(), out.decode()
 
 
 async def test_config_dump_shows_what_the_group_is_served(plane: Plane) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -15,11 +16,13 @@ class AdminUnavailable(Exception):
     """The admin API could not be read."""
 
 
-def fetch(admin: str, path: str, **query: str) -> Any:
+def fetch(admin: str, path: str, ca_file: str | None = None, **query: str) -> Any:
+    """GET ``path`` from the admin API (``host:port`` or a URL; ``ca_file`` to trust for https)."""
     base = admin if "://" in admin else f"http://{admin}"
     url = base.rstrip("/") + path + ("?" + urllib.parse.urlencode(query) if query else "")
+    context = ssl.create_default_context(cafile=ca_file) if ca_file else None
     try:
-        with urllib.request.urlopen(url, timeout=5) as r:
+        with urllib.request.urlopen(url, timeout=5, context=context) as r:
             return json.loads(r.read())
     except urllib.error.HTTPError as e:
         detail = e.read().decode(errors="replace")[:200]

@@ -53,11 +53,13 @@ def _parser() -> argparse.ArgumentParser:
                                            "exit 1 while a node rejects its current config")
     status.add_argument("--admin", default="127.0.0.1:19000", help="xdscp's admin address (host:port or URL)")
     status.add_argument("--json", action="store_true", help="print /debug/nodes as JSON instead of a table")
+    status.add_argument("--ca-file", help="CA certificate to trust for an https:// admin address")
 
     dump = sub.add_parser("dump", help="print the config a node group is served (JSON, like Envoy's config_dump)")
     dump.add_argument("--admin", default="127.0.0.1:19000", help="xdscp's admin address (host:port or URL)")
     dump.add_argument("--group", default="default", help="the node group (see node_group_by)")
     dump.add_argument("--type", help="one type: a type URL, or its last part (Cluster, ServiceEntry...)")
+    dump.add_argument("--ca-file", help="CA certificate to trust for an https:// admin address")
 
     boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap from envoy/ pointed at a control plane")
     boot.add_argument("--template", type=Path, required=True, help="e.g. envoy/bootstrap-ads.yaml")
@@ -77,7 +79,7 @@ def _admin_command(args: argparse.Namespace) -> int:
 
     try:
         if args.command == "status":
-            nodes = fetch(args.admin, "/debug/nodes")["nodes"]
+            nodes = fetch(args.admin, "/debug/nodes", args.ca_file)["nodes"]
             if args.json:
                 print(json.dumps(nodes, indent=2))
                 return 0
@@ -85,7 +87,7 @@ def _admin_command(args: argparse.Namespace) -> int:
             sys.stdout.write(table)
             return 1 if rejected else 0
         query = {"group": args.group} | ({"type": args.type} if args.type else {})
-        print(json.dumps(fetch(args.admin, "/debug/config_dump", **query), indent=2))
+        print(json.dumps(fetch(args.admin, "/debug/config_dump", args.ca_file, **query), indent=2))
         return 0
     except AdminUnavailable as e:
         print(f"xdscp {args.command}: {e}", file=sys.stderr)
