@@ -8,10 +8,8 @@ import asyncio
 import aiohttp
 import grpc
 
-from xdscp.type_urls import ENDPOINT
-
 from conftest import Plane, eventually
-from xds_client import delta_request, delta_stream, node, sotw_request, sotw_stream, unpack
+from xds_client import follow_assignments
 
 SERVICES, PER_SERVICE, CLIENTS = 10, 100, 8
 
@@ -38,29 +36,10 @@ def ports_of(cla: object) -> set[int]:
 async def test_a_burst_becomes_a_few_pushes_and_clients_end_equal_to_the_registry(embedded: Plane) -> None:
     names = [f"svc{s}" for s in range(SERVICES)]
     async with grpc.aio.insecure_channel(embedded.target) as ch:
-        sotw, delta = sotw_stream(ch), delta_stream(ch)
-        sotw.send(sotw_request(ENDPOINT, names, with_node=node("sotw-client")))
-        delta.send(delta_request(ENDPOINT, names, with_node=node("delta-client")))
         held_sotw: dict[str, set[int]] = {}
         held_delta: dict[str, set[int]] = {}
-
-        async def follow_sotw() -> None:
-            while True:
-                resp = await sotw.recv(timeout=30)
-                for r in resp.resources:
-                    cla = unpack(r)
-                    held_sotw[cla.cluster_name] = ports_of(cla)
-                sotw.send(sotw_request(ENDPOINT, names, version=resp.version_info, nonce=resp.nonce))
-
-        async def follow_delta() -> None:
-            while True:
-                resp = await delta.recv(timeout=30)
-                for r in resp.resources:
-                    cla = unpack(r.resource)
-                    held_delta[cla.cluster_name] = ports_of(cla)
-                delta.send(delta_request(ENDPOINT, nonce=resp.nonce))
-
-        followers = [asyncio.create_task(follow_sotw()), asyncio.create_task(follow_delta())]
+        followers = [asyncio.create_task(follow_assignments(ch, names, "sotw-client", False, held_sotw, ports_of)),
+                     asyncio.create_task(follow_assignments(ch, names, "delta-client", True, held_delta, ports_of))]
         before = embedded.cp.publisher.published
         await register_all(embedded)
 
@@ -76,5 +55,3 @@ async def test_a_burst_becomes_a_few_pushes_and_clients_end_equal_to_the_registr
         assert pushes < SERVICES * PER_SERVICE / 10, pushes  # far fewer pushes than events
         for task in followers:
             task.cancel()
-        await sotw.close()
-        await delta.close()

@@ -17,9 +17,8 @@ import pytest
 from envoy.config.core.v3 import health_check_pb2
 
 from xdscp.local.control_plane import XdscpProcess
-from xdscp.type_urls import ENDPOINT
 
-from xds_client import delta_request, delta_stream, node, sotw_request, sotw_stream, unpack
+from xds_client import follow_assignments
 
 EVENTS, WARMUP, CLIENTS, SERVICES, PORTS, WRITERS = 10_000, 2_000, 100, 20, 25, 8
 NAMES = [f"svc{i}" for i in range(SERVICES)]
@@ -46,28 +45,6 @@ def rss_kib(pid: int) -> int:
 def cla_state(cla: object) -> frozenset[tuple[int, bool]]:
     return frozenset((e.endpoint.address.socket_address.port_value, e.health_status == health_check_pb2.HEALTHY)
                      for loc in cla.endpoints for e in loc.lb_endpoints)  # type: ignore[attr-defined]
-
-
-async def follow(channel: grpc.aio.Channel, i: int, held: State) -> None:
-    if i % 2:
-        s = sotw_stream(channel)
-        s.send(sotw_request(ENDPOINT, NAMES, with_node=node(f"soak-{i}")))
-        while True:
-            resp = await s.recv(timeout=300)
-            for r in resp.resources:
-                cla = unpack(r)
-                held[cla.cluster_name] = cla_state(cla)
-            s.send(sotw_request(ENDPOINT, NAMES, version=resp.version_info, nonce=resp.nonce))
-    d = delta_stream(channel)
-    d.send(delta_request(ENDPOINT, NAMES, with_node=node(f"soak-{i}")))
-    while True:
-        resp = await d.recv(timeout=300)
-        for r in resp.resources:
-            cla = unpack(r.resource)
-            held[cla.cluster_name] = cla_state(cla)
-        for name in resp.removed_resources:
-            held.pop(name, None)
-        d.send(delta_request(ENDPOINT, nonce=resp.nonce))
 
 
 async def write_events(base: str, count: int, rng: random.Random) -> None:
@@ -106,7 +83,8 @@ async def test_soak_10000_events_100_clients(xdscp: XdscpProcess) -> None:
     pid = xdscp._proc.pid if xdscp._proc else 0
     held: list[State] = [{} for _ in range(CLIENTS)]
     channels = [grpc.aio.insecure_channel(xdscp.xds_address) for _ in range(4)]
-    tasks = [asyncio.create_task(follow(channels[i % 4], i, held[i])) for i in range(CLIENTS)]
+    tasks = [asyncio.create_task(follow_assignments(channels[i % 4], NAMES, f"soak-{i}", i % 2 == 0, held[i],
+                                                    cla_state)) for i in range(CLIENTS)]
     try:
         started = time.monotonic()
         await write_events(base, WARMUP, rng)

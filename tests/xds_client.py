@@ -136,3 +136,29 @@ def sotw_stream(channel: grpc.aio.Channel, method: str = ADS + "StreamAggregated
 
 def delta_stream(channel: grpc.aio.Channel, method: str = ADS + "DeltaAggregatedResources") -> XdsStream:
     return XdsStream(channel, method, DeltaDiscoveryRequest, DeltaDiscoveryResponse)
+
+
+async def follow_assignments(channel: grpc.aio.Channel, names: list[str], node_id: str, delta: bool,
+                             held: dict[str, Any], summarize: Any, timeout: float = 300) -> None:
+    """Subscribe to ``names``' ClusterLoadAssignments (SotW or Delta) and ACK every response,
+    keeping ``held[name] = summarize(assignment)`` (names Delta removes are dropped), until
+    cancelled: a data plane following the registry, for load and convergence tests."""
+    if delta:
+        d = delta_stream(channel)
+        d.send(delta_request(ENDPOINT, names, with_node=node(node_id)))
+        while True:
+            resp = await d.recv(timeout=timeout)
+            for r in resp.resources:
+                cla = unpack(r.resource)
+                held[cla.cluster_name] = summarize(cla)
+            for name in resp.removed_resources:
+                held.pop(name, None)
+            d.send(delta_request(ENDPOINT, nonce=resp.nonce))
+    s = sotw_stream(channel)
+    s.send(sotw_request(ENDPOINT, names, with_node=node(node_id)))
+    while True:
+        resp = await s.recv(timeout=timeout)
+        for r in resp.resources:
+            cla = unpack(r)
+            held[cla.cluster_name] = summarize(cla)
+        s.send(sotw_request(ENDPOINT, names, version=resp.version_info, nonce=resp.nonce))
