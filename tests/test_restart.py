@@ -14,19 +14,15 @@ from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
 from xdscp.local.traffic import count_responses
 from xdscp.local.upstream import NamedUpstream
 
-from conftest import until, write_registry
+from conftest import running_upstreams, until, write_registry
 
 pytestmark = pytest.mark.envoy
 
 
 @pytest.fixture
 def upstreams() -> Iterator[list[NamedUpstream]]:
-    started = [NamedUpstream(n).start() for n in ("alpha", "beta")]
-    try:
-        yield started
-    finally:
-        for u in started:
-            u.stop()
+    with running_upstreams("alpha", "beta") as ups:
+        yield ups
 
 
 @pytest.mark.parametrize("mode", ["ads", "delta"])
