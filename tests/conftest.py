@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,15 @@ def until(check: Callable[[], Any], timeout: float = 10.0, what: str = "conditio
     raise AssertionError(f"{what} not reached in {timeout}s (last: {last!r})")
 
 
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Await ``check()`` until it returns something truthy; fail after ``timeout`` seconds."""
+async def eventually(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    """Call ``check()`` (awaiting it if it is a coroutine) until it returns something truthy;
+    fail after ``timeout`` seconds. The event loop runs between calls."""
     deadline = asyncio.get_running_loop().time() + timeout
     last: Any = None
     while asyncio.get_running_loop().time() < deadline:
-        last = await check()
+        last = check()
+        if inspect.isawaitable(last):
+            last = await last
         if last:
             return last
         await asyncio.sleep(0.01)

@@ -17,10 +17,6 @@ from consul_server import ConsulTestServer
 TOKEN = "b1gs33cr3t"
 
 
-async def _async(value: object) -> object:
-    return value
-
-
 def instances(plane: Plane, name: str = "web") -> list[tuple[int, bool, float]]:
     svc = plane.cp.registry.services.get(ServiceKey("public", "DEFAULT_GROUP", name))
     return [] if svc is None else sorted((i.port, i.healthy, i.weight) for i in svc.instances)
@@ -50,20 +46,20 @@ async def test_blocking_queries_follow_instances_checks_and_services(tmp_path: P
     e = ConsulTestServer.entry
     try:
         assert instances(plane) == [(9001, True, 3.0), (9002, True, 1.0)]
-        await eventually(lambda: _async(consul.blocked_queries >= 2), what="queries parked on the index")
+        await eventually(lambda: consul.blocked_queries >= 2, what="queries parked on the index")
         consul.services["web"] = [e("web", "127.0.0.1", 9001, weight=3),
                                   e("web", "127.0.0.1", 9002, status="critical")]
         consul.bump()
-        await eventually(lambda: _async(instances(plane) == [(9001, True, 3.0), (9002, False, 1.0)]),
+        await eventually(lambda: instances(plane) == [(9001, True, 3.0), (9002, False, 1.0)],
                          what="critical check -> unhealthy")
         consul.services["api"] = [e("api", "127.0.0.1", 9101, meta={"version": "v2"})]
         consul.bump()
-        await eventually(lambda: _async(instances(plane, "api") == [(9101, True, 1.0)]), what="new service")
+        await eventually(lambda: instances(plane, "api") == [(9101, True, 1.0)], what="new service")
         api = plane.cp.registry.services[ServiceKey("public", "DEFAULT_GROUP", "api")]
         assert api.instances[0].metadata == {"version": "v2"}
         del consul.services["api"]
         consul.bump()
-        await eventually(lambda: _async(instances(plane, "api") == []), what="service deregistered")
+        await eventually(lambda: instances(plane, "api") == [], what="service deregistered")
     finally:
         await plane.cp.stop(0)
 
@@ -86,7 +82,7 @@ async def test_a_wrong_token_or_a_lost_consul_never_empties_the_view(tmp_path: P
         kind="consul", name="consul", address=consul.url, token="wrong")])
     try:
         source = bad.cp.sources[0]
-        await eventually(lambda: _async(source.last_error is not None), what="ACL refusal")
+        await eventually(lambda: source.last_error is not None, what="ACL refusal")
         assert "403" in (source.last_error or "") and bad.cp.publisher.published == 0
     finally:
         await bad.cp.stop(0)
@@ -95,7 +91,7 @@ async def test_a_wrong_token_or_a_lost_consul_never_empties_the_view(tmp_path: P
     try:
         await consul.stop()
         source = plane.cp.sources[0]
-        await eventually(lambda: _async(source.last_error is not None), timeout=10, what="Consul loss noticed")
+        await eventually(lambda: source.last_error is not None, timeout=10, what="Consul loss noticed")
         assert instances(plane) == [(9001, True, 3.0), (9002, True, 1.0)]
     finally:
         await plane.cp.stop(0)

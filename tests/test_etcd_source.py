@@ -49,37 +49,33 @@ def ports(plane: Plane, name: str = "echo", namespace: str = "public") -> list[i
     return [] if svc is None else sorted(i.port for i in svc.instances)
 
 
-async def _async(value: object) -> object:
-    return value
-
-
 async def lose_etcd(plane: Plane, etcd: EtcdServer) -> Any:
     """Stop etcd and wait until the source has noticed; return the source."""
     source = plane.cp.sources[0]
     etcd.stop()
-    await eventually(lambda: _async(source.last_error is not None), timeout=10, what="etcd loss noticed")
+    await eventually(lambda: source.last_error is not None, timeout=10, what="etcd loss noticed")
     return source
 
 
 async def test_listing_then_every_change_is_followed(etcd_plane: Plane, etcd: EtcdServer) -> None:
     assert ports(etcd_plane) == [9001, 9002]
     etcd.put(f"{PREFIX}/echo/c", {"host": "127.0.0.1", "port": 9003, "weight": 3})
-    await eventually(lambda: _async(ports(etcd_plane) == [9001, 9002, 9003]), what="c added")
+    await eventually(lambda: ports(etcd_plane) == [9001, 9002, 9003], what="c added")
     etcd.delete(f"{PREFIX}/echo/a")
-    await eventually(lambda: _async(ports(etcd_plane) == [9002, 9003]), what="a removed")
+    await eventually(lambda: ports(etcd_plane) == [9002, 9003], what="a removed")
     etcd.put(f"{PREFIX}/api", {"lb_policy": "RANDOM"})
     etcd.put(f"{PREFIX}/api/x", {"host": "127.0.0.1", "port": 9101})
-    await eventually(lambda: _async(ports(etcd_plane, "api") == [9101]), what="api added")
+    await eventually(lambda: ports(etcd_plane, "api") == [9101], what="api added")
     api = etcd_plane.cp.registry.services[ServiceKey("public", "DEFAULT_GROUP", "api")]
     assert api.lb_policy.value == "RANDOM"
     etcd.delete(f"{PREFIX}/api/x")
     etcd.delete(f"{PREFIX}/api")
-    await eventually(lambda: _async(ports(etcd_plane, "api") == []), what="api gone")
+    await eventually(lambda: ports(etcd_plane, "api") == [], what="api gone")
 
 
 async def test_moving_a_service_to_another_namespace_removes_the_old_one(etcd_plane: Plane, etcd: EtcdServer) -> None:
     etcd.put(f"{PREFIX}/echo", {"namespace": "staging"})
-    await eventually(lambda: _async(ports(etcd_plane, namespace="staging") == [9001, 9002]), what="moved")
+    await eventually(lambda: ports(etcd_plane, namespace="staging") == [9001, 9002], what="moved")
     assert ports(etcd_plane) == []
 
 
@@ -89,7 +85,7 @@ async def test_bad_values_are_dropped_alone(etcd_plane: Plane, etcd: EtcdServer,
     etcd.put(f"{PREFIX}/echo/junk", "not json")
     etcd.put(f"{PREFIX}/echo/noport", {"host": "127.0.0.1"})
     etcd.put(f"{PREFIX}/echo/c", {"host": "127.0.0.1", "port": 9003})
-    await eventually(lambda: _async(ports(etcd_plane) == [9001, 9002, 9003]), what="c added, junk dropped")
+    await eventually(lambda: ports(etcd_plane) == [9001, 9002, 9003], what="c added, junk dropped")
     dropped = [r.xdscp_fields["problem"] for r in caplog.records  # type: ignore[attr-defined]
                if r.getMessage() == "source.entry_dropped"]
     assert any("echo/junk" in m and "not JSON" in m for m in dropped)
@@ -106,7 +102,7 @@ async def test_while_etcd_is_down_the_last_view_stays_and_the_watch_resumes(
     # Written right after the restart: whether the source has reconnected yet or not,
     # resuming from its last revision must deliver it.
     etcd.put(f"{PREFIX}/echo/c", {"host": "127.0.0.1", "port": 9003})
-    await eventually(lambda: _async(ports(etcd_plane) == [9001, 9002, 9003]), timeout=15, what="resumed")
+    await eventually(lambda: ports(etcd_plane) == [9001, 9002, 9003], timeout=15, what="resumed")
     assert source.last_error is None
     assert not any("source.loaded" in r.getMessage() for r in caplog.records)  # resumed, not re-listed
 
@@ -115,12 +111,12 @@ async def test_a_compacted_revision_falls_back_to_a_full_listing(
         etcd_plane: Plane, etcd: EtcdServer, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="xdscp.sources.etcd")
     source = await lose_etcd(etcd_plane, etcd)
-    await eventually(lambda: _async(source.health.failures >= 3), timeout=10, what="backing off")  # type: ignore[attr-defined]
+    await eventually(lambda: source.health.failures >= 3, timeout=10, what="backing off")  # type: ignore[attr-defined]
     etcd.start()
     etcd.delete(f"{PREFIX}/echo/a")
     revision = etcd.put(f"{PREFIX}/echo/c", {"host": "127.0.0.1", "port": 9003})
     etcd.compact(revision)  # before the source is back: its resume point is gone
-    await eventually(lambda: _async(ports(etcd_plane) == [9002, 9003]), timeout=15, what="re-listed")
+    await eventually(lambda: ports(etcd_plane) == [9002, 9003], timeout=15, what="re-listed")
     assert any("source.compacted" in r.getMessage() for r in caplog.records)
 
 

@@ -95,7 +95,7 @@ async def test_changes_in_the_list_reach_an_xds_client(http_plane: Plane, api: t
 async def test_unchanged_list_is_a_304_and_not_reapplied(http_plane: Plane, api: tuple[ServiceListApi, str]) -> None:
     state, _ = api
     published = http_plane.cp.publisher.published
-    await eventually(lambda: _async(state.answers.count(304) >= 3), what="three 304 answers")
+    await eventually(lambda: state.answers.count(304) >= 3, what="three 304 answers")
     assert http_plane.cp.publisher.published == published
     assert source_up("list") == 1
 
@@ -107,19 +107,19 @@ async def test_an_unreachable_or_broken_endpoint_keeps_the_last_good_view(
         state.status = broken.get("status", 200)  # type: ignore[assignment]
         state.raw = broken.get("raw")  # type: ignore[assignment]
         source = http_plane.cp.sources[0]
-        await eventually(lambda s=source: _async(s.last_error is not None), what=f"rejected {broken}")
+        await eventually(lambda s=source: s.last_error is not None, what=f"rejected {broken}")
         assert ports(http_plane) == [9001, 9002], broken  # nothing wiped
         ready = http_plane.cp.readiness()
         assert ready["sources"]["list"]["last_error"] and source_up("list") == 0
         state.status, state.raw = 200, None
-        await eventually(lambda s=source: _async(s.last_error is None), what="recovered")
+        await eventually(lambda s=source: s.last_error is None, what="recovered")
 
 
 async def test_an_empty_list_said_on_purpose_removes_every_service(
         http_plane: Plane, api: tuple[ServiceListApi, str]) -> None:
     state, _ = api
     state.document = {"services": []}
-    await eventually(lambda: _async(ports(http_plane) == []), what="echo gone")
+    await eventually(lambda: ports(http_plane) == [], what="echo gone")
 
 
 async def test_bad_entries_are_dropped_alone(http_plane: Plane, api: tuple[ServiceListApi, str]) -> None:
@@ -135,7 +135,7 @@ async def test_bad_entries_are_dropped_alone(http_plane: Plane, api: tuple[Servi
         {"name": "bad name!", "instances": [{"host": "127.0.0.1", "port": 9100}]},
         {"name": "api", "instances": [{"host": "127.0.0.1", "port": 9101}]},
     ]}
-    await eventually(lambda: _async(ports(http_plane, "api") == [9101]), what="api served")
+    await eventually(lambda: ports(http_plane, "api") == [9101], what="api served")
     assert ports(http_plane) == [9001, 9004]
     assert http_plane.cp.sources[0].last_error is None  # a good document with bad entries
 
@@ -173,10 +173,6 @@ def test_only_http_urls_are_accepted() -> None:
             HttpSourceConfig(kind="http", url=bad)
 
 
-async def _async(value: object) -> object:
-    return value
-
-
 async def test_an_endpoint_never_reached_publishes_nothing(tmp_path: Path) -> None:
     from xdscp.local.ports import free_port
 
@@ -185,7 +181,7 @@ async def test_an_endpoint_never_reached_publishes_nothing(tmp_path: Path) -> No
         HttpSourceConfig(kind="http", name="down", url=url, interval=0.05, timeout=0.5)])
     try:
         source = plane.cp.sources[0]
-        await eventually(lambda: _async(source.last_error is not None), what="a failed poll")
+        await eventually(lambda: source.last_error is not None, what="a failed poll")
         assert "cannot reach" in (source.last_error or "")
         ready = plane.cp.readiness()
         assert ready["ready"] is False and plane.cp.publisher.published == 0  # no empty world

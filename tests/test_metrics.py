@@ -42,10 +42,6 @@ def moved(after: Samples, before: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
 
 
-async def _async(v: object) -> object:
-    return v
-
-
 async def test_stream_response_ack_nack_push_and_rejection_metrics(plane: Plane) -> None:
     before = await scrape(plane)
     async with grpc.aio.insecure_channel(plane.target) as channel:
@@ -94,7 +90,7 @@ async def test_debounce_folds_a_burst_into_one_push_and_counts_it(tmp_path: Path
         before = await scrape(plane)
         a = ServiceKey("public", "DEFAULT_GROUP", "a")
         plane.write([service("a", 9001, 9003), service("b", 9002)])
-        await eventually(lambda: _async(len(plane.cp.registry.services[a].instances) == 2), what="a changed")
+        await eventually(lambda: len(plane.cp.registry.services[a].instances) == 2, what="a changed")
         plane.write([service("a", 9001, 9003), service("b", 9002, 9004)])  # within the window
         await plane.wait_published(2)
         after = await scrape(plane)

@@ -20,10 +20,6 @@ from xdscp.model.service import Instance, ServiceKey
 from conftest import Plane, embedded_source, eventually, serving, start_plane
 
 
-async def _async(value: object) -> object:
-    return value
-
-
 def ports(plane: Plane, name: str, group: str = "DEFAULT_GROUP", namespace: str = "public") -> list[int]:
     svc = plane.cp.registry.services.get(ServiceKey(namespace, group, name))
     return [] if svc is None else sorted(i.port for i in svc.instances)
@@ -63,12 +59,12 @@ async def test_instances_services_and_removals_are_followed(tmp_path: Path, naco
         echo = plane.cp.registry.services[ServiceKey("public", "DEFAULT_GROUP", "echo")]
         assert [i.weight for i in echo.instances] == [1.0, 3.0]
         store.register(ServiceKey("public", "DEFAULT_GROUP", "fresh"), Instance(host="127.0.0.1", port=9301))
-        await eventually(lambda: _async(ports(plane, "fresh") == [9301]), what="a new service")
+        await eventually(lambda: ports(plane, "fresh") == [9301], what="a new service")
         store.update(ServiceKey("public", "DEFAULT_GROUP", "echo"), "127.0.0.1", 9002, {"healthy": False})
-        await eventually(lambda: _async(not plane.cp.registry.services[
-            ServiceKey("public", "DEFAULT_GROUP", "echo")].instances[1].healthy), what="health followed")
+        await eventually(lambda: not plane.cp.registry.services[
+            ServiceKey("public", "DEFAULT_GROUP", "echo")].instances[1].healthy, what="health followed")
         store.deregister(ServiceKey("public", "DEFAULT_GROUP", "echo"), "127.0.0.1", 9001)
-        await eventually(lambda: _async(ports(plane, "echo") == [9002]), what="deregistration followed")
+        await eventually(lambda: ports(plane, "echo") == [9002], what="deregistration followed")
     finally:
         await plane.cp.stop(0)
 
@@ -78,7 +74,7 @@ async def test_an_unreachable_nacos_keeps_the_last_view(tmp_path: Path, nacos: P
     try:
         await nacos.cp.stop(0)
         source = plane.cp.sources[0]
-        await eventually(lambda: _async(source.last_error is not None), what="loss noticed")
+        await eventually(lambda: source.last_error is not None, what="loss noticed")
         assert "cannot reach" in (source.last_error or "")
         assert ports(plane, "echo") == [9001, 9002]
     finally:
@@ -140,7 +136,7 @@ async def test_documented_v1_answers_with_login(tmp_path: Path, documented_nacos
             ("10.10.10.10", True, 1.0), ("10.10.10.11", False, 2.0)]  # the bad IP is dropped alone
         assert svc.instances[1].metadata == {"version": "v2"}
         doms.clear()  # the service is deleted in Nacos
-        await eventually(lambda: _async(not plane.cp.registry.services), what="service removed")
+        await eventually(lambda: not plane.cp.registry.services, what="service removed")
     finally:
         await plane.cp.stop(0)
 
@@ -152,7 +148,7 @@ async def test_a_wrong_password_is_an_error_not_an_empty_registry(
         interval=0.05)])
     try:
         source = plane.cp.sources[0]
-        await eventually(lambda: _async(source.last_error is not None), what="login failure")
+        await eventually(lambda: source.last_error is not None, what="login failure")
         assert "login" in (source.last_error or "") and plane.cp.publisher.published == 0
     finally:
         await plane.cp.stop(0)
@@ -226,9 +222,9 @@ async def test_auto_detects_the_api_and_follows_an_upgrade_to_3x(
     plane = await start_plane(tmp_path, None, sources=[NacosSourceConfig(
         kind="nacos", name="nacos", servers=[url], username="nacos", password="secret", interval=0.05)])
     try:
-        await eventually(lambda: _async(hosts_of(plane, "test1") == ["10.0.0.1:3306"]), what="read over v1")
+        await eventually(lambda: hosts_of(plane, "test1") == ["10.0.0.1:3306"], what="read over v1")
         state["v1"] = False  # upgraded to 3.x, where v1 is off
-        await eventually(lambda: _async(hosts_of(plane, "test1") == ["127.0.0.1:3306"]), what="read over v3")
+        await eventually(lambda: hosts_of(plane, "test1") == ["127.0.0.1:3306"], what="read over v3")
         detected = [r.xdscp_fields["api"] for r in caplog.records  # type: ignore[attr-defined]
                     if r.getMessage() == "source.api_detected"]
         assert detected[0] == "v1" and detected[-1] == "v3", detected

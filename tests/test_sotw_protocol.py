@@ -299,7 +299,6 @@ async def test_delta_request_on_sotw_method_is_rejected_cleanly(channel) -> None
     await good.close()
 
 
-
 async def test_a_listener_asked_by_name_is_an_api_listener_kept_out_of_the_wildcard(channel) -> None:
     grpc_client = sotw_stream(channel)
     grpc_client.send(sotw_request(LISTENER, ["echo", "orders.payments.prod"], with_node=node("proxyless")))

@@ -34,10 +34,10 @@ async def test_relay_serves_the_owners_versions_and_follows_changes(plane: Plane
     task = asyncio.create_task(relay.run())
     try:
         owner = plane.cp.cache
-        await eventually(lambda: _async(versions(mirror) == versions(owner)), what="relay synced")
+        await eventually(lambda: versions(mirror) == versions(owner), what="relay synced")
         first = versions(mirror)
         plane.write([service("echo", 9001, 9003), service("api", 9101), service("new", 9201)])
-        await eventually(lambda: _async(versions(mirror) == versions(owner) != {**first}),  # type: ignore[arg-type]
+        await eventually(lambda: versions(mirror) == versions(owner) != {**first},
                          what="relay followed the change")
         snap = mirror.get(DEFAULT_GROUP)
         assert snap is not None and {"echo", "api", "new"} <= set(snap.get(CLUSTER).resources)
@@ -61,16 +61,12 @@ async def test_relay_carries_istio_service_entries_byte_for_byte(tmp_path: Path)
             snap = cache.get(DEFAULT_GROUP)
             return None if snap is None else snap.get(SERVICE_ENTRY).sotw_body()
 
-        await eventually(lambda: _async(entries(mirror) == entries(plane.cp.cache) != b""), what="relayed")
+        await eventually(lambda: entries(mirror) == entries(plane.cp.cache) != b"", what="relayed")
         # The Any inside is an istio.mcp.v1alpha1.Resource, not the collection's type URL.
         assert MCP_RESOURCE.encode() in (entries(mirror) or b"")
     finally:
         task.cancel()
         await plane.cp.stop(0)
-
-
-async def _async(value: object) -> object:
-    return value
 
 
 @pytest.fixture

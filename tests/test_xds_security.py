@@ -220,7 +220,6 @@ def _mtls_bootstrap(xds_address: str, certs: Certs) -> dict[str, Any]:
     return dict(tls)
 
 
-
 def test_short_tokens_are_refused() -> None:
     from pydantic import ValidationError
 

@@ -80,10 +80,6 @@ def ports(plane: Plane, name: str = DEMO, group: str = "DEFAULT_GROUP") -> list[
     return None if found is None else sorted(found)
 
 
-async def _async(value: object) -> object:
-    return value
-
-
 def source(plane: Plane) -> ZooKeeperSource:
     src = plane.cp.sources[0]
     assert isinstance(src, ZooKeeperSource)
@@ -92,22 +88,22 @@ def source(plane: Plane) -> ZooKeeperSource:
 
 async def test_providers_are_listed_then_every_change_is_followed(
         zk_plane: Plane, zk: ZooKeeperServer, providers: dict[int, DubboProvider]) -> None:
-    await eventually(lambda: _async(ports(zk_plane) == [9001, 9002]), what="listed")
+    await eventually(lambda: ports(zk_plane) == [9001, 9002], what="listed")
     register(zk, providers, 9003, weight="300")
-    await eventually(lambda: _async(ports(zk_plane) == [9001, 9002, 9003]), what="9003 added")
+    await eventually(lambda: ports(zk_plane) == [9001, 9002, 9003], what="9003 added")
     assert instances(zk_plane)[9003].weight == 300  # type: ignore[index]
     assert instances(zk_plane)[9001].weight == 100  # type: ignore[index]  # Dubbo's default
     deregister(providers, 9001)  # the provider's session closes; ZooKeeper removes its znode
-    await eventually(lambda: _async(ports(zk_plane) == [9002, 9003]), what="9001 gone")
+    await eventually(lambda: ports(zk_plane) == [9002, 9003], what="9001 gone")
 
 
 async def test_a_new_interface_and_its_groups_appear_and_go(
         zk_plane: Plane, zk: ZooKeeperServer, providers: dict[int, DubboProvider]) -> None:
     register(zk, providers, 9101, interface="org.demo.Orders", group="blue")
-    await eventually(lambda: _async(ports(zk_plane, "org.demo.Orders", "blue") == [9101]), what="blue")
+    await eventually(lambda: ports(zk_plane, "org.demo.Orders", "blue") == [9101], what="blue")
     assert ports(zk_plane, "org.demo.Orders") == []  # its default group exists, empty
     deregister(providers, 9101)
-    await eventually(lambda: _async(ports(zk_plane, "org.demo.Orders", "blue") is None), what="blue gone")
+    await eventually(lambda: ports(zk_plane, "org.demo.Orders", "blue") is None, what="blue gone")
 
 
 async def test_an_interface_whose_providers_come_later_is_watched(
@@ -116,9 +112,9 @@ async def test_an_interface_whose_providers_come_later_is_watched(
     try:
         consumer.create(f"/dubbo/org.demo.Late/consumers/{provider_znode('org.demo.Late', 1, side='consumer')}",
                         ephemeral=True, makepath=True)
-        await eventually(lambda: _async(ports(zk_plane, "org.demo.Late") == []), what="seen, empty")
+        await eventually(lambda: ports(zk_plane, "org.demo.Late") == [], what="seen, empty")
         register(zk, providers, 9201, interface="org.demo.Late")
-        await eventually(lambda: _async(ports(zk_plane, "org.demo.Late") == [9201]), what="provider seen")
+        await eventually(lambda: ports(zk_plane, "org.demo.Late") == [9201], what="provider seen")
     finally:
         consumer.stop()
         consumer.close()
@@ -129,14 +125,14 @@ async def test_the_last_provider_leaving_empties_the_service(
     deregister(providers, 9001)
     deregister(providers, 9002)
     # The registry says zero: the service stays, with no endpoint to send traffic to.
-    await eventually(lambda: _async(ports(zk_plane) == []), what="emptied")
+    await eventually(lambda: ports(zk_plane) == [], what="emptied")
 
 
 async def test_provider_parameters_become_instance_fields_and_metadata(
         zk_plane: Plane, zk: ZooKeeperServer, providers: dict[int, DubboProvider]) -> None:
     register(zk, providers, 9003, version="2.0.0", application="demo-provider", enabled="false")
     register(zk, providers, 9004, version="2.0.0", disabled="true")
-    await eventually(lambda: _async(ports(zk_plane) == [9001, 9002, 9003, 9004]), what="added")
+    await eventually(lambda: ports(zk_plane) == [9001, 9002, 9003, 9004], what="added")
     found = instances(zk_plane)
     assert found is not None
     assert found[9003].metadata == {"version": "2.0.0", "application": "demo-provider", "protocol": "dubbo"}
@@ -156,7 +152,7 @@ async def test_bad_znodes_are_dropped_alone(zk_plane: Plane, zk: ZooKeeperServer
         admin.create(base + provider_znode(DEMO, 9005, host="not-an-ip"))
         admin.create(base + provider_znode(DEMO, 9006, side="consumer"))  # not an endpoint, no complaint
         register(zk, providers, 9003)
-        await eventually(lambda: _async(ports(zk_plane) == [9001, 9002, 9003]), what="good one added")
+        await eventually(lambda: ports(zk_plane) == [9001, 9002, 9003], what="good one added")
     finally:
         admin.stop()
         admin.close()
@@ -170,15 +166,15 @@ async def test_bad_znodes_are_dropped_alone(zk_plane: Plane, zk: ZooKeeperServer
 
 async def test_while_zookeeper_is_down_the_last_view_stays(
         zk_plane: Plane, zk: ZooKeeperServer, providers: dict[int, DubboProvider]) -> None:
-    await eventually(lambda: _async(ports(zk_plane) == [9001, 9002]), what="listed")
+    await eventually(lambda: ports(zk_plane) == [9001, 9002], what="listed")
     zk.stop()
-    await eventually(lambda: _async(source(zk_plane).last_error is not None), timeout=10, what="loss noticed")
+    await eventually(lambda: source(zk_plane).last_error is not None, timeout=10, what="loss noticed")
     assert ports(zk_plane) == [9001, 9002]  # nothing wiped
     assert zk_plane.cp.readiness()["sources"]["zk"]["last_error"]
     zk.start()  # same data: the providers' sessions are still within their timeout
     register(zk, providers, 9003)
-    await eventually(lambda: _async(ports(zk_plane) == [9001, 9002, 9003]), timeout=15, what="followed again")
-    await eventually(lambda: _async(source(zk_plane).last_error is None), what="healthy again")
+    await eventually(lambda: ports(zk_plane) == [9001, 9002, 9003], timeout=15, what="followed again")
+    await eventually(lambda: source(zk_plane).last_error is None, what="healthy again")
 
 
 async def test_after_the_session_expires_the_tree_is_listed_again_and_watched(
@@ -193,10 +189,10 @@ async def test_after_the_session_expires_the_tree_is_listed_again_and_watched(
     thief.start(timeout=10)
     thief.stop()
     thief.close()
-    await eventually(lambda: _async(client.connected and client.client_id is not None
-                                    and client.client_id[0] != session_id), timeout=15, what="a new session")
+    await eventually(lambda: client.connected and client.client_id is not None
+                                    and client.client_id[0] != session_id, timeout=15, what="a new session")
     register(zk, providers, 9003)
-    await eventually(lambda: _async(ports(zk_plane) == [9001, 9002, 9003]), timeout=10,
+    await eventually(lambda: ports(zk_plane) == [9001, 9002, 9003], timeout=10,
                      what="a change after the new session is seen")
     assert sum(r.getMessage() == "source.loaded" for r in caplog.records) >= 1
 
