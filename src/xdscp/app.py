@@ -35,12 +35,12 @@ from xdscp.config import (
 from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
-from xdscp.server.authorization import TOKEN_PREFIX, NodePolicy, Rule
+from xdscp.server.authorization import TOKEN_PREFIX, Rule
 from xdscp.server.rest import RestXds
-from xdscp.server.services import bind_xds, build_xds_server
-from xdscp.server.stream import ServerEnv, StreamLimits
-from xdscp.server.tls import TlsSettings, server_credentials
+from xdscp.server.services import bind_xds, build_xds_server, end_streams
+from xdscp.server.stream import ServerEnv
 from xdscp.server.tracker import StreamTracker
+from xdscp.server.xds_settings import node_policy, stream_limits, tls_credentials
 from xdscp.sources.base import Source
 from xdscp.sources.consul import ConsulSource
 from xdscp.sources.embedded.checks import CheckSettings
@@ -109,20 +109,16 @@ class ControlPlane:
         self.tracker = StreamTracker()
         self.publisher = Publisher(self.registry, self.translator, self.cache, cfg.xds.debounce,
                                    cfg.xds.debounce_max)
-        authz = cfg.authorization
-        rules = [Rule(r.identity, tuple(r.nodes), tuple(r.groups)) for r in authz.rules]
-        tokens = dict(authz.tokens)
         # Followers (serve --workers) relay this process's cache over a loopback stream; with a
         # node policy in force, they prove themselves with a token made for this run.
         self._relay_token = secrets.token_urlsafe(32)
-        if rules and cfg.xds.workers > 1:
-            tokens[RELAY_IDENTITY] = self._relay_token
-            rules.append(Rule(TOKEN_PREFIX + RELAY_IDENTITY, ("xdscp-worker-*",), ("*",)))
-        policy = NodePolicy(rules, tokens)
-        lim = cfg.xds.limits
+        relay = cfg.authorization.rules and cfg.xds.workers > 1
+        policy = node_policy(
+            cfg.authorization,
+            [Rule(TOKEN_PREFIX + RELAY_IDENTITY, ("xdscp-worker-*",), ("*",))] if relay else [],
+            {RELAY_IDENTITY: self._relay_token} if relay else None)
         self.env = ServerEnv(self.cache, node_grouper(cfg.node_group_by), self.tracker, missing_resource,
-                             policy=policy, limits=StreamLimits(lim.max_streams, lim.max_names,
-                                                                lim.max_requests_per_second))
+                             policy=policy, limits=stream_limits(cfg.xds.limits))
         self._tasks: list[asyncio.Task[None]] = []
         self._grpc: aio.Server | None = None
         self._admin: web.AppRunner | None = None
@@ -162,10 +158,7 @@ class ControlPlane:
         workers = self.cfg.xds.workers
         server = self._grpc = build_xds_server(self.env, reuse_port=workers > 1,
                                                max_message_bytes=self.cfg.xds.limits.max_message_bytes)
-        tls = self.cfg.xds.tls
-        credentials = server_credentials(TlsSettings(tls.cert_file, tls.key_file, tls.client_ca_file)) \
-            if tls is not None else None
-        self.xds_port = bind_xds(server, self.cfg.xds.address, credentials)
+        self.xds_port = bind_xds(server, self.cfg.xds.address, tls_credentials(self.cfg.xds.tls))
         self._warn_if_open()
         relay_port = bind_xds(server, "127.0.0.1:0") if workers > 1 else 0
         await server.start()
@@ -216,15 +209,12 @@ class ControlPlane:
         return context
 
     def _follower_settings(self) -> dict[str, Any]:
-        """What a follower needs to serve the port as this process does."""
+        """What a follower needs to serve the port as this process does (see run_follower)."""
         xds = self.cfg.xds
-        settings: dict[str, Any] = {**xds.limits.model_dump(), "shutdown_grace": xds.shutdown_grace}
-        if xds.tls is not None:
-            settings["tls"] = xds.tls.model_dump(mode="json")
-        if not self.env.policy.open:
-            settings["authorization"] = self.cfg.authorization.model_dump(mode="json")
-            settings["relay_token"] = self._relay_token
-        return settings
+        return {"limits": xds.limits.model_dump(), "shutdown_grace": xds.shutdown_grace,
+                "tls": xds.tls.model_dump(mode="json") if xds.tls is not None else None,
+                "authorization": self.cfg.authorization.model_dump(mode="json"),
+                "relay_token": None if self.env.policy.open else self._relay_token}
 
     def _warn_if_open(self) -> None:
         host, _ = split_host_port(self.cfg.xds.address)
@@ -249,13 +239,8 @@ class ControlPlane:
         """Refuse new streams, end the open ones with UNAVAILABLE once their in-flight sends
         are written (clients reconnect to another replica), then stop; within ``grace`` seconds."""
         deadline = asyncio.get_running_loop().time() + grace
-        self.env.shutting_down.set()
-        self.tracker.wake_all()
-        open_streams = len(self.tracker)
-        while len(self.tracker) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.01)
-        log_event(log, logging.INFO, "xdscp.stopping", streams_closed=open_streams - len(self.tracker),
-                  streams_left=len(self.tracker))
+        closed, left = await end_streams(self.env, deadline)
+        log_event(log, logging.INFO, "xdscp.stopping", streams_closed=closed, streams_left=left)
         await cancel_and_wait(self._tasks)
         self._tasks.clear()
         for src in self.sources:

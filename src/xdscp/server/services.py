@@ -136,3 +136,15 @@ def bind_xds(server: aio.Server, address: str, credentials: grpc.ServerCredentia
         return server.add_insecure_port(bind_to)
     except RuntimeError:  # grpc says only "Failed to bind"
         raise BindError("xDS", address, "address in use or not available") from None
+
+
+async def end_streams(env: ServerEnv, deadline: float) -> tuple[int, int]:
+    """Shut down: refuse new streams, wake every open one so it ends (UNAVAILABLE) after what
+    it is writing, and wait for them until ``deadline`` (loop time). (closed, still open)."""
+    loop = asyncio.get_running_loop()
+    env.shutting_down.set()
+    env.tracker.wake_all()
+    opened = len(env.tracker)
+    while len(env.tracker) and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    return opened - len(env.tracker), len(env.tracker)

@@ -6,17 +6,16 @@ import asyncio
 import logging
 import os
 import signal
-from pathlib import Path
 from typing import Any
 
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import node_grouper
+from xdscp.config import AuthorizationConfig, XdsLimitsConfig, XdsTlsConfig
 from xdscp.logfmt import log_event
-from xdscp.server.authorization import NodePolicy, Rule
-from xdscp.server.services import bind_xds, build_xds_server
-from xdscp.server.stream import ServerEnv, StreamLimits
-from xdscp.server.tls import TlsSettings, server_credentials
+from xdscp.server.services import bind_xds, build_xds_server, end_streams
+from xdscp.server.stream import ServerEnv
 from xdscp.server.tracker import StreamTracker
+from xdscp.server.xds_settings import node_policy, stream_limits, tls_credentials
 from xdscp.translation.placeholders import missing_resource
 from xdscp.workers.relay import CacheRelay
 
@@ -29,23 +28,15 @@ async def run_follower(upstream: str, xds_address: str, node_group_by: str = "cl
     owner's limits, ``shutdown_grace``, ``tls`` and ``authorization``, so a stream is treated
     alike whichever process took it, and ``relay_token``, which the owner's node policy admits."""
     given = settings or {}
-    defaults = StreamLimits()
-    limits = StreamLimits(int(given.get("max_streams", defaults.max_streams)),
-                          int(given.get("max_names", defaults.max_names)),
-                          float(given.get("max_requests_per_second", defaults.max_requests_per_second)))
-    authz = given.get("authorization") or {}
-    policy = NodePolicy([Rule(r["identity"], tuple(r["nodes"]), tuple(r["groups"])) for r in authz.get("rules", [])],
-                        authz.get("tokens", {}))
-    tls = given.get("tls")
-    credentials = server_credentials(TlsSettings(Path(tls["cert_file"]), Path(tls["key_file"]),
-                                                 Path(tls["client_ca_file"]) if tls.get("client_ca_file") else None)) \
-        if tls else None
+    limits = XdsLimitsConfig.model_validate(given.get("limits") or {})
+    tls = XdsTlsConfig.model_validate(given["tls"]) if given.get("tls") else None
+    policy = node_policy(AuthorizationConfig.model_validate(given.get("authorization") or {}))
     cache = SnapshotCache()
     tracker = StreamTracker()
-    env = ServerEnv(cache, node_grouper(node_group_by), tracker, missing_resource, policy=policy, limits=limits)
-    server = build_xds_server(env, reuse_port=True,
-                              max_message_bytes=int(given.get("max_message_bytes", 16 * 1024 * 1024)))
-    port = bind_xds(server, xds_address, credentials)
+    env = ServerEnv(cache, node_grouper(node_group_by), tracker, missing_resource, policy=policy,
+                    limits=stream_limits(limits))
+    server = build_xds_server(env, reuse_port=True, max_message_bytes=limits.max_message_bytes)
+    port = bind_xds(server, xds_address, tls_credentials(tls))
     await server.start()
     relay = CacheRelay(upstream, cache, token=given.get("relay_token"))
     task = asyncio.create_task(relay.run())
@@ -59,12 +50,8 @@ async def run_follower(upstream: str, xds_address: str, node_group_by: str = "cl
         await stop.wait()
     finally:
         # As the owner does: end every stream with UNAVAILABLE after its in-flight send.
-        grace = float(given.get("shutdown_grace", 5.0))
-        deadline = loop.time() + grace
-        env.shutting_down.set()
-        tracker.wake_all()
-        while len(tracker) and loop.time() < deadline:
-            await asyncio.sleep(0.01)
+        deadline = loop.time() + float(given.get("shutdown_grace", 5.0))
+        await end_streams(env, deadline)
         task.cancel()
         watch.cancel()
         await server.stop(max(0.0, deadline - loop.time()))
