@@ -1,0 +1,130 @@
+"""A small client for etcd's v3 JSON gateway, which every etcd 3.4+ serves on its client port.
+
+It needs no client library: requests are JSON posts (keys and values base64), and a
+watch is one long response of JSON lines. Endpoints are tried in turn: a failed call
+moves the next call to the next endpoint.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+
+from xdscp.errors import XdscpError
+
+_MAX_LINE = 64 * 1024 * 1024
+
+
+class EtcdError(XdscpError):
+    """etcd could not be reached, or refused a request (``code``: etcd's gRPC status code)."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+NOT_FOUND = 5  # gRPC NOT_FOUND: e.g. "requested lease not found"
+
+
+def b64(s: str | bytes) -> str:
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
+
+
+def unb64(s: str) -> bytes:
+    return base64.b64decode(s)
+
+
+def prefix_end(prefix: str) -> str:
+    """The smallest key after every key starting with ``prefix`` (etcd's range_end)."""
+    raw = bytearray(prefix.encode())
+    raw[-1] += 1  # prefixes end with "/", so no overflow
+    return raw.decode()
+
+
+class EtcdClient:
+    """Calls to one etcd cluster; owns its HTTP session (``close()`` it)."""
+
+    def __init__(self, endpoints: list[str], timeout: float = 5.0,
+                 username: str | None = None, password: str | None = None) -> None:
+        if not endpoints:
+            raise EtcdError("no etcd endpoints given")
+        self.endpoints = [e.rstrip("/") for e in endpoints]
+        self.timeout = timeout
+        self.username, self.password = username, password
+        self._endpoint = 0
+        self._token: str | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.endpoints[self._endpoint % len(self.endpoints)]
+
+    def next_endpoint(self) -> None:
+        """Move to the next endpoint (after a failure)."""
+        self._endpoint += 1
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def _headers(self) -> dict[str, str]:
+        if self.username is None:
+            return {}
+        if self._token is None:
+            body = {"name": self.username, "password": self.password or ""}
+            data = await self.call("/v3/auth/authenticate", body, auth=False)
+            self._token = str(data.get("token", ""))
+        return {"Authorization": self._token}
+
+    async def call(self, path: str, body: dict[str, Any], auth: bool = True) -> dict[str, Any]:
+        """One request; raises EtcdError on any failure, and moves on to the next endpoint."""
+        try:
+            headers = await self._headers() if auth else {}
+            timeout = aiohttp.ClientTimeout(total=self.timeout)
+            async with self._http().post(self.endpoint + path, json=body, headers=headers,
+                                         timeout=timeout) as resp:
+                data = await resp.json(content_type=None)
+                if resp.status != 200 or not isinstance(data, dict):
+                    self._token = None if resp.status in (401, 403) else self._token
+                    message = data.get("message") if isinstance(data, dict) else data
+                    code = data.get("code") if isinstance(data, dict) else None
+                    raise EtcdError(f"etcd {path} answered HTTP {resp.status}: {message}",
+                                    code if isinstance(code, int) else None)
+                return data
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as e:
+            failed = self.endpoint
+            self.next_endpoint()
+            raise EtcdError(f"cannot reach etcd at {failed}: {type(e).__name__} {e}".rstrip()) from None
+
+    async def watch(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
+        """The messages of one watch stream, until it ends (or fails with EtcdError)."""
+        try:
+            headers = await self._headers()
+            timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_connect=self.timeout)
+            async with self._http().post(self.endpoint + "/v3/watch", json=body, headers=headers,
+                                         timeout=timeout) as resp:
+                if resp.status != 200:
+                    raise EtcdError(f"etcd watch answered HTTP {resp.status}")
+                buf = b""
+                async for chunk in resp.content.iter_any():
+                    buf += chunk
+                    if len(buf) > _MAX_LINE:
+                        raise EtcdError("etcd sent a watch message over 64 MiB")
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        if line.strip():
+                            yield json.loads(line)
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as e:
+            failed = self.endpoint
+            self.next_endpoint()
+            raise EtcdError(f"cannot reach etcd at {failed}: {type(e).__name__} {e}".rstrip()) from None
