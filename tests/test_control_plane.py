@@ -91,7 +91,7 @@ async def test_embedded_and_file_sources_side_by_side(tmp_path: Path) -> None:
     try:
         await plane.wait_published(1)
         store = plane.cp.sources[1].store  # type: ignore[attr-defined]
-        store.register(ServiceKey("public", "DEFAULT_GROUP", "echo"), Instance(host="127.0.0.1", port=9002))
+        await store.register(ServiceKey("public", "DEFAULT_GROUP", "echo"), Instance(host="127.0.0.1", port=9002))
         await plane.wait_published(2)  # after xds.debounce
         merged = plane.cp.registry.services[ServiceKey("public", "DEFAULT_GROUP", "echo")]
         assert [i.port for i in merged.instances] == [9001, 9002]

@@ -36,68 +36,68 @@ def make(tmp_path: Path | None = None) -> tuple[EmbeddedStore, Registry, Clock]:
     return store, reg, clock
 
 
-def test_register_update_deregister_are_published_at_once() -> None:
+async def test_register_update_deregister_are_published_at_once() -> None:
     store, reg, _ = make()
-    store.register(ECHO, Instance(host="10.0.0.1", port=80))
-    store.register(ECHO, Instance(host="10.0.0.2", port=80))
+    await store.register(ECHO, Instance(host="10.0.0.1", port=80))
+    await store.register(ECHO, Instance(host="10.0.0.2", port=80))
     assert served(reg) == {"10.0.0.1:80": True, "10.0.0.2:80": True}
-    store.update(ECHO, "10.0.0.2", 80, {"healthy": False, "weight": 3})
+    await store.update(ECHO, "10.0.0.2", 80, {"healthy": False, "weight": 3})
     assert served(reg)["10.0.0.2:80"] is False
-    assert store.deregister(ECHO, "10.0.0.2", 80) is True
-    assert store.deregister(ECHO, "10.0.0.2", 80) is False
-    assert store.deregister(ECHO, "10.0.0.1", 80) is True
+    assert await store.deregister(ECHO, "10.0.0.2", 80) is True
+    assert await store.deregister(ECHO, "10.0.0.2", 80) is False
+    assert await store.deregister(ECHO, "10.0.0.1", 80) is True
     assert ECHO in reg.services and served(reg) == {}  # the service stays, with no endpoints
     with pytest.raises(InstanceNotFound):
-        store.update(ECHO, "10.9.9.9", 1, {"weight": 2})
+        await store.update(ECHO, "10.9.9.9", 1, {"weight": 2})
 
 
-def test_silent_ephemeral_instance_goes_unhealthy_then_away_and_a_beat_heals() -> None:
+async def test_silent_ephemeral_instance_goes_unhealthy_then_away_and_a_beat_heals() -> None:
     store, reg, clock = make()
-    store.register(ECHO, Instance(host="10.0.0.1", port=80))
-    store.register(ECHO, Instance(host="10.0.0.2", port=80, ephemeral=False))
+    await store.register(ECHO, Instance(host="10.0.0.1", port=80))
+    await store.register(ECHO, Instance(host="10.0.0.2", port=80, ephemeral=False))
     clock.now += 14.9
     store.expire(15, 30)
     assert served(reg)["10.0.0.1:80"] is True
     clock.now += 0.2
     store.expire(15, 30)
     assert served(reg) == {"10.0.0.1:80": False, "10.0.0.2:80": True}  # persistent ones never expire
-    assert store.beat(ECHO, "10.0.0.1", 80) is True
+    assert await store.beat(ECHO, "10.0.0.1", 80) is True
     assert served(reg)["10.0.0.1:80"] is True
     clock.now += 30.1
     store.expire(15, 30)
     assert served(reg) == {"10.0.0.2:80": True}
 
 
-def test_beat_for_an_unknown_instance_registers_it_from_the_beat_as_nacos_does() -> None:
+async def test_beat_for_an_unknown_instance_registers_it_from_the_beat_as_nacos_does() -> None:
     store, reg, _ = make()
-    assert store.beat(ECHO, "10.0.0.7", 81) is False
-    assert store.beat(ECHO, "10.0.0.7", 81, Instance(host="10.0.0.7", port=81, weight=2)) is True
+    assert await store.beat(ECHO, "10.0.0.7", 81) is False
+    assert await store.beat(ECHO, "10.0.0.7", 81, Instance(host="10.0.0.7", port=81, weight=2)) is True
     assert served(reg) == {"10.0.0.7:81": True}
 
 
-def test_check_thresholds_flip_persistent_health() -> None:
+async def test_check_thresholds_flip_persistent_health() -> None:
     store, reg, _ = make()
-    store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=False))
+    await store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=False))
     target = CheckTarget(ECHO, "10.0.0.1", 80)
-    store.record_check(target, False, 2, 3)
-    store.record_check(target, False, 2, 3)
+    await store.record_check(target, False, 2, 3)
+    await store.record_check(target, False, 2, 3)
     assert served(reg)["10.0.0.1:80"] is True
-    store.record_check(target, False, 2, 3)
+    await store.record_check(target, False, 2, 3)
     assert served(reg)["10.0.0.1:80"] is False
-    store.record_check(target, True, 2, 3)
+    await store.record_check(target, True, 2, 3)
     assert served(reg)["10.0.0.1:80"] is False
-    store.record_check(target, True, 2, 3)
+    await store.record_check(target, True, 2, 3)
     assert served(reg)["10.0.0.1:80"] is True
 
 
-def test_settings_persistent_instances_and_their_health_survive_a_restart(tmp_path: Path) -> None:
+async def test_settings_persistent_instances_and_their_health_survive_a_restart(tmp_path: Path) -> None:
     store, reg, _ = make(tmp_path)
-    store.upsert_service(Service(name="echo", lb_policy="LEAST_REQUEST", protect_threshold=0.5))
-    store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=False, metadata={"v": "2"}))
-    store.register(ECHO, Instance(host="10.0.0.2", port=80, ephemeral=False))
-    store.register(ECHO, Instance(host="10.0.0.3", port=80))  # ephemeral: memory only
+    await store.upsert_service(Service(name="echo", lb_policy="LEAST_REQUEST", protect_threshold=0.5))
+    await store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=False, metadata={"v": "2"}))
+    await store.register(ECHO, Instance(host="10.0.0.2", port=80, ephemeral=False))
+    await store.register(ECHO, Instance(host="10.0.0.3", port=80))  # ephemeral: memory only
     for _ in range(2):
-        store.record_check(CheckTarget(ECHO, "10.0.0.2", 80), False, 1, 2)
+        await store.record_check(CheckTarget(ECHO, "10.0.0.2", 80), False, 1, 2)
     before = reg.services[ECHO]
 
     again, reg2, _ = make(tmp_path)
@@ -107,15 +107,15 @@ def test_settings_persistent_instances_and_their_health_survive_a_restart(tmp_pa
     assert after.instances == tuple(i for i in before.instances if not i.ephemeral)
 
 
-def test_switching_an_instance_from_persistent_to_ephemeral_forgets_it_on_disk(tmp_path: Path) -> None:
+async def test_switching_an_instance_from_persistent_to_ephemeral_forgets_it_on_disk(tmp_path: Path) -> None:
     store, _, _ = make(tmp_path)
-    store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=False))
-    store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=True))
+    await store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=False))
+    await store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=True))
     _, reg2, _ = make(tmp_path)
     assert served(reg2) == {}
 
 
-def test_bulk_import_is_loaded_like_registrations(tmp_path: Path) -> None:
+async def test_bulk_import_is_loaded_like_registrations(tmp_path: Path) -> None:
     db = RegistryDatabase(tmp_path / "reg.db")
     db.import_services([Service(name=f"s{i}", instances=(Instance(host="10.0.0.1", port=80 + i, ephemeral=False),
                                                          Instance(host="10.0.0.2", port=80)))

@@ -31,9 +31,9 @@ async def nacos(tmp_path: Path) -> AsyncIterator[Plane]:
     (tmp_path / "nacos").mkdir()
     plane = await start_plane(tmp_path / "nacos", None, sources=[embedded_source(tmp_path / "nacos")])
     store = plane.cp.sources[0].store  # type: ignore[attr-defined]
-    store.register(ServiceKey("public", "DEFAULT_GROUP", "echo"), Instance(host="127.0.0.1", port=9001))
-    store.register(ServiceKey("public", "DEFAULT_GROUP", "echo"), Instance(host="127.0.0.1", port=9002, weight=3))
-    store.register(ServiceKey("public", "payments", "api"), Instance(host="127.0.0.1", port=9101))
+    await store.register(ServiceKey("public", "DEFAULT_GROUP", "echo"), Instance(host="127.0.0.1", port=9001))
+    await store.register(ServiceKey("public", "DEFAULT_GROUP", "echo"), Instance(host="127.0.0.1", port=9002, weight=3))
+    await store.register(ServiceKey("public", "payments", "api"), Instance(host="127.0.0.1", port=9101))
     try:
         yield plane
     finally:
@@ -58,12 +58,12 @@ async def test_instances_services_and_removals_are_followed(tmp_path: Path, naco
         assert ports(plane, "api", group="payments") == [9101]
         echo = plane.cp.registry.services[ServiceKey("public", "DEFAULT_GROUP", "echo")]
         assert [i.weight for i in echo.instances] == [1.0, 3.0]
-        store.register(ServiceKey("public", "DEFAULT_GROUP", "fresh"), Instance(host="127.0.0.1", port=9301))
+        await store.register(ServiceKey("public", "DEFAULT_GROUP", "fresh"), Instance(host="127.0.0.1", port=9301))
         await eventually(lambda: ports(plane, "fresh") == [9301], what="a new service")
-        store.update(ServiceKey("public", "DEFAULT_GROUP", "echo"), "127.0.0.1", 9002, {"healthy": False})
+        await store.update(ServiceKey("public", "DEFAULT_GROUP", "echo"), "127.0.0.1", 9002, {"healthy": False})
         await eventually(lambda: not plane.cp.registry.services[
             ServiceKey("public", "DEFAULT_GROUP", "echo")].instances[1].healthy, what="health followed")
-        store.deregister(ServiceKey("public", "DEFAULT_GROUP", "echo"), "127.0.0.1", 9001)
+        await store.deregister(ServiceKey("public", "DEFAULT_GROUP", "echo"), "127.0.0.1", 9001)
         await eventually(lambda: ports(plane, "echo") == [9002], what="deregistration followed")
     finally:
         await plane.cp.stop(0)

@@ -58,7 +58,7 @@ class Dialect:
 
 
 V1, V2, V3 = Dialect(1), Dialect(2), Dialect(3)
-Handler = Callable[[Params, Dialect], Any]
+Handler = Callable[[Params, Dialect], Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ class NacosApi:
                                                                    "multipart/form-data"):
                 values.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
             try:
-                return dialect.ok(handler(Params(values), dialect))
+                return dialect.ok(await handler(Params(values), dialect))
             except ParamError as e:
                 code = _PARAM_MISSING if e.missing else _PARAM_INVALID
                 if e.param == "serviceName" and not e.missing:
@@ -150,12 +150,12 @@ class NacosApi:
         return value if value is not None else p.boolean("enable", default)
 
     # -- operations -----------------------------------------------------------------
-    def register(self, p: Params, dialect: Dialect) -> str:
+    async def register(self, p: Params, dialect: Dialect) -> str:
         key = self._service_key(p)
         ip, port = self._address(p)
         if dialect.generation == 3 and p.boolean("heartBeat", False):
             # 3.x renews through the register call; an expired instance gets 21003 and re-registers.
-            if not self.store.beat(key, ip, port):
+            if not await self.store.beat(key, ip, port):
                 raise InstanceNotFound(key, ip, port)
             return "ok"
         inst = self._instance({
@@ -167,16 +167,16 @@ class NacosApi:
             "cluster": p.text("clusterName", DEFAULT_CLUSTER),
             "metadata": p.json_object("metadata") or {},
         })
-        self.store.register(key, inst)
+        await self.store.register(key, inst)
         return "ok"
 
-    def deregister(self, p: Params, _: Dialect) -> str:
+    async def deregister(self, p: Params, _: Dialect) -> str:
         key = self._service_key(p)
         ip, port = self._address(p)
-        self.store.deregister(key, ip, port)  # Nacos answers ok for an unknown instance too
+        await self.store.deregister(key, ip, port)  # Nacos answers ok for an unknown instance too
         return "ok"
 
-    def update(self, p: Params, _: Dialect) -> str:
+    async def update(self, p: Params, _: Dialect) -> str:
         key = self._service_key(p)
         ip, port = self._address(p)
         changes = {
@@ -188,12 +188,12 @@ class NacosApi:
         }
         changes = {k: v for k, v in changes.items() if v is not None}
         try:
-            self.store.update(key, ip, port, changes)
+            await self.store.update(key, ip, port, changes)
         except ValidationError as e:
             raise _param_error(e) from None
         return "ok"
 
-    def beat(self, p: Params, _: Dialect) -> dict[str, Any]:
+    async def beat(self, p: Params, _: Dialect) -> dict[str, Any]:
         key = self._service_key(p)
         info = p.json_object("beat") or {}
         ip = p.text("ip") or _str_or_none(info.get("ip"))
@@ -207,11 +207,11 @@ class NacosApi:
                 "cluster": info.get("cluster") or p.text("clusterName", DEFAULT_CLUSTER),
                 "metadata": info.get("metadata") or {},
             })
-        found = self.store.beat(key, ip, port, template)
+        found = await self.store.beat(key, ip, port, template)
         return {"clientBeatInterval": self.beats.interval_ms, "code": 10200 if found else 20404,
                 "lightBeatEnabled": True}
 
-    def list_instances(self, p: Params, dialect: Dialect) -> Any:
+    async def list_instances(self, p: Params, dialect: Dialect) -> Any:
         key = self._service_key(p)
         healthy_only = p.boolean("healthyOnly", False)
         clusters = [c for c in (p.text("clusters") or "").split(",") if c]
@@ -239,7 +239,7 @@ class NacosApi:
             "valid": True,
         }
 
-    def list_services(self, p: Params, dialect: Dialect) -> dict[str, Any]:
+    async def list_services(self, p: Params, dialect: Dialect) -> dict[str, Any]:
         page_no = p.integer("pageNo", None if not dialect.unified else 1, required=not dialect.unified, low=1)
         page_size = p.integer("pageSize", None if not dialect.unified else 20, required=not dialect.unified,
                               low=1, high=10000)

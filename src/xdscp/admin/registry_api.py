@@ -126,7 +126,7 @@ class RegistryApi:
         if "instances" in body:
             raise _BadRequest("instances are registered one by one, under /instances")
         spec = Service.model_validate({**body, "name": key.name, "namespace": key.namespace, "group": key.group})
-        return web.json_response(self._service_json(self.store.upsert_service(spec)))
+        return web.json_response(self._service_json(await self.store.upsert_service(spec)))
 
     async def list_instances(self, request: web.Request) -> web.Response:
         svc = self.store.service(self._key(request))
@@ -136,25 +136,25 @@ class RegistryApi:
     async def register(self, request: web.Request) -> web.Response:
         key = self._key(request)
         inst = Instance.model_validate(await self._body(request))
-        self.store.register(key, inst)
+        await self.store.register(key, inst)
         return web.json_response({"instance": inst.model_dump(mode="json")}, status=201)
 
     async def update(self, request: web.Request) -> web.Response:
         key = self._key(request)
         host, port = self._address(request)
-        inst = self.store.update(key, host, port, await self._body(request))
+        inst = await self.store.update(key, host, port, await self._body(request))
         return web.json_response({"instance": inst.model_dump(mode="json")})
 
     async def deregister(self, request: web.Request) -> web.Response:
         key = self._key(request)
         host, port = self._address(request)
-        if not self.store.deregister(key, host, port):
+        if not await self.store.deregister(key, host, port):
             raise InstanceNotFound(key, host, port)
         return web.json_response({"deregistered": f"{host}:{port}"})
 
     async def beat(self, request: web.Request) -> web.Response:
         key = self._key(request)
         host, port = self._address(request)
-        if not self.store.beat(key, host, port):
+        if not await self.store.beat(key, host, port):
             raise InstanceNotFound(key, host, port)
         return web.json_response({"ok": True})

@@ -69,7 +69,7 @@ class InstanceChecker:
         results = await asyncio.gather(*(self._probe(session, t) for t in targets))
         s = self.settings
         for target, ok in zip(targets, results, strict=True):
-            self.store.record_check(target, ok, s.healthy_threshold, s.unhealthy_threshold)
+            await self.store.record_check(target, ok, s.healthy_threshold, s.unhealthy_threshold)
 
     async def _probe(self, session: aiohttp.ClientSession, t: CheckTarget) -> bool:
         async with self._limit:

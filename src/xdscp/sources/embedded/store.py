@@ -106,7 +106,7 @@ class EmbeddedStore:
                 for (host, port), inst in e.instances.items() if not inst.ephemeral]
 
     # -- writes ---------------------------------------------------------------------
-    def upsert_service(self, spec: Service) -> Service:
+    async def upsert_service(self, spec: Service) -> Service:
         """Create a service or replace its settings (its instances stay)."""
         spec = spec.model_copy(update={"instances": ()})
         if self._db is not None:
@@ -119,7 +119,7 @@ class EmbeddedStore:
         self._publish(spec.key)
         return self._service(spec.key)
 
-    def register(self, key: ServiceKey, inst: Instance) -> None:
+    async def register(self, key: ServiceKey, inst: Instance) -> None:
         """Add or replace an instance; a new service gets default settings."""
         entry = self._entry_for(key)
         addr = (inst.host, inst.port)
@@ -140,7 +140,7 @@ class EmbeddedStore:
                   ephemeral=inst.ephemeral, healthy=inst.healthy, enabled=inst.enabled)
         self._publish(key)
 
-    def deregister(self, key: ServiceKey, host: str, port: int) -> bool:
+    async def deregister(self, key: ServiceKey, host: str, port: int) -> bool:
         """Remove an instance at once; False if it was not there."""
         entry = self._entries.get(key)
         if entry is None or (host, port) not in entry.instances:
@@ -154,24 +154,24 @@ class EmbeddedStore:
         self._publish(key)
         return True
 
-    def update(self, key: ServiceKey, host: str, port: int, changes: dict[str, Any]) -> Instance:
+    async def update(self, key: ServiceKey, host: str, port: int, changes: dict[str, Any]) -> Instance:
         """Change some fields of a registered instance (validated as a whole)."""
         entry = self._entries.get(key)
         old = entry.instances.get((host, port)) if entry is not None else None
         if entry is None or old is None:
             raise InstanceNotFound(key, host, port)
         new = Instance.model_validate({**old.model_dump(), **changes, "host": host, "port": port})
-        self.register(key, new)
+        await self.register(key, new)
         return new
 
-    def beat(self, key: ServiceKey, host: str, port: int, template: Instance | None = None) -> bool:
+    async def beat(self, key: ServiceKey, host: str, port: int, template: Instance | None = None) -> bool:
         """A heartbeat; an unknown instance is registered from ``template`` (as Nacos does)."""
         entry = self._entries.get(key)
         addr = (host, port)
         if entry is None or addr not in entry.instances:
             if template is None:
                 return False
-            self.register(key, template.model_copy(update={"ephemeral": True}))
+            await self.register(key, template.model_copy(update={"ephemeral": True}))
             return True
         entry.last_beat[addr] = self._clock()
         if addr in entry.silenced:
@@ -205,7 +205,8 @@ class EmbeddedStore:
             if changed:
                 self._publish(key)
 
-    def record_check(self, target: CheckTarget, ok: bool, healthy_threshold: int, unhealthy_threshold: int) -> None:
+    async def record_check(self, target: CheckTarget, ok: bool, healthy_threshold: int,
+                           unhealthy_threshold: int) -> None:
         """Count a probe result; flip health when a threshold of consecutive results is reached."""
         entry = self._entries.get(target.key)
         addr = (target.host, target.port)
