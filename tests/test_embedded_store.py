@@ -8,8 +8,9 @@ import pytest
 
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
+from xdscp.sources.embedded.contract import CheckTarget, InstanceNotFound
 from xdscp.sources.embedded.database import RegistryDatabase
-from xdscp.sources.embedded.store import CheckTarget, EmbeddedStore, InstanceNotFound
+from xdscp.sources.embedded.store import EmbeddedStore
 
 ECHO = ServiceKey("public", "DEFAULT_GROUP", "echo")
 

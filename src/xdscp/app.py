@@ -44,7 +44,7 @@ from xdscp.server.xds_settings import node_policy, stream_limits, tls_credential
 from xdscp.sources.base import Source
 from xdscp.sources.consul import ConsulSource
 from xdscp.sources.embedded.checks import CheckSettings
-from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource
+from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource, EtcdStoreSettings
 from xdscp.sources.etcd import EtcdSource
 from xdscp.sources.file import FileSource
 from xdscp.sources.http import HttpSource
@@ -79,9 +79,13 @@ def build_source(name: str, cfg: SourceConfig) -> Source:
     chk = cfg.instance_check
     checks = CheckSettings(chk.type, chk.path, tuple(chk.expected_statuses), chk.interval, chk.timeout,
                            chk.healthy_threshold, chk.unhealthy_threshold) if chk.enabled else None
+    e = cfg.etcd
+    etcd = EtcdStoreSettings(e.endpoints, e.prefix, e.timeout, e.username, e.password,
+                             e.leader_ttl) if e is not None and cfg.store == "etcd" else None
     try:
-        return EmbeddedSource(name, EmbeddedSettings(cfg.database, cfg.heartbeat_unhealthy_after,
-                                                     cfg.heartbeat_remove_after, cfg.expiry_interval, checks))
+        return EmbeddedSource(name, EmbeddedSettings(cfg.database if etcd is None else None,
+                                                     cfg.heartbeat_unhealthy_after, cfg.heartbeat_remove_after,
+                                                     cfg.expiry_interval, checks, etcd))
     except (sqlite3.Error, OSError) as e:
         raise ConfigError(f"cannot open the embedded registry database {cfg.database}: {e}") from None
 

@@ -206,12 +206,10 @@ class HttpSourceConfig(_SourceSection):
         return _check_http_urls([v])[0]
 
 
-class EtcdSourceConfig(_SourceSection):
-    """``kind: etcd``: instances as JSON values under ``prefix`` (see xdscp.sources.etcd)."""
+class _EtcdAccess(_Section):
+    """How to reach an etcd cluster (its v3 JSON gateway, on the client port)."""
 
-    kind: Literal["etcd"]
     endpoints: list[str] = Field(default=["http://127.0.0.1:2379"], min_length=1)
-    prefix: str = "/xdscp/services"
     timeout: float = Field(default=5.0, gt=0, le=300)
     username: str | None = None
     password: str | None = None
@@ -220,6 +218,24 @@ class EtcdSourceConfig(_SourceSection):
     @classmethod
     def _http_urls(cls, v: list[str]) -> list[str]:
         return _check_http_urls(v)
+
+
+class EtcdSourceConfig(_SourceSection, _EtcdAccess):
+    """``kind: etcd``: instances as JSON values under ``prefix`` (see xdscp.sources.etcd)."""
+
+    kind: Literal["etcd"]
+    prefix: str = "/xdscp/services"
+
+    _absolute = field_validator("prefix")(classmethod(lambda cls, v: _below_root(v)))
+
+
+class EmbeddedEtcdConfig(_EtcdAccess):
+    """Where replicas of the embedded registry keep their shared state (``store: etcd``)."""
+
+    prefix: str = "/xdscp/registry"
+    # The replica holding leadership runs the active checks; another takes over within
+    # about this long after it dies.
+    leader_ttl: int = Field(default=5, ge=2, le=300)
 
     _absolute = field_validator("prefix")(classmethod(lambda cls, v: _below_root(v)))
 
@@ -302,8 +318,11 @@ class InstanceCheckConfig(_Section):
 
 class EmbeddedSourceConfig(_SourceSection):
     kind: Literal["embedded"]
+    # sqlite: one process, state in ``database``. etcd: replicas share the state in ``etcd``.
+    store: Literal["sqlite", "etcd"] = "sqlite"
     # SQLite file for service settings and persistent instances; null keeps nothing.
     database: Path | None = Path("xdscp-registry.db")
+    etcd: EmbeddedEtcdConfig | None = None
     heartbeat_unhealthy_after: float = Field(default=15.0, gt=0)
     heartbeat_remove_after: float = Field(default=30.0, gt=0)
     expiry_interval: float = Field(default=0.5, gt=0, le=60)
@@ -313,6 +332,10 @@ class EmbeddedSourceConfig(_SourceSection):
     def _removal_after_unhealthy(self) -> EmbeddedSourceConfig:
         if self.heartbeat_remove_after < self.heartbeat_unhealthy_after:
             raise ValueError("heartbeat_remove_after must not be shorter than heartbeat_unhealthy_after")
+        if self.store == "etcd" and self.etcd is None:
+            raise ValueError("store: etcd needs an etcd section (endpoints, prefix)")
+        if self.store == "sqlite" and self.etcd is not None:
+            raise ValueError("an etcd section is only used with store: etcd")
         return self
 
 

@@ -26,10 +26,11 @@ from xdscp.admin.request_params import ParamError, Params
 from xdscp.documents import field_path
 from xdscp.model.nacos_names import grouped_name, split_grouped_name
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey
-from xdscp.sources.embedded.store import EmbeddedStore, InstanceNotFound
+from xdscp.sources.embedded.contract import InstanceNotFound, RegistryStore, StoreUnavailable
 
 DEFAULT_CLUSTER = "DEFAULT"
 _PARAM_MISSING, _PARAM_INVALID, _SERVICE_NAME_ERROR, _INSTANCE_NOT_FOUND = 10000, 20002, 21000, 21003
+_SERVER_ERROR = 30000
 # Nacos' names for the Instance fields they set.
 _PARAM_OF_FIELD = {"host": "ip", "cluster": "clusterName", "enabled": "enabled"}
 
@@ -71,9 +72,9 @@ class HeartbeatPolicy:
 
 
 class NacosApi:
-    """Routes for /nacos/v1/ns, /nacos/v2/ns and Nacos 3's client and admin paths onto an EmbeddedStore."""
+    """Routes for /nacos/v1/ns, /nacos/v2/ns and Nacos 3's client and admin paths onto an embedded registry store."""
 
-    def __init__(self, store: EmbeddedStore, beats: HeartbeatPolicy = HeartbeatPolicy()) -> None:
+    def __init__(self, store: RegistryStore, beats: HeartbeatPolicy = HeartbeatPolicy()) -> None:
         self.store = store
         self.beats = beats
 
@@ -113,6 +114,8 @@ class NacosApi:
                 return dialect.error(400, code, str(e))
             except InstanceNotFound as e:
                 return dialect.error(404 if dialect.unified else 400, _INSTANCE_NOT_FOUND, str(e))
+            except StoreUnavailable as e:
+                return dialect.error(503, _SERVER_ERROR, str(e))
 
         return endpoint
 

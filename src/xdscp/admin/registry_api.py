@@ -25,7 +25,7 @@ from xdscp.config import split_host_port
 from xdscp.documents import field_path
 from xdscp.model.naming import cluster_name
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey
-from xdscp.sources.embedded.store import EmbeddedStore, InstanceNotFound
+from xdscp.sources.embedded.contract import InstanceNotFound, RegistryStore, StoreUnavailable
 
 
 class _BadRequest(Exception):
@@ -48,14 +48,16 @@ def _errors_handled(fn: Endpoint) -> Endpoint:
             return web.json_response({"error": str(e), "problems": e.problems}, status=400)
         except InstanceNotFound as e:
             return web.json_response({"error": str(e)}, status=404)
+        except StoreUnavailable as e:
+            return web.json_response({"error": str(e)}, status=503)
 
     return endpoint
 
 
 class RegistryApi:
-    """The /v1/services routes onto an EmbeddedStore."""
+    """The /v1/services routes onto an embedded registry store."""
 
-    def __init__(self, store: EmbeddedStore) -> None:
+    def __init__(self, store: RegistryStore) -> None:
         self.store = store
 
     def routes(self) -> list[web.RouteDef]:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import aiohttp
 
-from xdscp.sources.embedded.store import CheckTarget, EmbeddedStore
+from xdscp.logfmt import log_event
+from xdscp.sources.embedded.contract import CheckTarget, RegistryStore, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 # Probes run concurrently, but not all at once against thousands of instances.
 _MAX_CONCURRENT_PROBES = 256
@@ -50,11 +55,16 @@ async def probe_http(session: aiohttp.ClientSession, host: str, port: int, setti
 
 
 class InstanceChecker:
-    """Probes every persistent instance each interval and reports results to the store."""
+    """Probes every persistent instance each interval and reports results to the store.
 
-    def __init__(self, store: EmbeddedStore, settings: CheckSettings) -> None:
+    ``active`` says whether this process probes now: with replicas, only the leader does.
+    """
+
+    def __init__(self, store: RegistryStore, settings: CheckSettings,
+                 active: Callable[[], bool] = lambda: True) -> None:
         self.store = store
         self.settings = settings
+        self.active = active
         self._limit = asyncio.Semaphore(_MAX_CONCURRENT_PROBES)
 
     async def run(self) -> None:
@@ -65,11 +75,20 @@ class InstanceChecker:
                 await asyncio.sleep(self.settings.interval)
 
     async def check_all(self, session: aiohttp.ClientSession) -> None:
+        if not self.active():
+            return
         targets = self.store.check_targets()
         results = await asyncio.gather(*(self._probe(session, t) for t in targets))
         s = self.settings
         for target, ok in zip(targets, results, strict=True):
-            await self.store.record_check(target, ok, s.healthy_threshold, s.unhealthy_threshold)
+            if not self.active():
+                return  # leadership lost while probing: the new leader counts from scratch
+            try:
+                await self.store.record_check(target, ok, s.healthy_threshold, s.unhealthy_threshold)
+            except StoreUnavailable as e:  # the store's own health reports the outage
+                log_event(log, logging.WARNING, "check.not_recorded", service=repr(target.key),
+                          instance=f"{target.host}:{target.port}", reason=str(e))
+                return
 
     async def _probe(self, session: aiohttp.ClientSession, t: CheckTarget) -> bool:
         async with self._limit:

@@ -13,21 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from xdscp.errors import XdscpError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
+from xdscp.sources.embedded.contract import CheckTarget, InstanceNotFound
 from xdscp.sources.embedded.database import RegistryDatabase
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-
-
-class InstanceNotFound(XdscpError):
-    def __init__(self, key: ServiceKey, host: str, port: int) -> None:
-        super().__init__(f"instance {host}:{port} not found in service {key!r}")
 
 
 @dataclass(slots=True)
@@ -43,13 +38,6 @@ class _Entry:
     last_beat: dict[Address, float] = field(default_factory=dict)  # ephemeral instances only
     silenced: set[Address] = field(default_factory=set)  # unhealthy by heartbeat silence; a beat heals
     checks: dict[Address, _CheckState] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class CheckTarget:
-    key: ServiceKey
-    host: str
-    port: int
 
 
 class EmbeddedStore:

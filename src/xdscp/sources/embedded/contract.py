@@ -1,0 +1,47 @@
+"""What the registration APIs and the checker need from an embedded registry store.
+
+Two stores keep this contract: ``EmbeddedStore`` (one process, SQLite) and ``EtcdStore``
+(replicas sharing etcd). A write returns once it is durable and visible to reads on the
+same store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from xdscp.errors import XdscpError
+from xdscp.model.registry import Registry
+from xdscp.model.service import Instance, Service, ServiceKey
+
+
+class InstanceNotFound(XdscpError):
+    def __init__(self, key: ServiceKey, host: str, port: int) -> None:
+        super().__init__(f"instance {host}:{port} not found in service {key!r}")
+
+
+class StoreUnavailable(XdscpError):
+    """The store cannot commit a write now (etcd unreachable); nothing was changed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckTarget:
+    key: ServiceKey
+    host: str
+    port: int
+
+
+class RegistryStore(Protocol):
+    source_name: str
+
+    def bind(self, registry: Registry) -> None: ...
+    def service(self, key: ServiceKey) -> Service | None: ...
+    def services(self, namespace: str | None = None, group: str | None = None) -> list[Service]: ...
+    def check_targets(self) -> list[CheckTarget]: ...
+    async def upsert_service(self, spec: Service) -> Service: ...
+    async def register(self, key: ServiceKey, inst: Instance) -> None: ...
+    async def deregister(self, key: ServiceKey, host: str, port: int) -> bool: ...
+    async def update(self, key: ServiceKey, host: str, port: int, changes: dict[str, Any]) -> Instance: ...
+    async def beat(self, key: ServiceKey, host: str, port: int, template: Instance | None = None) -> bool: ...
+    async def record_check(self, target: CheckTarget, ok: bool, healthy_threshold: int,
+                           unhealthy_threshold: int) -> None: ...

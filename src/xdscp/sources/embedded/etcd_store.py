@@ -1,0 +1,349 @@
+"""The embedded registry's state in etcd, shared by every replica (``store: etcd``).
+
+Keys under ``prefix`` (default ``/xdscp/registry``), each segment URL-quoted::
+
+    services/{namespace}/{group}/{name}               the service's settings (JSON)
+    instances/{namespace}/{group}/{name}/{host}/{port}  one instance (JSON); an ephemeral one
+                                                      is bound to a lease of heartbeat_remove_after
+    alive/{namespace}/{group}/{name}/{host}/{port}    ephemeral only, bound to a lease of
+                                                      heartbeat_unhealthy_after; gone = unhealthy
+    leader                                            the replica that runs the active checks
+
+Every replica mirrors the prefix with one watch and builds its services from the mirror
+alone, so replicas with the same etcd revision serve byte-identical resources. A write
+goes to etcd first and returns once this replica's mirror has applied it, so a client
+reads its own writes; the watch is the only way into the view, on the writer too.
+
+A heartbeat, on any replica, renews the instance's two leases. etcd expires a silent
+instance once, for every replica: no replica decides it alone, and none needs to be up.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, unquote
+
+from pydantic import ValidationError
+
+from xdscp.logfmt import log_event
+from xdscp.model.registry import Registry
+from xdscp.model.service import Instance, Service, ServiceKey
+from xdscp.model.updates import FullSnapshot, ServiceChange
+from xdscp.sources.embedded.contract import CheckTarget, InstanceNotFound, StoreUnavailable
+from xdscp.sources.etcd_client import EtcdClient, EtcdError, b64
+from xdscp.sources.etcd_mirror import EtcdMirror
+from xdscp.sources.health import SourceHealth
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+_ALIVE = b"1"
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """What one key under the prefix stands for."""
+
+    kind: str  # "services", "instances" or "alive"
+    key: ServiceKey
+    address: Address | None
+
+
+def _service_path(key: ServiceKey) -> str:
+    return "/".join(quote(part, safe="") for part in (key.namespace, key.group, key.name))
+
+
+def _instance_path(key: ServiceKey, host: str, port: int) -> str:
+    return f"{_service_path(key)}/{quote(host, safe='')}/{port}"
+
+
+def _parse(rel: str) -> _Record | None:
+    parts = rel.split("/")
+    try:
+        if parts[0] == "services" and len(parts) == 4:
+            return _Record("services", ServiceKey(*(unquote(p) for p in parts[1:4])), None)
+        if parts[0] in ("instances", "alive") and len(parts) == 6:
+            key = ServiceKey(*(unquote(p) for p in parts[1:4]))
+            return _Record(parts[0], key, (unquote(parts[4]), int(parts[5])))
+    except ValueError:
+        pass
+    return None  # the leader key, or something that is not ours
+
+
+def _put(key: str, value: str | bytes, lease: int = 0) -> dict[str, Any]:
+    put: dict[str, Any] = {"key": b64(key), "value": b64(value)}
+    if lease:
+        put["lease"] = str(lease)
+    return {"request_put": put}
+
+
+def _delete(key: str) -> dict[str, Any]:
+    return {"request_delete_range": {"key": b64(key)}}
+
+
+def _absent(key: str) -> dict[str, Any]:
+    return {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+
+
+def _present(key: str) -> dict[str, Any]:
+    return {"key": b64(key), "target": "CREATE", "result": "GREATER", "create_revision": "0"}
+
+
+@dataclass(slots=True)
+class _CheckState:
+    successes: int = 0
+    failures: int = 0
+
+
+class EtcdStore:
+    """Services mirrored from etcd; writes are etcd transactions (see the module doc)."""
+
+    def __init__(self, source_name: str, client: EtcdClient, prefix: str, unhealthy_after: float,
+                 remove_after: float) -> None:
+        self.source_name = source_name
+        self.client = client
+        self.health = SourceHealth(source_name, log, 0.5)
+        self.mirror = EtcdMirror(source_name, client, prefix, self.health, self._reset, self._changed)
+        self.prefix = self.mirror.prefix
+        # etcd leases are whole seconds
+        self._unhealthy_ttl = max(1, math.ceil(unhealthy_after))
+        self._remove_ttl = max(self._unhealthy_ttl, math.ceil(remove_after))
+        self._keys: dict[ServiceKey, set[str]] = {}  # relative keys of each service
+        self._services: dict[ServiceKey, Service] = {}
+        self._checks: dict[tuple[ServiceKey, Address], _CheckState] = {}
+        self._registry: Registry | None = None
+
+    @property
+    def last_error(self) -> str | None:
+        return self.health.last_error
+
+    def bind(self, registry: Registry) -> None:
+        """Publish to ``registry``; the first snapshot is the first listing of etcd."""
+        self._registry = registry
+
+    async def run(self) -> None:
+        try:
+            await self.mirror.run()
+        finally:
+            await self.client.close()
+
+    # -- reads ------------------------------------------------------------------------
+    def service(self, key: ServiceKey) -> Service | None:
+        return self._services.get(key)
+
+    def services(self, namespace: str | None = None, group: str | None = None) -> list[Service]:
+        keys = sorted(k for k in self._services
+                      if (namespace is None or k.namespace == namespace) and (group is None or k.group == group))
+        return [self._services[k] for k in keys]
+
+    def check_targets(self) -> list[CheckTarget]:
+        return [CheckTarget(key, i.host, i.port) for key, svc in self._services.items()
+                for i in svc.instances if not i.ephemeral]
+
+    # -- writes -----------------------------------------------------------------------
+    async def upsert_service(self, spec: Service) -> Service:
+        """Create a service or replace its settings (its instances stay)."""
+        spec = spec.model_copy(update={"instances": ()})
+        await self._commit([_put(self._key("services", spec.key), spec.model_dump_json(exclude={"instances"}))])
+        return self._services.get(spec.key, spec)
+
+    async def register(self, key: ServiceKey, inst: Instance) -> None:
+        """Add or replace an instance; a new service gets default settings."""
+        ik, ak = self._instance_keys(key, inst.host, inst.port)
+        if inst.ephemeral:
+            remove_lease, alive_lease = await self._grant(self._remove_ttl), await self._grant(self._unhealthy_ttl)
+            ops = [_put(ik, inst.model_dump_json(), remove_lease), _put(ak, _ALIVE, alive_lease)]
+        else:
+            ops = [_put(ik, inst.model_dump_json()), _delete(ak)]
+        self._checks.pop((key, (inst.host, inst.port)), None)
+        sk = self._key("services", key)
+        default = Service(name=key.name, namespace=key.namespace, group=key.group)
+        await self._commit(ops + [_put(sk, default.model_dump_json(exclude={"instances"}))], ops, [_absent(sk)])
+        log_event(log, logging.INFO, "instance.registered", service=repr(key), instance=f"{inst.host}:{inst.port}",
+                  ephemeral=inst.ephemeral, healthy=inst.healthy, enabled=inst.enabled, store="etcd")
+
+    async def deregister(self, key: ServiceKey, host: str, port: int) -> bool:
+        """Remove an instance at once; False if it was not there."""
+        ik, ak = self._instance_keys(key, host, port)
+        data = await self._commit([_delete(ik), _delete(ak)])
+        deleted = int(data["responses"][0].get("response_delete_range", {}).get("deleted", 0) or 0)
+        if deleted:
+            log_event(log, logging.INFO, "instance.deregistered", service=repr(key), instance=f"{host}:{port}",
+                      store="etcd")
+        return deleted > 0
+
+    async def update(self, key: ServiceKey, host: str, port: int, changes: dict[str, Any]) -> Instance:
+        """Change some fields of a registered instance (validated as a whole)."""
+        old = self._record(key, host, port)
+        if old is None:
+            raise InstanceNotFound(key, host, port)
+        new = Instance.model_validate({**old.model_dump(), **changes, "host": host, "port": port})
+        await self.register(key, new)
+        return new
+
+    async def beat(self, key: ServiceKey, host: str, port: int, template: Instance | None = None) -> bool:
+        """Renew an ephemeral instance's leases; an unknown instance is registered from ``template``.
+
+        While etcd cannot be reached a known instance's beat is answered as found: etcd renews
+        every lease when it gets a leader back, so the instance is not lost meanwhile.
+        """
+        ik, ak = self._instance_keys(key, host, port)
+        held = self.mirror.kvs.get(ik.removeprefix(self.prefix))
+        try:
+            if held is not None and (held.lease == 0 or await self._keepalive(held.lease)):
+                alive = self.mirror.kvs.get(ak.removeprefix(self.prefix))
+                if held.lease and (alive is None or not await self._keepalive(alive.lease)):
+                    # silent for heartbeat_unhealthy_after: the beat makes it healthy again
+                    await self._commit([_put(ak, _ALIVE, await self._grant(self._unhealthy_ttl))], [], [_present(ik)])
+                    log_event(log, logging.INFO, "instance.beat_resumed", service=repr(key),
+                              instance=f"{host}:{port}", store="etcd")
+                return True
+        except StoreUnavailable:
+            return held is not None
+        if template is None:
+            return False  # etcd expired it (or it never was): the client registers again
+        await self.register(key, template.model_copy(update={"ephemeral": True}))
+        return True
+
+    async def record_check(self, target: CheckTarget, ok: bool, healthy_threshold: int,
+                           unhealthy_threshold: int) -> None:
+        """Count a probe result; flip health when a threshold of consecutive results is reached."""
+        inst = self._record(target.key, target.host, target.port)
+        addr = (target.host, target.port)
+        if inst is None or inst.ephemeral:
+            self._checks.pop((target.key, addr), None)
+            return
+        st = self._checks.setdefault((target.key, addr), _CheckState())
+        if ok:
+            st.successes, st.failures = st.successes + 1, 0
+            flip = not inst.healthy and st.successes >= healthy_threshold
+        else:
+            st.successes, st.failures = 0, st.failures + 1
+            flip = inst.healthy and st.failures >= unhealthy_threshold
+        if not flip:
+            return
+        new = inst.model_copy(update={"healthy": not inst.healthy})
+        ik, _ = self._instance_keys(target.key, target.host, target.port)
+        await self._commit([_put(ik, new.model_dump_json())], [], [_present(ik)])
+        log_event(log, logging.WARNING if not new.healthy else logging.INFO,
+                  "instance.check_failed" if not new.healthy else "instance.check_recovered",
+                  service=repr(target.key), instance=f"{target.host}:{target.port}", store="etcd")
+
+    # -- etcd calls -------------------------------------------------------------------
+    async def _commit(self, success: list[dict[str, Any]], failure: list[dict[str, Any]] | None = None,
+                      compare: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """One transaction; returns once this replica's view includes it."""
+        body = {"compare": compare or [], "success": success, "failure": failure or []}
+        try:
+            data = await self.client.call("/v3/kv/txn", body)
+        except EtcdError as e:
+            raise StoreUnavailable(f"the registry cannot commit to etcd: {e}") from None
+        revision = int(data["header"]["revision"])
+        if not await self.mirror.wait_for(revision, self.client.timeout):
+            log_event(log, logging.WARNING, "store.lagging", source=self.source_name, revision=revision,
+                      applied=self.mirror.revision)
+        return data
+
+    async def _grant(self, ttl: int) -> int:
+        try:
+            data = await self.client.call("/v3/lease/grant", {"TTL": str(ttl)})
+        except EtcdError as e:
+            raise StoreUnavailable(f"the registry cannot commit to etcd: {e}") from None
+        return int(data["ID"])
+
+    async def _keepalive(self, lease: int) -> bool:
+        """Renew a lease; False if etcd no longer has it."""
+        try:
+            data = await self.client.call("/v3/lease/keepalive", {"ID": str(lease)})
+        except EtcdError as e:
+            raise StoreUnavailable(f"the registry cannot reach etcd: {e}") from None
+        return int(data.get("result", {}).get("TTL", 0) or 0) > 0
+
+    # -- the view ---------------------------------------------------------------------
+    def _key(self, kind: str, key: ServiceKey) -> str:
+        return f"{self.prefix}{kind}/{_service_path(key)}"
+
+    def _instance_keys(self, key: ServiceKey, host: str, port: int) -> tuple[str, str]:
+        path = _instance_path(key, host, port)
+        return f"{self.prefix}instances/{path}", f"{self.prefix}alive/{path}"
+
+    def _record(self, key: ServiceKey, host: str, port: int) -> Instance | None:
+        """The instance as stored (its health before the heartbeat rule)."""
+        held = self.mirror.kvs.get(f"instances/{_instance_path(key, host, port)}")
+        if held is None:
+            return None
+        try:
+            return Instance.model_validate_json(held.value)
+        except ValidationError:
+            return None
+
+    def _reset(self) -> None:
+        self._keys = {}
+        for rel in self.mirror.kvs:
+            rec = _parse(rel)
+            if rec is not None:
+                self._keys.setdefault(rec.key, set()).add(rel)
+        built = {key: self._build(key) for key in self._keys}
+        self._services = {key: svc for key, svc in built.items() if svc is not None}
+        if self._registry is not None:
+            self._registry.apply(self.source_name, FullSnapshot(dict(self._services)))
+        log_event(log, logging.INFO, "source.loaded", source=self.source_name, revision=self.mirror.revision,
+                  services=len(self._services), store="etcd")
+
+    def _changed(self, rels: set[str]) -> None:
+        touched: set[ServiceKey] = set()
+        for rel in rels:
+            rec = _parse(rel)
+            if rec is None:
+                continue
+            keys = self._keys.setdefault(rec.key, set())
+            if rel in self.mirror.kvs:
+                keys.add(rel)
+            else:
+                keys.discard(rel)
+            touched.add(rec.key)
+        upserted: list[Service] = []
+        removed: list[ServiceKey] = []
+        for key in sorted(touched):
+            svc = self._build(key)
+            if svc is None:
+                self._keys.pop(key, None)
+                if self._services.pop(key, None) is not None:
+                    removed.append(key)
+            else:
+                self._services[key] = svc
+                upserted.append(svc)
+        if self._registry is not None and (upserted or removed):
+            self._registry.apply(self.source_name, ServiceChange(tuple(upserted), tuple(removed)))
+
+    def _build(self, key: ServiceKey) -> Service | None:
+        """The service as the mirror holds it; None if etcd has neither settings nor instances."""
+        kvs = self.mirror.kvs
+        spec = Service(name=key.name, namespace=key.namespace, group=key.group)
+        found = False
+        instances: list[Instance] = []
+        for rel in sorted(self._keys.get(key, ())):
+            rec = _parse(rel)
+            assert rec is not None
+            try:
+                if rec.kind == "services":
+                    found = True
+                    stored = Service.model_validate_json(kvs[rel].value)
+                    spec = stored.model_copy(update={"name": key.name, "namespace": key.namespace,
+                                                     "group": key.group, "instances": ()})
+                elif rec.kind == "instances":
+                    found = True
+                    inst = Instance.model_validate_json(kvs[rel].value)
+                    if inst.ephemeral and inst.healthy and f"alive/{rel.split('/', 1)[1]}" not in kvs:
+                        inst = inst.model_copy(update={"healthy": False})  # silent: no heartbeat renewed it
+                    instances.append(inst)
+            except ValidationError as e:
+                log_event(log, logging.ERROR, "store.bad_record", source=self.source_name, key=self.prefix + rel,
+                          reason=str(e).splitlines()[0])
+        if not found:
+            return None
+        instances.sort(key=lambda i: (i.host, i.port))
+        return spec.model_copy(update={"instances": tuple(instances)})

@@ -1,0 +1,195 @@
+"""The embedded registry replicated through a real etcd (``store: etcd``), replicas in one process.
+
+Each replica is an EmbeddedSource with its own Registry, as in separate processes; they share
+nothing but etcd. The multi-process test with Envoy is test_etcd_replicas.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from xdscp.model.registry import Registry
+from xdscp.model.service import Instance, Service, ServiceKey
+from xdscp.sources.embedded.checks import CheckSettings
+from xdscp.sources.embedded.contract import CheckTarget, StoreUnavailable
+from xdscp.sources.embedded.etcd_store import EtcdStore
+from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource, EtcdStoreSettings
+from xdscp.translation.translator import ListenerSettings, Translator
+
+from conftest import eventually
+from etcd_server import EtcdServer, etcd_binary
+
+pytestmark = pytest.mark.skipif(etcd_binary() is None, reason="etcd not installed: make sysdeps installs etcd-server")
+
+ECHO = ServiceKey("public", "DEFAULT_GROUP", "echo")
+
+
+@dataclass
+class Replica:
+    source: EmbeddedSource
+    registry: Registry
+    task: asyncio.Task[None]
+
+    @property
+    def store(self) -> EtcdStore:
+        assert isinstance(self.source.store, EtcdStore)
+        return self.source.store
+
+    def health(self, key: ServiceKey = ECHO) -> dict[str, bool]:
+        svc = self.registry.services.get(key)
+        return {f"{i.host}:{i.port}": i.healthy for i in svc.instances} if svc else {}
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
+    server = EtcdServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def replicas() -> AsyncIterator[list[Replica]]:
+    """Replicas started by the test (with ``start``); all stopped at the end."""
+    started: list[Replica] = []
+    yield started
+    for r in started:
+        await r.stop()
+
+
+@pytest.fixture
+async def pair(replicas: list[Replica], etcd: EtcdServer) -> list[Replica]:
+    return [await start(replicas, etcd) for _ in range(2)]
+
+
+async def start(replicas: list[Replica], etcd: EtcdServer, checks: CheckSettings | None = None,
+                 unhealthy_after: float = 2.0, remove_after: float = 4.0) -> Replica:
+    settings = EmbeddedSettings(None, unhealthy_after, remove_after, 0.5, checks,
+                                EtcdStoreSettings([etcd.url], timeout=2.0, leader_ttl=2))
+    source = EmbeddedSource("embedded", settings)
+    registry = Registry(["embedded"])
+    replica = Replica(source, registry, asyncio.create_task(source.run(registry)))
+    replicas.append(replica)
+    await eventually(lambda: registry.ready, timeout=10, what="first listing of etcd")
+    return replica
+
+
+async def test_a_write_on_one_replica_is_read_back_at_once_and_seen_by_the_other(pair: list[Replica]) -> None:
+    a, b = pair
+    # read-your-writes: each call returns after a's own mirror applied it
+    for port in range(1000, 1050):
+        await a.store.register(ECHO, Instance(host="10.9.9.9", port=port, ephemeral=False))
+        svc = a.store.service(ECHO)
+        assert svc is not None and svc.instances[-1].port == port
+        assert await a.store.deregister(ECHO, "10.9.9.9", port)
+        assert a.store.service(ECHO) == Service(name="echo")
+    await a.store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=False, weight=3))
+    assert a.health() == {"10.0.0.1:80": True}
+    await eventually(lambda: b.health() == {"10.0.0.1:80": True}, what="b sees a's registration")
+    await b.store.register(ECHO, Instance(host="10.0.0.2", port=80))
+    await b.store.upsert_service(Service(name="echo", lb_policy="RANDOM"))
+    await eventually(lambda: a.health() == {"10.0.0.1:80": True, "10.0.0.2:80": True}, what="a sees b's")
+    await a.store.update(ECHO, "10.0.0.1", 80, {"healthy": False})
+    assert await b.store.deregister(ECHO, "10.0.0.2", 80) is True
+    assert await b.store.deregister(ECHO, "10.0.0.2", 80) is False
+    await eventually(lambda: a.health() == b.health() == {"10.0.0.1:80": False}, what="both agree")
+    assert a.registry.services[ECHO] == b.registry.services[ECHO]
+    assert a.registry.services[ECHO].lb_policy.value == "RANDOM"
+    assert a.registry.services[ECHO].instances[0].weight == 3
+
+
+async def test_replicas_translate_to_identical_resource_versions(pair: list[Replica]) -> None:
+    a, b = pair
+    for port in range(9000, 9010):
+        await (a if port % 2 else b).store.register(ECHO, Instance(host="127.0.0.1", port=port, ephemeral=False))
+    await eventually(lambda: len(a.health()) == len(b.health()) == 10, what="both have all ten")
+    snapshots = [Translator(ListenerSettings("ingress", "0.0.0.0", 10000, "ingress")).update(
+        r.registry.services, r.registry.services.keys()) for r in (a, b)]
+    assert snapshots[0].version == snapshots[1].version
+    per_type = [{url: t.version for url, t in snap.types.items()} for snap in snapshots]
+    assert per_type[0] == per_type[1]
+
+
+async def test_silent_ephemeral_instance_goes_unhealthy_then_away_on_every_replica(pair: list[Replica]) -> None:
+    a, b = pair
+    await a.store.register(ECHO, Instance(host="10.0.0.1", port=80))
+    await eventually(lambda: b.health() == {"10.0.0.1:80": True}, what="registered")
+    # beats on the *other* replica keep it alive past heartbeat_remove_after (4 s)
+    for _ in range(6):
+        assert await b.store.beat(ECHO, "10.0.0.1", 80) is True
+        await asyncio.sleep(1)
+    assert a.health() == b.health() == {"10.0.0.1:80": True}
+    # silence: etcd's lease on the alive key runs out, then the instance's own
+    await eventually(lambda: a.health() == b.health() == {"10.0.0.1:80": False}, timeout=6, what="unhealthy")
+    assert await a.store.beat(ECHO, "10.0.0.1", 80) is True  # a beat heals
+    await eventually(lambda: a.health() == b.health() == {"10.0.0.1:80": True}, what="healed")
+    await eventually(lambda: a.health() == b.health() == {}, timeout=10, what="removed after silence")
+    assert ECHO in a.registry.services  # the service stays, empty: Envoy's cluster loses its last endpoint
+    assert await a.store.beat(ECHO, "10.0.0.1", 80) is False  # the client must register again
+    assert await a.store.beat(ECHO, "10.0.0.1", 80, Instance(host="10.0.0.1", port=80, weight=2)) is True
+    await eventually(lambda: b.health() == {"10.0.0.1:80": True}, what="re-registered from the beat")
+
+
+async def test_only_the_leader_checks_and_another_takes_over(replicas: list[Replica], etcd: EtcdServer) -> None:
+    checks = CheckSettings(interval=0.2, timeout=0.2, healthy_threshold=1, unhealthy_threshold=1)
+    a = await start(replicas, etcd, checks)
+    b = await start(replicas, etcd, checks)
+    await eventually(lambda: a.source.leader is not None and b.source.leader is not None
+                     and a.source.leader.is_leader != b.source.leader.is_leader, timeout=10, what="one leader")
+    # nothing listens on port 1: the leader's probe fails and marks it unhealthy, for both
+    await a.store.register(ECHO, Instance(host="127.0.0.1", port=1, ephemeral=False))
+    await eventually(lambda: a.health() == b.health() == {"127.0.0.1:1": False}, what="checked by the leader")
+    leader, other = (a, b) if a.source.leader and a.source.leader.is_leader else (b, a)
+    await leader.stop()  # its lease is not renewed: etcd drops the key after leader_ttl
+    await other.store.update(ECHO, "127.0.0.1", 1, {"healthy": True})
+    assert other.source.leader is not None
+    await eventually(lambda: other.source.leader is not None and other.source.leader.is_leader, timeout=10,
+                     what="the other replica takes over")
+    await eventually(lambda: other.health() == {"127.0.0.1:1": False}, what="the new leader checks")
+
+
+async def test_record_check_is_counted_on_the_replica_that_probes(pair: list[Replica]) -> None:
+    a, b = pair
+    await a.store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=False))
+    target = CheckTarget(ECHO, "10.0.0.1", 80)
+    await a.store.record_check(target, False, 2, 2)
+    assert a.health() == {"10.0.0.1:80": True}  # one failure of two
+    await a.store.record_check(target, False, 2, 2)
+    await eventually(lambda: b.health() == {"10.0.0.1:80": False}, what="flip written to etcd")
+
+
+async def test_while_etcd_is_down_the_view_stays_writes_fail_and_it_catches_up(
+        pair: list[Replica], etcd: EtcdServer) -> None:
+    a, b = pair
+    await a.store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=False))
+    await a.store.register(ECHO, Instance(host="10.0.0.2", port=80))  # ephemeral: leases in etcd
+    await eventually(lambda: len(b.health()) == 2, what="both registered")
+    before = dict(a.registry.services)
+    etcd.stop()
+    await eventually(lambda: a.source.last_error is not None and b.source.last_error is not None,
+                     timeout=10, what="the loss noticed")
+    with pytest.raises(StoreUnavailable):
+        await a.store.register(ECHO, Instance(host="10.0.0.3", port=80, ephemeral=False))
+    # beats of a known instance are answered: etcd renews every lease when it is back
+    assert await b.store.beat(ECHO, "10.0.0.2", 80) is True
+    await asyncio.sleep(5)  # longer than heartbeat_remove_after: nothing may expire meanwhile
+    assert dict(a.registry.services) == dict(b.registry.services) == before
+    etcd.start()
+    await eventually(lambda: a.source.last_error is None and b.source.last_error is None, timeout=40,
+                     what="both follow etcd again")
+    assert await b.store.beat(ECHO, "10.0.0.2", 80) is True
+    await b.store.register(ECHO, Instance(host="10.0.0.3", port=80, ephemeral=False))
+    await eventually(lambda: a.health() == {"10.0.0.1:80": True, "10.0.0.2:80": True, "10.0.0.3:80": True},
+                     what="a catches up with a write made on b after the outage")
