@@ -66,6 +66,10 @@ class XdscpProcess:
                    lambda: self.log_text()[-2000:], timeout)
         return self
 
+    @property
+    def running(self) -> bool:
+        return self._proc is not None
+
     def admin(self, path: str) -> Any:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
