@@ -31,6 +31,22 @@ class CheckTarget:
     port: int
 
 
+@dataclass(slots=True)
+class CheckCounts:
+    """Consecutive probe results of one instance; health flips at a threshold."""
+
+    successes: int = 0
+    failures: int = 0
+
+    def flips(self, ok: bool, healthy: bool, healthy_threshold: int, unhealthy_threshold: int) -> bool:
+        """Count ``ok``; True when the instance's health must flip now."""
+        if ok:
+            self.successes, self.failures = self.successes + 1, 0
+            return not healthy and self.successes >= healthy_threshold
+        self.successes, self.failures = 0, self.failures + 1
+        return healthy and self.failures >= unhealthy_threshold
+
+
 class RegistryStore(Protocol):
     source_name: str
 

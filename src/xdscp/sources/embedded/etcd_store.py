@@ -32,7 +32,7 @@ from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
-from xdscp.sources.embedded.contract import CheckTarget, InstanceNotFound, StoreUnavailable
+from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound, StoreUnavailable
 from xdscp.sources.etcd_client import EtcdClient, EtcdError, b64
 from xdscp.sources.etcd_mirror import EtcdMirror
 from xdscp.sources.health import SourceHealth
@@ -92,12 +92,6 @@ def _present(key: str) -> dict[str, Any]:
     return {"key": b64(key), "target": "CREATE", "result": "GREATER", "create_revision": "0"}
 
 
-@dataclass(slots=True)
-class _CheckState:
-    successes: int = 0
-    failures: int = 0
-
-
 class EtcdStore:
     """Services mirrored from etcd; writes are etcd transactions (see the module doc)."""
 
@@ -113,7 +107,7 @@ class EtcdStore:
         self._remove_ttl = max(self._unhealthy_ttl, math.ceil(remove_after))
         self._keys: dict[ServiceKey, set[str]] = {}  # relative keys of each service
         self._services: dict[ServiceKey, Service] = {}
-        self._checks: dict[tuple[ServiceKey, Address], _CheckState] = {}
+        self._checks: dict[tuple[ServiceKey, Address], CheckCounts] = {}
         self._registry: Registry | None = None
 
     @property
@@ -216,14 +210,8 @@ class EtcdStore:
         if inst is None or inst.ephemeral:
             self._checks.pop((target.key, addr), None)
             return
-        st = self._checks.setdefault((target.key, addr), _CheckState())
-        if ok:
-            st.successes, st.failures = st.successes + 1, 0
-            flip = not inst.healthy and st.successes >= healthy_threshold
-        else:
-            st.successes, st.failures = 0, st.failures + 1
-            flip = inst.healthy and st.failures >= unhealthy_threshold
-        if not flip:
+        counts = self._checks.setdefault((target.key, addr), CheckCounts())
+        if not counts.flips(ok, inst.healthy, healthy_threshold, unhealthy_threshold):
             return
         new = inst.model_copy(update={"healthy": not inst.healthy})
         ik, _ = self._instance_keys(target.key, target.host, target.port)

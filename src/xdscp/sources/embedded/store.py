@@ -17,7 +17,7 @@ from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
-from xdscp.sources.embedded.contract import CheckTarget, InstanceNotFound
+from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound
 from xdscp.sources.embedded.database import RegistryDatabase
 
 log = logging.getLogger(__name__)
@@ -26,18 +26,12 @@ Address = tuple[str, int]
 
 
 @dataclass(slots=True)
-class _CheckState:
-    successes: int = 0
-    failures: int = 0
-
-
-@dataclass(slots=True)
 class _Entry:
     spec: Service  # validated settings; its own ``instances`` is always empty
     instances: dict[Address, Instance] = field(default_factory=dict)
     last_beat: dict[Address, float] = field(default_factory=dict)  # ephemeral instances only
     silenced: set[Address] = field(default_factory=set)  # unhealthy by heartbeat silence; a beat heals
-    checks: dict[Address, _CheckState] = field(default_factory=dict)
+    checks: dict[Address, CheckCounts] = field(default_factory=dict)
 
 
 class EmbeddedStore:
@@ -201,14 +195,8 @@ class EmbeddedStore:
         inst = entry.instances.get(addr) if entry is not None else None
         if entry is None or inst is None or inst.ephemeral:
             return  # deregistered while the probe ran
-        st = entry.checks.setdefault(addr, _CheckState())
-        if ok:
-            st.successes, st.failures = st.successes + 1, 0
-            flip = not inst.healthy and st.successes >= healthy_threshold
-        else:
-            st.successes, st.failures = 0, st.failures + 1
-            flip = inst.healthy and st.failures >= unhealthy_threshold
-        if not flip:
+        counts = entry.checks.setdefault(addr, CheckCounts())
+        if not counts.flips(ok, inst.healthy, healthy_threshold, unhealthy_threshold):
             return
         new = inst.model_copy(update={"healthy": not inst.healthy})
         if self._db is not None:
