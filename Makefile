@@ -59,6 +59,7 @@ bench: venv
 	$(PY) bench/metrics_cost.py
 	$(PY) bench/fanout.py --streams $(FANOUT_STREAMS)
 	$(PY) bench/bandwidth.py
+	$(PY) bench/registry_writes.py --writes 500
 	$(PY) bench/peer.py
 
 clean:

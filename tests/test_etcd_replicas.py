@@ -26,12 +26,12 @@ import yaml
 from xdscp.cli.bootstrap import render_bootstrap
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
+from xdscp.local.etcd import EtcdServer, etcd_binary
 from xdscp.local.ports import free_port
 from xdscp.local.traffic import count_responses
 from xdscp.local.upstream import NamedUpstream
 
 from conftest import running_upstreams, until
-from etcd_server import EtcdServer, etcd_binary
 
 pytestmark = [pytest.mark.envoy,
               pytest.mark.skipif(etcd_binary() is None, reason="etcd not installed: make sysdeps installs etcd-server")]

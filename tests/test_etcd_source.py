@@ -12,10 +12,10 @@ import pytest
 from xdscp.config import EtcdSourceConfig
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
+from xdscp.local.etcd import EtcdServer, etcd_binary
 from xdscp.model.service import ServiceKey
 
 from conftest import Plane, eventually, running_upstreams, start_plane, until
-from etcd_server import EtcdServer, etcd_binary
 
 pytestmark = pytest.mark.skipif(etcd_binary() is None, reason="etcd not installed: make sysdeps installs etcd-server")
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from xdscp.local.etcd import EtcdServer, etcd_binary
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.sources.embedded.checks import CheckSettings
@@ -23,7 +24,6 @@ from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource, Etcd
 from xdscp.translation.translator import ListenerSettings, Translator
 
 from conftest import eventually
-from etcd_server import EtcdServer, etcd_binary
 
 pytestmark = pytest.mark.skipif(etcd_binary() is None, reason="etcd not installed: make sysdeps installs etcd-server")
 

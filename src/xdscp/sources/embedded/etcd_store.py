@@ -20,6 +20,7 @@ instance once, for every replica: no replica decides it alone, and none needs to
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 _ALIVE = b"1"
+
+
+async def _false() -> bool:
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,9 @@ class EtcdStore:
         self._remove_ttl = max(self._unhealthy_ttl, math.ceil(remove_after))
         self._keys: dict[ServiceKey, set[str]] = {}  # relative keys of each service
         self._services: dict[ServiceKey, Service] = {}
+        # each record decoded once per value: a service is rebuilt from all of its records
+        # on every change to one of them
+        self._decoded: dict[str, Service | Instance | None] = {}
         self._checks: dict[tuple[ServiceKey, Address], CheckCounts] = {}
         self._registry: Registry | None = None
 
@@ -148,7 +156,9 @@ class EtcdStore:
         """Add or replace an instance; a new service gets default settings."""
         ik, ak = self._instance_keys(key, inst.host, inst.port)
         if inst.ephemeral:
-            remove_lease, alive_lease = await self._grant(self._remove_ttl), await self._grant(self._unhealthy_ttl)
+            # concurrently: etcd commits the two grants together, one disk sync instead of two
+            remove_lease, alive_lease = await asyncio.gather(self._grant(self._remove_ttl),
+                                                             self._grant(self._unhealthy_ttl))
             ops = [_put(ik, inst.model_dump_json(), remove_lease), _put(ak, _ALIVE, alive_lease)]
         else:
             ops = [_put(ik, inst.model_dump_json()), _delete(ak)]
@@ -186,15 +196,21 @@ class EtcdStore:
         """
         ik, ak = self._instance_keys(key, host, port)
         held = self.mirror.kvs.get(ik.removeprefix(self.prefix))
+        alive = self.mirror.kvs.get(ak.removeprefix(self.prefix))
         try:
-            if held is not None and (held.lease == 0 or await self._keepalive(held.lease)):
-                alive = self.mirror.kvs.get(ak.removeprefix(self.prefix))
-                if held.lease and (alive is None or not await self._keepalive(alive.lease)):
-                    # silent for heartbeat_unhealthy_after: the beat makes it healthy again
-                    await self._commit([_put(ak, _ALIVE, await self._grant(self._unhealthy_ttl))], [], [_present(ik)])
-                    log_event(log, logging.INFO, "instance.beat_resumed", service=repr(key),
-                              instance=f"{host}:{port}", store="etcd")
-                return True
+            if held is not None and held.lease == 0:
+                return True  # persistent: nothing to renew
+            if held is not None:
+                # both renewals at once: a beat costs one round trip
+                kept, still_alive = await asyncio.gather(
+                    self._keepalive(held.lease), self._keepalive(alive.lease) if alive is not None else _false())
+                if kept:
+                    if not still_alive:  # silent for heartbeat_unhealthy_after: the beat heals it
+                        lease = await self._grant(self._unhealthy_ttl)
+                        await self._commit([_put(ak, _ALIVE, lease)], [], [_present(ik)])
+                        log_event(log, logging.INFO, "instance.beat_resumed", service=repr(key),
+                                  instance=f"{host}:{port}", store="etcd")
+                    return True
         except StoreUnavailable:
             return held is not None
         if template is None:
@@ -270,6 +286,7 @@ class EtcdStore:
 
     def _reset(self) -> None:
         self._keys = {}
+        self._decoded = {}
         for rel in self.mirror.kvs:
             rec = _parse(rel)
             if rec is not None:
@@ -287,6 +304,7 @@ class EtcdStore:
             rec = _parse(rel)
             if rec is None:
                 continue
+            self._decoded.pop(rel, None)
             keys = self._keys.setdefault(rec.key, set())
             if rel in self.mirror.kvs:
                 keys.add(rel)
@@ -309,29 +327,35 @@ class EtcdStore:
 
     def _build(self, key: ServiceKey) -> Service | None:
         """The service as the mirror holds it; None if etcd has neither settings nor instances."""
-        kvs = self.mirror.kvs
         spec = Service(name=key.name, namespace=key.namespace, group=key.group)
         found = False
         instances: list[Instance] = []
-        for rel in sorted(self._keys.get(key, ())):
-            rec = _parse(rel)
-            assert rec is not None
-            try:
-                if rec.kind == "services":
-                    found = True
-                    stored = Service.model_validate_json(kvs[rel].value)
-                    spec = stored.model_copy(update={"name": key.name, "namespace": key.namespace,
-                                                     "group": key.group, "instances": ()})
-                elif rec.kind == "instances":
-                    found = True
-                    inst = Instance.model_validate_json(kvs[rel].value)
-                    if inst.ephemeral and inst.healthy and f"alive/{rel.split('/', 1)[1]}" not in kvs:
-                        inst = inst.model_copy(update={"healthy": False})  # silent: no heartbeat renewed it
-                    instances.append(inst)
-            except ValidationError as e:
-                log_event(log, logging.ERROR, "store.bad_record", source=self.source_name, key=self.prefix + rel,
-                          reason=str(e).splitlines()[0])
+        for rel in self._keys.get(key, ()):
+            kind = rel.split("/", 1)[0]
+            if kind == "alive":
+                continue
+            found = True
+            record = self._decode(rel, Service if kind == "services" else Instance)
+            if isinstance(record, Service):
+                spec = record.model_copy(update={"name": key.name, "namespace": key.namespace,
+                                                 "group": key.group, "instances": ()})
+            elif isinstance(record, Instance):
+                if record.ephemeral and record.healthy and f"alive/{rel.split('/', 1)[1]}" not in self.mirror.kvs:
+                    record = record.model_copy(update={"healthy": False})  # silent: no heartbeat renewed it
+                instances.append(record)
         if not found:
             return None
         instances.sort(key=lambda i: (i.host, i.port))
         return spec.model_copy(update={"instances": tuple(instances)})
+
+    def _decode(self, rel: str, model: type[Service] | type[Instance]) -> Service | Instance | None:
+        if rel in self._decoded:
+            return self._decoded[rel]
+        record: Service | Instance | None = None
+        try:
+            record = model.model_validate_json(self.mirror.kvs[rel].value)
+        except ValidationError as e:
+            log_event(log, logging.ERROR, "store.bad_record", source=self.source_name, key=self.prefix + rel,
+                      reason=str(e).splitlines()[0])
+        self._decoded[rel] = record
+        return record

@@ -1,4 +1,4 @@
-"""A real etcd (Debian's etcd-server package) on free loopback ports, for tests."""
+"""A real etcd (Debian's etcd-server package) on free loopback ports, for tests and benchmarks."""
 
 from __future__ import annotations
 
