@@ -187,7 +187,7 @@ async def test_while_etcd_is_down_the_view_stays_writes_fail_and_it_catches_up(
     await asyncio.sleep(5)  # longer than heartbeat_remove_after: nothing may expire meanwhile
     assert dict(a.registry.services) == dict(b.registry.services) == before
     etcd.start()
-    await eventually(lambda: a.source.last_error is None and b.source.last_error is None, timeout=40,
+    await eventually(lambda: a.source.last_error is None and b.source.last_error is None, timeout=10,
                      what="both follow etcd again")
     assert await b.store.beat(ECHO, "10.0.0.2", 80) is True
     await b.store.register(ECHO, Instance(host="10.0.0.3", port=80, ephemeral=False))

@@ -9,6 +9,7 @@ reached the last view stays, and its owner is told nothing: nothing changed that
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class EtcdMirror:
         self._on_reset = on_reset
         self._on_events = on_events
         self._advanced = asyncio.Event()
+        self._wake = asyncio.Event()
 
     async def run(self) -> None:
         while True:
@@ -62,7 +64,13 @@ class EtcdMirror:
                 continue
             except EtcdError as e:
                 self.health.failed(str(e), kept_last_good=self.revision > 0)
-            await asyncio.sleep(self.health.retry_delay())
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.health.retry_delay())
+
+    def wake(self) -> None:
+        """etcd answered someone else: if the watch is waiting to retry, retry now."""
+        self._wake.set()
 
     async def wait_for(self, revision: int, timeout: float) -> bool:
         """Wait until the mirror has applied ``revision`` (a write's own); False on timeout."""

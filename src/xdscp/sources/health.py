@@ -21,16 +21,18 @@ MAX_BACKOFF = 30.0
 class SourceHealth:
     """The read state of one source."""
 
-    def __init__(self, source: str, logger: logging.Logger, base_delay: float) -> None:
+    def __init__(self, source: str, logger: logging.Logger, base_delay: float,
+                 max_delay: float = MAX_BACKOFF) -> None:
         self.source = source
         self.log = logger
         self.base_delay = base_delay
+        self.max_delay = max_delay
         self.failures = 0
         self.last_error: str | None = None
 
     def retry_delay(self) -> float:
-        """Seconds before the next try: ``base_delay``, doubling per failure up to 30 s."""
-        return float(min(MAX_BACKOFF, self.base_delay * 2 ** max(0, self.failures - 1)))
+        """Seconds before the next try: ``base_delay``, doubling per failure up to ``max_delay``."""
+        return float(min(self.max_delay, self.base_delay * 2 ** max(0, self.failures - 1)))
 
     def ok(self) -> None:
         self.failures = 0

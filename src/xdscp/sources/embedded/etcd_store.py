@@ -104,7 +104,8 @@ class EtcdStore:
                  remove_after: float) -> None:
         self.source_name = source_name
         self.client = client
-        self.health = SourceHealth(source_name, log, 0.5)
+        # etcd is this registry's own store: retry it often (every 2 s at most) while it is away
+        self.health = SourceHealth(source_name, log, 0.25, max_delay=2.0)
         self.mirror = EtcdMirror(source_name, client, prefix, self.health, self._reset, self._changed)
         self.prefix = self.mirror.prefix
         # etcd leases are whole seconds
@@ -246,6 +247,7 @@ class EtcdStore:
         except EtcdError as e:
             raise StoreUnavailable(f"the registry cannot commit to etcd: {e}") from None
         revision = int(data["header"]["revision"])
+        self.mirror.wake()  # etcd is back, if the watch was waiting to retry
         if not await self.mirror.wait_for(revision, self.client.timeout):
             log_event(log, logging.WARNING, "store.lagging", source=self.source_name, revision=revision,
                       applied=self.mirror.revision)
