@@ -12,8 +12,10 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
+from xdscp.config import EmbeddedEtcdConfig, EmbeddedSourceConfig, InstanceCheckConfig
 from xdscp.local.etcd import EtcdServer, etcd_binary
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
@@ -23,7 +25,7 @@ from xdscp.sources.embedded.etcd_store import EtcdStore
 from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource, EtcdStoreSettings
 from xdscp.translation.translator import ListenerSettings, Translator
 
-from conftest import eventually
+from conftest import Plane, eventually, start_plane
 
 pytestmark = pytest.mark.skipif(etcd_binary() is None, reason="etcd not installed: make sysdeps installs etcd-server")
 
@@ -193,3 +195,42 @@ async def test_while_etcd_is_down_the_view_stays_writes_fail_and_it_catches_up(
     await b.store.register(ECHO, Instance(host="10.0.0.3", port=80, ephemeral=False))
     await eventually(lambda: a.health() == {"10.0.0.1:80": True, "10.0.0.2:80": True, "10.0.0.3:80": True},
                      what="a catches up with a write made on b after the outage")
+
+
+async def test_nacos_clients_register_on_one_replica_and_beat_on_another(tmp_path: Path, etcd: EtcdServer) -> None:
+    """The whole HTTP path: Nacos' v1 API on two ControlPlanes sharing etcd."""
+    source = EmbeddedSourceConfig(kind="embedded", name="embedded", store="etcd",
+                                  etcd=EmbeddedEtcdConfig(endpoints=[etcd.url], timeout=2.0),
+                                  heartbeat_unhealthy_after=2, heartbeat_remove_after=4,
+                                  instance_check=InstanceCheckConfig(enabled=False))
+    planes: list[Plane] = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        planes.append(await start_plane(tmp_path / name, None, sources=[source]))
+    a, b = planes
+    echo = {"serviceName": "echo", "ip": "10.0.0.1", "port": "80"}
+
+    def url(plane: Plane, path: str) -> str:
+        return f"http://127.0.0.1:{plane.cp.admin_port}/nacos/v1/ns/instance{path}"
+
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url(a, ""), params=echo) as r:  # ephemeral, as Nacos clients register
+                assert (r.status, await r.text()) == (200, "ok")
+            for _ in range(6):  # beats on b only, past heartbeat_remove_after
+                async with http.put(url(b, "/beat"), params=echo) as r:
+                    assert (await r.json(content_type=None))["code"] == 10200
+                await asyncio.sleep(1)
+            async with http.get(url(a, "/list"), params={"serviceName": "echo"}) as r:
+                hosts = (await r.json(content_type=None))["hosts"]
+            assert [(h["ip"], h["port"], h["healthy"]) for h in hosts] == [("10.0.0.1", 80, True)]
+            etcd.stop()
+            await eventually(lambda: a.cp.sources[0].last_error is not None, timeout=10, what="etcd loss noticed")
+            async with http.post(url(a, ""), params={**echo, "ip": "10.0.0.2"}) as r:
+                assert r.status == 503  # refused, not half-done: the client retries
+            async with http.put(url(b, "/beat"), params=echo) as r:
+                assert (await r.json(content_type=None))["code"] == 10200  # known: kept while etcd is away
+            etcd.start()
+    finally:
+        for p in planes:
+            await p.cp.stop(0)
