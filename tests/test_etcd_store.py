@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from xdscp.config import EmbeddedEtcdConfig, EmbeddedSourceConfig, InstanceCheckConfig
-from xdscp.local.etcd import EtcdServer, etcd_binary
+from xdscp.local.etcd import EtcdServer, etcd_binary, etcd_cluster
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.sources.embedded.checks import CheckSettings
@@ -73,13 +73,13 @@ async def replicas() -> AsyncIterator[list[Replica]]:
 
 @pytest.fixture
 async def pair(replicas: list[Replica], etcd: EtcdServer) -> list[Replica]:
-    return [await start(replicas, etcd) for _ in range(2)]
+    return [await start(replicas, [etcd.url]) for _ in range(2)]
 
 
-async def start(replicas: list[Replica], etcd: EtcdServer, checks: CheckSettings | None = None,
+async def start(replicas: list[Replica], endpoints: list[str], checks: CheckSettings | None = None,
                  unhealthy_after: float = 2.0, remove_after: float = 4.0) -> Replica:
     settings = EmbeddedSettings(None, unhealthy_after, remove_after, 0.5, checks,
-                                EtcdStoreSettings([etcd.url], timeout=2.0, leader_ttl=2))
+                                EtcdStoreSettings(endpoints, timeout=2.0, leader_ttl=2))
     source = EmbeddedSource("embedded", settings)
     registry = Registry(["embedded"])
     replica = Replica(source, registry, asyncio.create_task(source.run(registry)))
@@ -146,8 +146,8 @@ async def test_silent_ephemeral_instance_goes_unhealthy_then_away_on_every_repli
 
 async def test_only_the_leader_checks_and_another_takes_over(replicas: list[Replica], etcd: EtcdServer) -> None:
     checks = CheckSettings(interval=0.2, timeout=0.2, healthy_threshold=1, unhealthy_threshold=1)
-    a = await start(replicas, etcd, checks)
-    b = await start(replicas, etcd, checks)
+    a = await start(replicas, [etcd.url], checks)
+    b = await start(replicas, [etcd.url], checks)
     await eventually(lambda: a.source.leader is not None and b.source.leader is not None
                      and a.source.leader.is_leader != b.source.leader.is_leader, timeout=10, what="one leader")
     # nothing listens on port 1: the leader's probe fails and marks it unhealthy, for both
@@ -234,3 +234,26 @@ async def test_nacos_clients_register_on_one_replica_and_beat_on_another(tmp_pat
     finally:
         for p in planes:
             await p.cp.stop(0)
+
+
+async def test_losing_the_etcd_member_in_use_moves_writes_and_watches_to_another(
+        tmp_path: Path, replicas: list[Replica]) -> None:
+    members = etcd_cluster(tmp_path, 3)
+    try:
+        endpoints = [m.url for m in members]
+        a = await start(replicas, endpoints)
+        b = await start(replicas, endpoints)
+        await a.store.register(ECHO, Instance(host="10.0.0.1", port=80, ephemeral=False))
+        await eventually(lambda: b.health() == {"10.0.0.1:80": True}, what="b sees a's write")
+        members[0].stop()  # the first endpoint: both replicas' writes and watches use it
+        # the write skips the member that refuses connections: no 503 for the client
+        await a.store.register(ECHO, Instance(host="10.0.0.2", port=80, ephemeral=False))
+        await b.store.register(ECHO, Instance(host="10.0.0.3", port=80))
+        both = {"10.0.0.1:80": True, "10.0.0.2:80": True, "10.0.0.3:80": True}
+        await eventually(lambda: a.health() == b.health() == both, timeout=10,
+                         what="both watches moved to another member")
+        assert await a.store.beat(ECHO, "10.0.0.3", 80) is True
+        await eventually(lambda: a.source.last_error is None and b.source.last_error is None, what="healthy")
+    finally:
+        for m in members:
+            m.stop()

@@ -19,27 +19,39 @@ def etcd_binary() -> str | None:
 
 
 class EtcdServer:
-    """One etcd member; ``restart()`` keeps its data directory and ports."""
+    """One etcd member (alone, or in a cluster from ``etcd_cluster``); ``restart()`` keeps
+    its data directory and ports."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.data = workdir / "etcd-data"
+    def __init__(self, workdir: Path, name: str = "t") -> None:
+        self.name = name
+        self.data = workdir / f"etcd-{name}"
         self.client_port, self.peer_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.client_port}"
-        self.log_path = workdir / "etcd.log"
+        self.peer_url = f"http://127.0.0.1:{self.peer_port}"
+        self.peers = {name: self.peer_url}  # the initial cluster
+        self.log_path = workdir / f"etcd-{name}.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> EtcdServer:
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> None:
         binary = etcd_binary()
         assert binary is not None, "etcd is not installed (Debian: apt-get install etcd-server)"
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        cmd = [binary, "--name", "t", "--data-dir", str(self.data),
+        cmd = [binary, "--name", self.name, "--data-dir", str(self.data),
                "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-               "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-               "--initial-cluster", f"t={peer}", "--log-level", "warn"]
+               "--listen-peer-urls", self.peer_url, "--initial-advertise-peer-urls", self.peer_url,
+               "--initial-cluster", ",".join(f"{n}={u}" for n, u in sorted(self.peers.items())),
+               "--log-level", "warn"]
         log = self.log_path.open("ab")
         self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        wait_ready(self._proc, self._healthy, "etcd", lambda: self.log_path.read_text()[-2000:], 20)
-        return self
+
+    def wait_ready(self) -> None:
+        """Until the member answers healthy (a cluster member: once it has a quorum)."""
+        assert self._proc is not None
+        wait_ready(self._proc, self._healthy, "etcd", lambda: self.log_path.read_text()[-2000:], 30)
 
     def _healthy(self) -> bool:
         with urllib.request.urlopen(self.url + "/health", timeout=1) as r:
@@ -70,6 +82,23 @@ class EtcdServer:
 
     def compact(self, revision: int) -> None:
         self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+
+
+def etcd_cluster(workdir: Path, size: int = 3) -> list[EtcdServer]:
+    """``size`` members on loopback forming one cluster, started together (each needs a quorum)."""
+    members = [EtcdServer(workdir, f"m{i}") for i in range(size)]
+    peers = {m.name: m.peer_url for m in members}
+    try:
+        for m in members:
+            m.peers = peers
+            m.launch()
+        for m in members:
+            m.wait_ready()
+    except BaseException:
+        for m in members:
+            m.stop()
+        raise
+    return members
 
 
 def _b64(s: str) -> str:

@@ -17,6 +17,8 @@ import aiohttp
 from xdscp.errors import XdscpError
 
 _MAX_LINE = 64 * 1024 * 1024
+# The member is not there: the call may go to another one at once.
+_GONE = (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError)
 
 
 class EtcdError(XdscpError):
@@ -87,24 +89,47 @@ class EtcdClient:
         return {"Authorization": self._token}
 
     async def call(self, path: str, body: dict[str, Any], auth: bool = True) -> dict[str, Any]:
-        """One request; raises EtcdError on any failure, and moves on to the next endpoint."""
+        """One request; raises EtcdError on failure.
+
+        An endpoint that refuses the connection, or closed it (a member going down), is
+        skipped at once for the next one (xdscp's writes are puts and deletes: safe to repeat). Any
+        other failure, and a 5xx answer, moves the *next* call on.
+        """
+        for _ in range(len(self.endpoints) - 1):
+            try:
+                return await self._call_once(path, body, auth)
+            except _GONE:
+                self.next_endpoint()
+        try:
+            return await self._call_once(path, body, auth)
+        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as e:
+            failed = self.endpoint
+            self.next_endpoint()
+            raise EtcdError(f"cannot reach etcd at {failed}: {type(e).__name__} {e}".rstrip()) from None
+
+    async def _call_once(self, path: str, body: dict[str, Any], auth: bool) -> dict[str, Any]:
         try:
             headers = await self._headers() if auth else {}
             timeout = aiohttp.ClientTimeout(total=self.timeout)
             async with self._http().post(self.endpoint + path, json=body, headers=headers,
                                          timeout=timeout) as resp:
                 data = await resp.json(content_type=None)
-                if resp.status != 200 or not isinstance(data, dict):
-                    self._token = None if resp.status in (401, 403) else self._token
-                    message = data.get("message") if isinstance(data, dict) else data
-                    code = data.get("code") if isinstance(data, dict) else None
-                    raise EtcdError(f"etcd {path} answered HTTP {resp.status}: {message}",
-                                    code if isinstance(code, int) else None)
-                return data
+                if resp.status == 200 and isinstance(data, dict):
+                    return data
+                self._token = None if resp.status in (401, 403) else self._token
+                message = data.get("message") if isinstance(data, dict) else data
+                code = data.get("code") if isinstance(data, dict) else None
+                error = EtcdError(f"etcd {path} at {self.endpoint} answered HTTP {resp.status}: {message}",
+                                  code if isinstance(code, int) else None)
+        except (*_GONE, EtcdError):
+            raise
         except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as e:
             failed = self.endpoint
             self.next_endpoint()
             raise EtcdError(f"cannot reach etcd at {failed}: {type(e).__name__} {e}".rstrip()) from None
+        if resp.status >= 500:  # this member cannot serve now (no leader, overloaded): try another next
+            self.next_endpoint()
+        raise error
 
     async def watch(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The messages of one watch stream, until it ends (or fails with EtcdError)."""
