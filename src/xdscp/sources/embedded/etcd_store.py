@@ -278,13 +278,9 @@ class EtcdStore:
 
     def _record(self, key: ServiceKey, host: str, port: int) -> Instance | None:
         """The instance as stored (its health before the heartbeat rule)."""
-        held = self.mirror.kvs.get(f"instances/{_instance_path(key, host, port)}")
-        if held is None:
-            return None
-        try:
-            return Instance.model_validate_json(held.value)
-        except ValidationError:
-            return None
+        rel = f"instances/{_instance_path(key, host, port)}"
+        record = self._decode(rel, Instance) if rel in self.mirror.kvs else None
+        return record if isinstance(record, Instance) else None
 
     def _reset(self) -> None:
         self._keys = {}
