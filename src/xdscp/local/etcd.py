@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import subprocess
@@ -12,6 +11,7 @@ from typing import Any
 
 from xdscp.local.ports import free_port
 from xdscp.local.processes import terminate, wait_ready
+from xdscp.sources.etcd_client import b64
 
 
 def etcd_binary() -> str | None:
@@ -74,11 +74,11 @@ class EtcdServer:
 
     def put(self, key: str, value: Any) -> int:
         raw = value if isinstance(value, str) else json.dumps(value)
-        out = self.call("/v3/kv/put", {"key": _b64(key), "value": _b64(raw)})
+        out = self.call("/v3/kv/put", {"key": b64(key), "value": b64(raw)})
         return int(out["header"]["revision"])
 
     def delete(self, key: str) -> int:
-        return int(self.call("/v3/kv/deleterange", {"key": _b64(key)})["header"]["revision"])
+        return int(self.call("/v3/kv/deleterange", {"key": b64(key)})["header"]["revision"])
 
     def compact(self, revision: int) -> None:
         self.call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
@@ -99,7 +99,3 @@ def etcd_cluster(workdir: Path, size: int = 3) -> list[EtcdServer]:
             m.stop()
         raise
     return members
-
-
-def _b64(s: str) -> str:
-    return base64.b64encode(s.encode()).decode()

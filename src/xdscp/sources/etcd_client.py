@@ -40,6 +40,27 @@ def unb64(s: str) -> bytes:
     return base64.b64decode(s)
 
 
+def put_op(key: str, value: str | bytes, lease: int = 0) -> dict[str, Any]:
+    """A transaction's put (bound to ``lease`` if given)."""
+    put: dict[str, Any] = {"key": b64(key), "value": b64(value)}
+    if lease:
+        put["lease"] = str(lease)
+    return {"request_put": put}
+
+
+def delete_op(key: str) -> dict[str, Any]:
+    return {"request_delete_range": {"key": b64(key)}}
+
+
+def key_absent(key: str) -> dict[str, Any]:
+    """A transaction's compare: ``key`` does not exist."""
+    return {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+
+
+def key_present(key: str) -> dict[str, Any]:
+    return {"key": b64(key), "target": "CREATE", "result": "GREATER", "create_revision": "0"}
+
+
 def prefix_end(prefix: str) -> str:
     """The smallest key after every key starting with ``prefix`` (etcd's range_end)."""
     raw = bytearray(prefix.encode())
@@ -92,44 +113,59 @@ class EtcdClient:
         """One request; raises EtcdError on failure.
 
         An endpoint that refuses the connection, or closed it (a member going down), is
-        skipped at once for the next one (xdscp's writes are puts and deletes: safe to repeat). Any
-        other failure, and a 5xx answer, moves the *next* call on.
+        skipped at once for the next one (xdscp's writes are puts and deletes: safe to
+        repeat). Any other failure, and a 5xx answer, moves the *next* call on.
         """
-        for _ in range(len(self.endpoints) - 1):
+        tries = len(self.endpoints)
+        while True:
+            tries -= 1
             try:
                 return await self._call_once(path, body, auth)
-            except _GONE:
-                self.next_endpoint()
-        try:
-            return await self._call_once(path, body, auth)
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as e:
-            failed = self.endpoint
-            self.next_endpoint()
-            raise EtcdError(f"cannot reach etcd at {failed}: {type(e).__name__} {e}".rstrip()) from None
+            except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as e:
+                error = self._unreachable(e)
+                if not (tries and isinstance(e, _GONE)):
+                    raise error from None
 
     async def _call_once(self, path: str, body: dict[str, Any], auth: bool) -> dict[str, Any]:
-        try:
-            headers = await self._headers() if auth else {}
-            timeout = aiohttp.ClientTimeout(total=self.timeout)
-            async with self._http().post(self.endpoint + path, json=body, headers=headers,
-                                         timeout=timeout) as resp:
-                data = await resp.json(content_type=None)
-                if resp.status == 200 and isinstance(data, dict):
-                    return data
-                self._token = None if resp.status in (401, 403) else self._token
-                message = data.get("message") if isinstance(data, dict) else data
-                code = data.get("code") if isinstance(data, dict) else None
-                error = EtcdError(f"etcd {path} at {self.endpoint} answered HTTP {resp.status}: {message}",
-                                  code if isinstance(code, int) else None)
-        except (*_GONE, EtcdError):
-            raise
-        except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as e:
-            failed = self.endpoint
-            self.next_endpoint()
-            raise EtcdError(f"cannot reach etcd at {failed}: {type(e).__name__} {e}".rstrip()) from None
+        headers = await self._headers() if auth else {}
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with self._http().post(self.endpoint + path, json=body, headers=headers, timeout=timeout) as resp:
+            data = await resp.json(content_type=None)
+            if resp.status == 200 and isinstance(data, dict):
+                return data
+            self._token = None if resp.status in (401, 403) else self._token
+            message = data.get("message") if isinstance(data, dict) else data
+            code = data.get("code") if isinstance(data, dict) else None
+            error = EtcdError(f"etcd {path} at {self.endpoint} answered HTTP {resp.status}: {message}",
+                              code if isinstance(code, int) else None)
         if resp.status >= 500:  # this member cannot serve now (no leader, overloaded): try another next
             self.next_endpoint()
         raise error
+
+    def _unreachable(self, e: Exception) -> EtcdError:
+        """The error for a failed connection; the next call goes to the next endpoint."""
+        failed = self.endpoint
+        self.next_endpoint()
+        return EtcdError(f"cannot reach etcd at {failed}: {type(e).__name__} {e}".rstrip())
+
+    # -- leases and transactions ---------------------------------------------------------
+    async def grant(self, ttl: int) -> int:
+        """A new lease of ``ttl`` seconds; its ID."""
+        return int((await self.call("/v3/lease/grant", {"TTL": str(ttl)}))["ID"])
+
+    async def keepalive(self, lease: int) -> bool:
+        """Renew a lease; False if etcd no longer has it."""
+        data = await self.call("/v3/lease/keepalive", {"ID": str(lease)})
+        return int(data.get("result", {}).get("TTL", 0) or 0) > 0
+
+    async def revoke(self, lease: int) -> None:
+        await self.call("/v3/lease/revoke", {"ID": str(lease)})
+
+    async def txn(self, success: list[dict[str, Any]], failure: list[dict[str, Any]] | None = None,
+                  compare: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """One transaction: ``success`` if every ``compare`` holds, else ``failure``."""
+        return await self.call("/v3/kv/txn", {"compare": compare or [], "success": success,
+                                              "failure": failure or []})
 
     async def watch(self, body: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         """The messages of one watch stream, until it ends (or fails with EtcdError)."""
@@ -150,6 +186,4 @@ class EtcdClient:
                         if line.strip():
                             yield json.loads(line)
         except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as e:
-            failed = self.endpoint
-            self.next_endpoint()
-            raise EtcdError(f"cannot reach etcd at {failed}: {type(e).__name__} {e}".rstrip()) from None
+            raise self._unreachable(e) from None

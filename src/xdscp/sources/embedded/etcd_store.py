@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -34,7 +33,7 @@ from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound, StoreUnavailable
-from xdscp.sources.etcd_client import EtcdClient, EtcdError, b64
+from xdscp.sources.etcd_client import EtcdClient, EtcdError, delete_op, key_absent, key_present, put_op
 from xdscp.sources.etcd_mirror import EtcdMirror
 from xdscp.sources.health import SourceHealth
 
@@ -48,15 +47,6 @@ async def _false() -> bool:
     return False
 
 
-@dataclass(frozen=True, slots=True)
-class _Record:
-    """What one key under the prefix stands for."""
-
-    kind: str  # "services", "instances" or "alive"
-    key: ServiceKey
-    address: Address | None
-
-
 def _service_path(key: ServiceKey) -> str:
     return "/".join(quote(part, safe="") for part in (key.namespace, key.group, key.name))
 
@@ -65,36 +55,12 @@ def _instance_path(key: ServiceKey, host: str, port: int) -> str:
     return f"{_service_path(key)}/{quote(host, safe='')}/{port}"
 
 
-def _parse(rel: str) -> _Record | None:
+def _service_of(rel: str) -> ServiceKey | None:
+    """The service a key under the prefix belongs to; None for the leader key or a foreign one."""
     parts = rel.split("/")
-    try:
-        if parts[0] == "services" and len(parts) == 4:
-            return _Record("services", ServiceKey(*(unquote(p) for p in parts[1:4])), None)
-        if parts[0] in ("instances", "alive") and len(parts) == 6:
-            key = ServiceKey(*(unquote(p) for p in parts[1:4]))
-            return _Record(parts[0], key, (unquote(parts[4]), int(parts[5])))
-    except ValueError:
-        pass
-    return None  # the leader key, or something that is not ours
-
-
-def _put(key: str, value: str | bytes, lease: int = 0) -> dict[str, Any]:
-    put: dict[str, Any] = {"key": b64(key), "value": b64(value)}
-    if lease:
-        put["lease"] = str(lease)
-    return {"request_put": put}
-
-
-def _delete(key: str) -> dict[str, Any]:
-    return {"request_delete_range": {"key": b64(key)}}
-
-
-def _absent(key: str) -> dict[str, Any]:
-    return {"key": b64(key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
-
-
-def _present(key: str) -> dict[str, Any]:
-    return {"key": b64(key), "target": "CREATE", "result": "GREATER", "create_revision": "0"}
+    if (parts[0] == "services" and len(parts) == 4) or (parts[0] in ("instances", "alive") and len(parts) == 6):
+        return ServiceKey(*(unquote(p) for p in parts[1:4]))
+    return None
 
 
 class EtcdStore:
@@ -150,7 +116,7 @@ class EtcdStore:
     async def upsert_service(self, spec: Service) -> Service:
         """Create a service or replace its settings (its instances stay)."""
         spec = spec.model_copy(update={"instances": ()})
-        await self._commit([_put(self._key("services", spec.key), spec.model_dump_json(exclude={"instances"}))])
+        await self._commit([put_op(self._key("services", spec.key), spec.model_dump_json(exclude={"instances"}))])
         return self._services.get(spec.key, spec)
 
     async def register(self, key: ServiceKey, inst: Instance) -> None:
@@ -160,20 +126,20 @@ class EtcdStore:
             # concurrently: etcd commits the two grants together, one disk sync instead of two
             remove_lease, alive_lease = await asyncio.gather(self._grant(self._remove_ttl),
                                                              self._grant(self._unhealthy_ttl))
-            ops = [_put(ik, inst.model_dump_json(), remove_lease), _put(ak, _ALIVE, alive_lease)]
+            ops = [put_op(ik, inst.model_dump_json(), remove_lease), put_op(ak, _ALIVE, alive_lease)]
         else:
-            ops = [_put(ik, inst.model_dump_json()), _delete(ak)]
+            ops = [put_op(ik, inst.model_dump_json()), delete_op(ak)]
         self._checks.pop((key, (inst.host, inst.port)), None)
         sk = self._key("services", key)
         default = Service(name=key.name, namespace=key.namespace, group=key.group)
-        await self._commit(ops + [_put(sk, default.model_dump_json(exclude={"instances"}))], ops, [_absent(sk)])
+        await self._commit(ops + [put_op(sk, default.model_dump_json(exclude={"instances"}))], ops, [key_absent(sk)])
         log_event(log, logging.INFO, "instance.registered", service=repr(key), instance=f"{inst.host}:{inst.port}",
                   ephemeral=inst.ephemeral, healthy=inst.healthy, enabled=inst.enabled, store="etcd")
 
     async def deregister(self, key: ServiceKey, host: str, port: int) -> bool:
         """Remove an instance at once; False if it was not there."""
         ik, ak = self._instance_keys(key, host, port)
-        data = await self._commit([_delete(ik), _delete(ak)])
+        data = await self._commit([delete_op(ik), delete_op(ak)])
         deleted = int(data["responses"][0].get("response_delete_range", {}).get("deleted", 0) or 0)
         if deleted:
             log_event(log, logging.INFO, "instance.deregistered", service=repr(key), instance=f"{host}:{port}",
@@ -208,7 +174,7 @@ class EtcdStore:
                 if kept:
                     if not still_alive:  # silent for heartbeat_unhealthy_after: the beat heals it
                         lease = await self._grant(self._unhealthy_ttl)
-                        await self._commit([_put(ak, _ALIVE, lease)], [], [_present(ik)])
+                        await self._commit([put_op(ak, _ALIVE, lease)], [], [key_present(ik)])
                         log_event(log, logging.INFO, "instance.beat_resumed", service=repr(key),
                                   instance=f"{host}:{port}", store="etcd")
                     return True
@@ -232,7 +198,7 @@ class EtcdStore:
             return
         new = inst.model_copy(update={"healthy": not inst.healthy})
         ik, _ = self._instance_keys(target.key, target.host, target.port)
-        await self._commit([_put(ik, new.model_dump_json())], [], [_present(ik)])
+        await self._commit([put_op(ik, new.model_dump_json())], [], [key_present(ik)])
         log_event(log, logging.WARNING if not new.healthy else logging.INFO,
                   "instance.check_failed" if not new.healthy else "instance.check_recovered",
                   service=repr(target.key), instance=f"{target.host}:{target.port}", store="etcd")
@@ -241,9 +207,8 @@ class EtcdStore:
     async def _commit(self, success: list[dict[str, Any]], failure: list[dict[str, Any]] | None = None,
                       compare: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """One transaction; returns once this replica's view includes it."""
-        body = {"compare": compare or [], "success": success, "failure": failure or []}
         try:
-            data = await self.client.call("/v3/kv/txn", body)
+            data = await self.client.txn(success, failure, compare)
         except EtcdError as e:
             raise StoreUnavailable(f"the registry cannot commit to etcd: {e}") from None
         revision = int(data["header"]["revision"])
@@ -255,18 +220,15 @@ class EtcdStore:
 
     async def _grant(self, ttl: int) -> int:
         try:
-            data = await self.client.call("/v3/lease/grant", {"TTL": str(ttl)})
+            return await self.client.grant(ttl)
         except EtcdError as e:
             raise StoreUnavailable(f"the registry cannot commit to etcd: {e}") from None
-        return int(data["ID"])
 
     async def _keepalive(self, lease: int) -> bool:
-        """Renew a lease; False if etcd no longer has it."""
         try:
-            data = await self.client.call("/v3/lease/keepalive", {"ID": str(lease)})
+            return await self.client.keepalive(lease)
         except EtcdError as e:
             raise StoreUnavailable(f"the registry cannot reach etcd: {e}") from None
-        return int(data.get("result", {}).get("TTL", 0) or 0) > 0
 
     # -- the view ---------------------------------------------------------------------
     def _key(self, kind: str, key: ServiceKey) -> str:
@@ -286,9 +248,9 @@ class EtcdStore:
         self._keys = {}
         self._decoded = {}
         for rel in self.mirror.kvs:
-            rec = _parse(rel)
-            if rec is not None:
-                self._keys.setdefault(rec.key, set()).add(rel)
+            key = _service_of(rel)
+            if key is not None:
+                self._keys.setdefault(key, set()).add(rel)
         built = {key: self._build(key) for key in self._keys}
         self._services = {key: svc for key, svc in built.items() if svc is not None}
         if self._registry is not None:
@@ -299,16 +261,16 @@ class EtcdStore:
     def _changed(self, rels: set[str]) -> None:
         touched: set[ServiceKey] = set()
         for rel in rels:
-            rec = _parse(rel)
-            if rec is None:
+            key = _service_of(rel)
+            if key is None:
                 continue
             self._decoded.pop(rel, None)
-            keys = self._keys.setdefault(rec.key, set())
+            keys = self._keys.setdefault(key, set())
             if rel in self.mirror.kvs:
                 keys.add(rel)
             else:
                 keys.discard(rel)
-            touched.add(rec.key)
+            touched.add(key)
         upserted: list[Service] = []
         removed: list[ServiceKey] = []
         for key in sorted(touched):

@@ -15,7 +15,7 @@ import secrets
 import socket
 
 from xdscp.logfmt import log_event
-from xdscp.sources.etcd_client import EtcdClient, EtcdError, b64
+from xdscp.sources.etcd_client import EtcdClient, EtcdError, key_absent, put_op
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,10 @@ class EtcdLeader:
     async def _campaign(self) -> int:
         """The lease that now holds the key, or 0 if another replica holds it."""
         sent = asyncio.get_running_loop().time()
-        lease = int((await self.client.call("/v3/lease/grant", {"TTL": str(self.ttl)}))["ID"])
-        data = await self.client.call("/v3/kv/txn", {
-            "compare": [{"key": b64(self.key), "target": "CREATE", "result": "EQUAL", "create_revision": "0"}],
-            "success": [{"request_put": {"key": b64(self.key), "value": b64(self.identity), "lease": str(lease)}}],
-            "failure": []})
+        lease = await self.client.grant(self.ttl)
+        data = await self.client.txn([put_op(self.key, self.identity, lease)], compare=[key_absent(self.key)])
         if not data.get("succeeded"):
-            await self.client.call("/v3/lease/revoke", {"ID": str(lease)})
+            await self.client.revoke(lease)
             return 0
         self._held_until = sent + self.ttl * 2 / 3
         return lease
@@ -69,11 +66,11 @@ class EtcdLeader:
             await asyncio.sleep(self.ttl / 3)
             sent = loop.time()
             try:
-                data = await self.client.call("/v3/lease/keepalive", {"ID": str(lease)})
+                kept = await self.client.keepalive(lease)
             except EtcdError:
                 if loop.time() >= self._held_until:
                     return
                 continue  # still inside the lease: try again
-            if int(data.get("result", {}).get("TTL", 0) or 0) <= 0:
+            if not kept:
                 return
             self._held_until = sent + self.ttl * 2 / 3
