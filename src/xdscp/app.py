@@ -79,13 +79,12 @@ def build_source(name: str, cfg: SourceConfig) -> Source:
     chk = cfg.instance_check
     checks = CheckSettings(chk.type, chk.path, tuple(chk.expected_statuses), chk.interval, chk.timeout,
                            chk.healthy_threshold, chk.unhealthy_threshold) if chk.enabled else None
-    e = cfg.etcd
+    e = cfg.etcd  # set exactly when store is etcd (the config checks it)
     etcd = EtcdStoreSettings(e.endpoints, e.prefix, e.timeout, e.username, e.password,
-                             e.leader_ttl) if e is not None and cfg.store == "etcd" else None
+                             e.leader_ttl) if e is not None else None
     try:
-        return EmbeddedSource(name, EmbeddedSettings(cfg.database if etcd is None else None,
-                                                     cfg.heartbeat_unhealthy_after, cfg.heartbeat_remove_after,
-                                                     cfg.expiry_interval, checks, etcd))
+        return EmbeddedSource(name, EmbeddedSettings(cfg.database, cfg.heartbeat_unhealthy_after,
+                                                     cfg.heartbeat_remove_after, cfg.expiry_interval, checks, etcd))
     except (sqlite3.Error, OSError) as e:
         raise ConfigError(f"cannot open the embedded registry database {cfg.database}: {e}") from None
 
