@@ -20,6 +20,7 @@ from aiohttp import web
 
 from xdscp.app import ControlPlane
 from xdscp.config import Config, EmbeddedSourceConfig, FileSourceConfig, ListenerConfig
+from xdscp.local.etcd import EtcdServer
 from xdscp.local.upstream import NamedUpstream
 from xdscp.sources.registry_file import write_registry_file as write_registry
 
@@ -109,6 +110,16 @@ async def start_plane(tmp_path: Path, services: list[dict[str, Any]] | None, **c
     cp = ControlPlane(cfg)
     await cp.start()
     return Plane(cp, registry)
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
+    """A real etcd on free loopback ports (tests that need it skip without the binary)."""
+    server = EtcdServer(tmp_path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
