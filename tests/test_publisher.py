@@ -1,8 +1,12 @@
-"""The publisher: a burst of registry changes inside the debounce window is one snapshot."""
+"""The publisher: a burst of registry changes inside the debounce window is one snapshot.
+
+The window is driven by a manual clock, so each count below is exact on any machine."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import DEFAULT_GROUP
@@ -13,65 +17,79 @@ from xdscp.translation.publisher import Publisher
 from xdscp.translation.translator import ListenerSettings, Translator
 from xdscp.type_urls import ENDPOINT
 
+from conftest import eventually
+from manual_clock import ManualClock, settle
+
 
 def svc(name: str, port: int) -> Service:
     return Service(name=name, instances=(Instance(host="10.0.0.1", port=port),))
 
 
-async def burst(debounce: float) -> tuple[int, Publisher]:
+@asynccontextmanager
+async def publishing(debounce: float, debounce_max: float | None = None) -> AsyncIterator[
+        tuple[Registry, Publisher, ManualClock]]:
+    """A publisher on a manual clock, past its first publish."""
     registry = Registry(["s"])
-    publisher = Publisher(registry, Translator(ListenerSettings()), SnapshotCache(), debounce)
+    clock = ManualClock(start=1024.0)
+    publisher = Publisher(registry, Translator(ListenerSettings()), SnapshotCache(), debounce, debounce_max,
+                          clock=clock)
     task = asyncio.create_task(publisher.run())
     try:
         registry.apply("s", FullSnapshot.of([svc("a", 1)]))
-        while publisher.published < 1:
-            await asyncio.sleep(0.001)
-        for port in range(2, 12):  # ten changes, 1 ms apart
-            registry.apply("s", ServiceChange(upserted=(svc("a", port),)))
-            await asyncio.sleep(0.001)
-        await asyncio.sleep(debounce + 0.1)
-        return publisher.published - 1, publisher
+        await eventually(lambda: publisher.published == 1, what="the first publish")
+        yield registry, publisher, clock
     finally:
         task.cancel()
+
+
+def change(registry: Registry, port: int) -> None:
+    registry.apply("s", ServiceChange(upserted=(svc("a", port),)))
 
 
 async def test_a_burst_within_the_debounce_window_is_one_publish() -> None:
-    pushes, publisher = await burst(0.5)
-    assert pushes == 1
-    snapshot = publisher.cache.get(DEFAULT_GROUP)
-    assert snapshot is not None
-    cla = snapshot.get(ENDPOINT).resources["a"].message
-    ports = [e.endpoint.address.socket_address.port_value for lo in cla.endpoints for e in lo.lb_endpoints]
-    assert ports == [11]  # the one publish carries the burst's last state
+    async with publishing(0.5) as (registry, publisher, clock):
+        change(registry, 2)
+        await settle()
+        assert clock.sleeping == 1 and publisher.published == 1  # the window is open
+        for port in range(3, 12):
+            change(registry, port)
+            await clock.advance(0.001)
+        assert publisher.published == 1
+        await clock.advance(0.5)
+        assert publisher.published == 2 and clock.sleeping == 0
+        snapshot = publisher.cache.get(DEFAULT_GROUP)
+        assert snapshot is not None
+        cla = snapshot.get(ENDPOINT).resources["a"].message
+        ports = [e.endpoint.address.socket_address.port_value for lo in cla.endpoints for e in lo.lb_endpoints]
+        assert ports == [11]  # the one publish carries the burst's last state
 
 
 async def test_without_debounce_each_change_is_published_on_its_own() -> None:
-    pushes, _ = await burst(0.0)
-    assert pushes == 10
+    async with publishing(0.0) as (registry, publisher, clock):
+        for i, port in enumerate(range(2, 12)):
+            change(registry, port)
+            await eventually(lambda n=i + 2: publisher.published == n, what=f"change {port} published")
+            assert clock.sleeping == 0  # nothing waits for more
 
 
-async def churn(debounce: float, debounce_max: float | None, changes: int = 12, gap: float = 0.05) -> int:
-    """Publishes caused by ``changes`` registry changes ``gap`` seconds apart."""
-    registry = Registry(["s"])
-    publisher = Publisher(registry, Translator(ListenerSettings()), SnapshotCache(), debounce, debounce_max)
-    task = asyncio.create_task(publisher.run())
-    try:
-        registry.apply("s", FullSnapshot.of([svc("a", 1)]))
-        while publisher.published < 1:
-            await asyncio.sleep(0.001)
+async def churn(debounce: float, debounce_max: float | None, changes: int = 12, gap: float = 1 / 16) -> int:
+    """Publishes caused by ``changes`` registry changes ``gap`` seconds apart (on the manual clock)."""
+    async with publishing(debounce, debounce_max) as (registry, publisher, clock):
         for port in range(2, 2 + changes):
-            registry.apply("s", ServiceChange(upserted=(svc("a", port),)))
-            await asyncio.sleep(gap)
-        await asyncio.sleep((debounce_max or debounce) + 0.2)
+            change(registry, port)
+            await clock.advance(gap)
+        await clock.advance((debounce_max or debounce) + 0.2)
         return publisher.published - 1
-    finally:
-        task.cancel()
+
+
+async def test_a_fixed_window_publishes_once_per_window() -> None:
+    # Changes every 1/16 s for 0.75 s (binary fractions: the clock's sums are exact); a
+    # fixed 0.25 s window closes at 0.25, 0.5 and 0.75.
+    assert await churn(0.25, None) == 3
 
 
 async def test_a_sliding_window_holds_steady_churn_until_debounce_max() -> None:
-    # Changes every 50 ms for 0.6 s. A fixed 0.2 s window publishes every 0.2 s or so; a
-    # window that slides (each change waits another 0.2 s) up to 5 s publishes once.
-    assert await churn(0.2, None) >= 3
-    assert await churn(0.2, 5.0) == 1
-    # And it never waits past debounce_max: 0.3 s caps the sliding window.
-    assert await churn(0.2, 0.3) >= 2
+    # A window that slides (each change waits another 0.25 s) up to 5 s publishes once ...
+    assert await churn(0.25, 5.0) == 1
+    # ... and never waits past debounce_max: 0.375 s caps it, at 0.375 and 0.75.
+    assert await churn(0.25, 0.375) == 2

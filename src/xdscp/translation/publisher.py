@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import replace
 
 from xdscp.cache.cache import SnapshotCache
+from xdscp.clock import MONOTONIC, Clock
 from xdscp.logfmt import log_event
 from xdscp.metrics import DEBOUNCE_MERGED, RESOURCES, SNAPSHOT_BUILD, SNAPSHOTS_PUBLISHED, type_label
 from xdscp.model.registry import Registry
@@ -31,8 +31,9 @@ class Publisher:
     """
 
     def __init__(self, registry: Registry, translator: Translator, cache: SnapshotCache,
-                 debounce: float = 0.0, debounce_max: float | None = None) -> None:
+                 debounce: float = 0.0, debounce_max: float | None = None, clock: Clock = MONOTONIC) -> None:
         self.registry = registry
+        self.clock = clock
         self.translator = translator
         self.cache = cache
         self.debounce = debounce
@@ -45,7 +46,7 @@ class Publisher:
         first_change = 0.0
         while True:
             pending |= await self.registry.wait_changes()
-            first_change = first_change or time.monotonic()
+            first_change = first_change or self.clock.now()
             if not self.registry.ready:
                 continue
             if not pending and self.published:
@@ -62,11 +63,11 @@ class Publisher:
         deadline = first_change + self.debounce_max
         wait = self.debounce
         while True:
-            await asyncio.sleep(wait)
+            await self.clock.sleep(wait)
             arrived = self.registry.take_changes()
             DEBOUNCE_MERGED.inc(len(arrived - pending))
             pending |= arrived
-            wait = min(self.debounce, deadline - time.monotonic())
+            wait = min(self.debounce, deadline - self.clock.now())
             if not arrived or wait <= 0:
                 return
 
@@ -74,7 +75,7 @@ class Publisher:
         """Translate ``changed`` and publish; ``changed_at`` (monotonic) dates the change."""
         started = time.perf_counter()
         snapshot = self.translator.update(self.registry.services, changed)
-        snapshot = replace(snapshot, changed_at=changed_at or time.monotonic())
+        snapshot = replace(snapshot, changed_at=changed_at or self.clock.now())
         build = time.perf_counter() - started
         self.cache.set_all(snapshot)
         self.published += 1
