@@ -1,5 +1,6 @@
-"""A burst of 1,000 registrations through the real HTTP API: far fewer pushes than events,
-and at the end every client holds exactly the registry's state."""
+"""A burst of 1,000 registrations through the real HTTP API: at the end every client holds
+exactly the registry's state. (How many pushes the burst became depends on the machine's
+speed: bench/burst.py prints it; tests/test_publisher.py checks the debounce window exactly.)"""
 
 from __future__ import annotations
 
@@ -33,14 +34,13 @@ def ports_of(cla: object) -> set[int]:
             for e in loc.lb_endpoints}
 
 
-async def test_a_burst_becomes_a_few_pushes_and_clients_end_equal_to_the_registry(embedded: Plane) -> None:
+async def test_after_a_burst_sotw_and_delta_clients_end_equal_to_the_registry(embedded: Plane) -> None:
     names = [f"svc{s}" for s in range(SERVICES)]
     async with grpc.aio.insecure_channel(embedded.target) as ch:
         held_sotw: dict[str, set[int]] = {}
         held_delta: dict[str, set[int]] = {}
         followers = [asyncio.create_task(follow_assignments(ch, names, "sotw-client", False, held_sotw, ports_of)),
                      asyncio.create_task(follow_assignments(ch, names, "delta-client", True, held_delta, ports_of))]
-        before = embedded.cp.publisher.published
         await register_all(embedded)
 
         def registry_view() -> dict[str, set[int]]:
@@ -51,7 +51,5 @@ async def test_a_burst_becomes_a_few_pushes_and_clients_end_equal_to_the_registr
             return sum(len(p) for p in view.values()) == SERVICES * PER_SERVICE and held_sotw == view == held_delta
 
         await eventually(converged, timeout=30, what="both clients hold the registry's state")
-        pushes = embedded.cp.publisher.published - before
-        assert pushes < SERVICES * PER_SERVICE / 10, pushes  # far fewer pushes than events
         for task in followers:
             task.cancel()
