@@ -62,6 +62,7 @@ async def test_stream_response_ack_nack_push_and_rejection_metrics(plane: Plane)
         assert moved(during, before, "xdscp_nacks_total", type="eds", transport="sotw") == 1
 
         # A registry change: one snapshot, one push (to a stream served before), resource counts.
+        written = time.time()
         plane.write([service("echo", 9001, 9002), service("api", 9101), service("new", 9201)])
         await s.recv()
         after = await scrape(plane)
@@ -69,7 +70,7 @@ async def test_stream_response_ack_nack_push_and_rejection_metrics(plane: Plane)
         assert moved(after, during, "xdscp_snapshot_build_seconds_count") == 1
         assert moved(after, during, "xdscp_push_latency_seconds_count") == 1
         assert value(after, "xdscp_resources", type="cds") == 3
-        assert time.time() - value(after, "xdscp_source_last_sync_timestamp_seconds", source="file") < 5
+        assert value(after, "xdscp_source_last_sync_timestamp_seconds", source="file") >= written
 
         # Garbage on a stream: refused, and counted by reason.
         bad = sotw_stream(channel, raw_requests=True)

@@ -108,7 +108,6 @@ async def test_soak_10000_events_100_clients(xdscp: XdscpProcess) -> None:
         end = rss_kib(pid)
         print(f"soak: {EVENTS} events in {elapsed:.1f}s, RSS after warm-up {warm} KiB, at the end {end} KiB")
         assert end < warm * 1.25 + 20_000, (warm, end)  # no growth beyond noise after the warm-up
-        assert elapsed < 120
     finally:
         for t in tasks:
             t.cancel()
