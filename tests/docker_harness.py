@@ -7,6 +7,7 @@ downloaded on the host into the build context (docker/wheels).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -20,6 +21,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 BASE_IMAGE = "xdscp-test-base:bookworm"
 ROOTFS_CACHE = Path.home() / ".cache" / "xdscp" / "bookworm-python3-rootfs.tar"
+# A private dockerd keeps its images here across runs: the base image is imported once and
+# the build cache is reused, and stopping the daemon deletes nothing large.
+DATA_ROOT_CACHE = Path.home() / ".cache" / "xdscp" / "dockerd-data"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 
 
@@ -46,10 +50,12 @@ def _ping(sock: Path) -> bool:
 
 
 class DockerDaemon:
-    """The machine's running daemon if there is one, else a private dockerd under ``root``."""
+    """The machine's running daemon if there is one, else a private dockerd: its socket, pid
+    and exec state under ``root`` (removed on stop), its images in ``data_root`` (kept)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, data_root: Path = DATA_ROOT_CACHE) -> None:
         self.root = root
+        self.data_root = data_root
         self.sock = root / "docker.sock"
         self._proc: subprocess.Popen[bytes] | None = None
         self.log_path = root / "dockerd.log"
@@ -69,9 +75,10 @@ class DockerDaemon:
         if os.geteuid() != 0:
             raise RuntimeError("a private dockerd needs root; start Docker yourself or run as root")
         self.root.mkdir(parents=True, exist_ok=True)
+        self.data_root.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
-                [dockerd, "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
+                [dockerd, "--data-root", str(self.data_root), "--exec-root", str(self.root / "exec"),
                  "--pidfile", str(self.root / "docker.pid"), "-H", f"unix://{self.sock}"],
                 stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -94,6 +101,9 @@ class DockerDaemon:
     def stop(self) -> None:
         if self._proc is None:
             return  # not ours to stop
+        # What this run's builds left untagged would pile up in the kept data root.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.docker("image", "prune", "-f", timeout=60)
         self._proc.send_signal(signal.SIGTERM)
         try:
             self._proc.wait(60)
@@ -101,7 +111,7 @@ class DockerDaemon:
             self._proc.kill()
             self._proc.wait(10)
         self._proc = None
-        shutil.rmtree(self.root, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)  # sockets and exec state: small
 
 
 def ensure_base_image(daemon: DockerDaemon) -> str:
