@@ -16,8 +16,6 @@ from grpc import aio
 
 from xdscp.admin.debug import DebugApi
 from xdscp.admin.http import build_admin_app
-from xdscp.admin.nacos_api import HeartbeatPolicy, NacosApi
-from xdscp.admin.registry_api import RegistryApi
 from xdscp.background import cancel_and_wait, supervised
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import node_grouper
@@ -174,7 +172,7 @@ class ControlPlane:
             await self._pool.start()
 
         debug = DebugApi(self.cache, self.registry, self.sources, self.cfg.source_priorities())
-        routes = self._registry_routes() + RestXds(self.env).routes() + debug.routes()
+        routes = [r for src in self.sources for r in src.routes()] + RestXds(self.env).routes() + debug.routes()
         runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, routes, self.cfg.admin.write_token),
                                access_log=None)
         await runner.setup()
@@ -227,16 +225,6 @@ class ControlPlane:
                       tls=self.cfg.xds.tls is not None, authorization=not self.env.policy.open,
                       hint="any client that reaches this port may claim any node: set xds.tls "
                            "(client_ca_file for mTLS) and authorization rules")
-
-    def _registry_routes(self) -> list[web.RouteDef]:
-        """The registration APIs, served when an embedded registry is configured."""
-        for src in self.sources:
-            if isinstance(src, EmbeddedSource):
-                s = src.settings
-                beats = HeartbeatPolicy(unhealthy_ms=int(s.heartbeat_unhealthy_after * 1000),
-                                        remove_ms=int(s.heartbeat_remove_after * 1000))
-                return NacosApi(src.store, beats).routes() + RegistryApi(src.store).routes()
-        return []
 
     async def stop(self, grace: float = 1.0) -> None:
         """Refuse new streams, end the open ones with UNAVAILABLE once their in-flight sends

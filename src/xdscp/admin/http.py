@@ -56,7 +56,7 @@ def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, An
                     extra_routes: Sequence[web.RouteDef] = (), write_token: str | None = None,
                     read_only_app: bool = False) -> web.Application:
     """``readiness()`` returns {"ready": bool, ...details}; /readyz answers 503 until ready.
-    ``extra_routes`` are the embedded registry's APIs, when there is one, and REST xDS;
+    ``extra_routes``: what the sources serve (the embedded registry's APIs), REST xDS and debug views;
     with ``write_token``, every request that changes state must carry it; a ``read_only_app``
     serves none of them."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from aiohttp import web
+
 from xdscp.model.registry import Registry
 
 
@@ -31,3 +33,15 @@ class Source(Protocol):
     def close(self) -> None:
         """Release files and connections; called once, after ``run`` has been cancelled."""
         ...
+
+    def routes(self) -> list[web.RouteDef]:
+        """HTTP routes the source serves on the admin address (a registry of its own has its
+        APIs here); the admin address's write token and read-only rules apply to them."""
+        ...
+
+
+class WatchingSource:
+    """A source that only watches a registry: it serves nothing on the admin address."""
+
+    def routes(self) -> list[web.RouteDef]:
+        return []

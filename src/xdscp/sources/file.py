@@ -12,6 +12,7 @@ from xdscp.errors import DocumentError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.updates import FullSnapshot
+from xdscp.sources.base import WatchingSource
 from xdscp.sources.registry_file import parse_registry_file
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-class FileSource:
+class FileSource(WatchingSource):
     """Polls the file's stat cheaply and re-parses only when its content hash changes.
 
     Polling (not inotify) sees every way files get replaced: in-place writes, editors'

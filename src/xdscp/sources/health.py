@@ -14,6 +14,7 @@ from typing import Any
 
 from xdscp.logfmt import log_event
 from xdscp.metrics import SOURCE_LAST_SYNC, SOURCE_UP
+from xdscp.sources.base import WatchingSource
 
 MAX_BACKOFF = 30.0
 
@@ -49,7 +50,7 @@ class SourceHealth:
                   retry_in=round(self.retry_delay(), 2), **fields)
 
 
-class RemoteSource:
+class RemoteSource(WatchingSource):
     """The part of the Source contract every registry read over the network shares."""
 
     health: SourceHealth

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from xdscp.model.registry import Registry
+from xdscp.sources.embedded.api.nacos import HeartbeatPolicy, NacosApi
+from xdscp.sources.embedded.api.native import RegistryApi
 from xdscp.sources.embedded.checks import CheckSettings, InstanceChecker
 from xdscp.sources.embedded.database import RegistryDatabase
 from xdscp.sources.embedded.etcd_store import EtcdStore
@@ -69,6 +73,13 @@ class EmbeddedSource:
 
     def check(self) -> list[str]:
         return []  # the database was opened (and its schema checked) in __init__
+
+    def routes(self) -> list[web.RouteDef]:
+        """The registration APIs: Nacos' naming Open API and xdscp's own /v1."""
+        s = self.settings
+        beats = HeartbeatPolicy(unhealthy_ms=int(s.heartbeat_unhealthy_after * 1000),
+                                remove_ms=int(s.heartbeat_remove_after * 1000))
+        return NacosApi(self.store, beats).routes() + RegistryApi(self.store).routes()
 
     def close(self) -> None:
         if isinstance(self.store, EmbeddedStore):

@@ -22,10 +22,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from xdscp.admin.request_params import ParamError, Params
 from xdscp.documents import field_path
 from xdscp.model.nacos_names import grouped_name, split_grouped_name
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey
+from xdscp.sources.embedded.api.request_params import ParamError, Params
 from xdscp.sources.embedded.contract import InstanceNotFound, RegistryStore, StoreUnavailable
 
 DEFAULT_CLUSTER = "DEFAULT"
