@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from xdscp.local.ports import free_port
-from xdscp.sources.nacos_grpc_wire import decode, encode
+from xdscp.sources.nacos.protocol import decode, encode
 
 Key = tuple[str, str, str]  # namespace, group, service
 

@@ -17,7 +17,7 @@ from xdscp.config import ZooKeeperSourceConfig
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
 from xdscp.model.service import Instance, ServiceKey
-from xdscp.sources.zookeeper import ZooKeeperSource
+from xdscp.sources.zookeeper.source import ZooKeeperSource
 
 from conftest import Plane, eventually, running_upstreams, start_plane, until
 from zookeeper_server import DubboProvider, ZooKeeperServer, provider_znode, zookeeper_available

@@ -43,11 +43,11 @@ from xdscp.sources.base import Source
 from xdscp.sources.consul import ConsulSource
 from xdscp.sources.embedded.checks import CheckSettings
 from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource, EtcdStoreSettings
-from xdscp.sources.etcd import EtcdSource
+from xdscp.sources.etcd.source import EtcdSource
 from xdscp.sources.file import FileSource
 from xdscp.sources.http import HttpSource
-from xdscp.sources.nacos import NacosSource
-from xdscp.sources.zookeeper import ZooKeeperSource
+from xdscp.sources.nacos.source import NacosSource
+from xdscp.sources.zookeeper.source import ZooKeeperSource
 from xdscp.translation.placeholders import missing_resource
 from xdscp.translation.publisher import Publisher
 from xdscp.translation.service_entries import McpSettings

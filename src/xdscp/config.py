@@ -221,7 +221,7 @@ class _EtcdAccess(_Section):
 
 
 class EtcdSourceConfig(_SourceSection, _EtcdAccess):
-    """``kind: etcd``: instances as JSON values under ``prefix`` (see xdscp.sources.etcd)."""
+    """``kind: etcd``: instances as JSON values under ``prefix`` (see xdscp.sources.etcd.source)."""
 
     kind: Literal["etcd"]
     prefix: str = "/xdscp/services"
@@ -241,7 +241,7 @@ class EmbeddedEtcdConfig(_EtcdAccess):
 
 
 class NacosSourceConfig(_SourceSection):
-    """``kind: nacos``: the services of some groups of one Nacos namespace (see xdscp.sources.nacos)."""
+    """``kind: nacos``: the services of some groups of one Nacos namespace (see xdscp.sources.nacos.source)."""
 
     kind: Literal["nacos"]
     servers: list[str] = Field(default=["http://127.0.0.1:8848"], min_length=1)
@@ -282,7 +282,7 @@ class ConsulSourceConfig(_SourceSection):
 
 
 class ZooKeeperSourceConfig(_SourceSection):
-    """``kind: zookeeper``: Dubbo providers under ``root`` (see xdscp.sources.zookeeper)."""
+    """``kind: zookeeper``: Dubbo providers under ``root`` (see xdscp.sources.zookeeper.source)."""
 
     kind: Literal["zookeeper"]
     hosts: list[str] = Field(default=["127.0.0.1:2181"], min_length=1)

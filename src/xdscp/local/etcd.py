@@ -11,7 +11,7 @@ from typing import Any
 
 from xdscp.local.ports import free_port
 from xdscp.local.processes import terminate, wait_ready
-from xdscp.sources.etcd_client import b64
+from xdscp.sources.etcd.client import b64
 
 
 def etcd_binary() -> str | None:

@@ -33,8 +33,8 @@ from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound, StoreUnavailable
-from xdscp.sources.etcd_client import EtcdClient, EtcdError, delete_op, key_absent, key_present, put_op
-from xdscp.sources.etcd_mirror import EtcdMirror
+from xdscp.sources.etcd.client import EtcdClient, EtcdError, delete_op, key_absent, key_present, put_op
+from xdscp.sources.etcd.mirror import EtcdMirror
 from xdscp.sources.health import SourceHealth
 
 log = logging.getLogger(__name__)

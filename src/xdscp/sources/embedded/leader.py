@@ -15,7 +15,7 @@ import secrets
 import socket
 
 from xdscp.logfmt import log_event
-from xdscp.sources.etcd_client import EtcdClient, EtcdError, key_absent, put_op
+from xdscp.sources.etcd.client import EtcdClient, EtcdError, key_absent, put_op
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from xdscp.sources.embedded.database import RegistryDatabase
 from xdscp.sources.embedded.etcd_store import EtcdStore
 from xdscp.sources.embedded.leader import EtcdLeader
 from xdscp.sources.embedded.store import EmbeddedStore
-from xdscp.sources.etcd_client import EtcdClient
+from xdscp.sources.etcd.client import EtcdClient
 
 
 @dataclass(frozen=True, slots=True)

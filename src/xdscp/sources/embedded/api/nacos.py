@@ -23,12 +23,11 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from xdscp.documents import field_path
-from xdscp.model.nacos_names import grouped_name, split_grouped_name
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey
 from xdscp.sources.embedded.api.request_params import ParamError, Params
 from xdscp.sources.embedded.contract import InstanceNotFound, RegistryStore, StoreUnavailable
+from xdscp.sources.nacos.protocol import DEFAULT_CLUSTER, grouped_name, split_grouped_name
 
-DEFAULT_CLUSTER = "DEFAULT"
 _PARAM_MISSING, _PARAM_INVALID, _SERVICE_NAME_ERROR, _INSTANCE_NOT_FOUND = 10000, 20002, 21000, 21003
 _SERVER_ERROR = 30000
 # Nacos' names for the Instance fields they set.

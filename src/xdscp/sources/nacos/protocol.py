@@ -1,4 +1,6 @@
-"""Nacos' gRPC envelope (2.x and 3.x): every message is a ``Payload`` whose ``metadata.type``
+"""Nacos' wire protocol, for every piece of xdscp that speaks it (the Nacos source, and the
+embedded registry's Nacos APIs): the ``group@@name`` naming rule, host objects, and the
+gRPC envelope of 2.x and 3.x, where every message is a ``Payload`` whose ``metadata.type``
 names a JSON document carried in ``body.value``.
 
 The messages (``Metadata`` and ``Payload``, fields as in Nacos' ``nacos_grpc_service.proto``)
@@ -15,8 +17,48 @@ from typing import Any
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
+from xdscp.model.service import DEFAULT_GROUP
+
+# -- names ---------------------------------------------------------------------------------
+SEPARATOR = "@@"
+DEFAULT_CLUSTER = "DEFAULT"  # the cluster name Nacos gives an instance that names none
+
+
+def split_grouped_name(service_name: str, group: str | None) -> tuple[str, str]:
+    """``DEFAULT_GROUP@@echo`` -> (group, name); a bare name takes ``group`` or the default."""
+    if SEPARATOR in service_name:
+        grp, _, name = service_name.partition(SEPARATOR)
+        return grp, name
+    return group or DEFAULT_GROUP, service_name
+
+
+def grouped_name(group: str, name: str) -> str:
+    return f"{group}{SEPARATOR}{name}"
+
+
+# -- host objects ----------------------------------------------------------------------------
+def nacos_instance(host: dict[str, Any]) -> dict[str, Any]:
+    """A Nacos host object as a registry-file instance (validated later, per instance)."""
+    cluster = host.get("clusterName") or ""
+    return {
+        "host": host.get("ip"),
+        "port": host.get("port"),
+        "weight": host.get("weight", 1.0),
+        "healthy": host.get("healthy", host.get("valid", True)),  # "valid" in Nacos 1.x docs
+        "enabled": host.get("enabled", True),
+        "ephemeral": host.get("ephemeral", True),
+        "cluster": "" if cluster == DEFAULT_CLUSTER else cluster,
+        "metadata": host.get("metadata") or {},
+    }
+
+
+# -- gRPC ------------------------------------------------------------------------------------
 REQUEST_METHOD = "/Request/request"
 BI_STREAM_METHOD = "/BiRequestStream/requestBiStream"
+# What the server may ask on the stream, and the type of the answer it expects.
+SERVER_REQUEST_ANSWERS = {"NotifySubscriberRequest": "NotifySubscriberResponse",
+            "ClientDetectionRequest": "ClientDetectionResponse",
+            "SetupAckRequest": "SetupAckResponse"}
 
 
 class NacosWireError(Exception):

@@ -24,8 +24,8 @@ from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
-from xdscp.sources.etcd_client import EtcdClient
-from xdscp.sources.etcd_mirror import EtcdMirror
+from xdscp.sources.etcd.client import EtcdClient
+from xdscp.sources.etcd.mirror import EtcdMirror
 from xdscp.sources.health import RemoteSource, SourceHealth
 from xdscp.sources.salvage import salvage_services
 

@@ -19,15 +19,18 @@ from typing import Any
 import grpc
 
 from xdscp.logfmt import log_event
-from xdscp.sources.nacos_grpc_wire import BI_STREAM_METHOD, REQUEST_METHOD, NacosWireError, decode, encode
+from xdscp.sources.nacos.protocol import (
+    BI_STREAM_METHOD,
+    REQUEST_METHOD,
+    SERVER_REQUEST_ANSWERS,
+    NacosWireError,
+    decode,
+    encode,
+)
 
 log = logging.getLogger("xdscp.sources.nacos")
 
 CLIENT_VERSION = "xdscp-nacos-push"
-# What the server may ask on the stream, and the type of the answer it expects.
-_ANSWERS = {"NotifySubscriberRequest": "NotifySubscriberResponse",
-            "ClientDetectionRequest": "ClientDetectionResponse",
-            "SetupAckRequest": "SetupAckResponse"}
 
 
 class NacosPushError(Exception):
@@ -118,7 +121,7 @@ class NacosPushSession:
                       code=e.code().name, details=e.details())
 
     def _on_server_request(self, kind: str, body: dict[str, Any]) -> None:
-        answer = _ANSWERS.get(kind)
+        answer = SERVER_REQUEST_ANSWERS.get(kind)
         if kind == "NotifySubscriberRequest" and isinstance(body.get("serviceInfo"), dict):
             self.on_service(body["serviceInfo"])
         if answer is not None:

@@ -1,6 +1,6 @@
 """``kind: nacos`` with ``transport: grpc``: subscribe to every service and apply Nacos' pushes.
 
-Over one push connection (xdscp.sources.nacos_push) the source lists each group's
+Over one push connection (xdscp.sources.nacos.push) the source lists each group's
 services, subscribes to each, and from then on applies every ``NotifySubscriberRequest``
 as it arrives: an instance change reaches Envoy without waiting for a poll. The service
 lists are still read every ``interval`` (Nacos pushes changes of subscribed services,
@@ -22,12 +22,13 @@ from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
-from xdscp.sources.nacos_protocol import NacosError, nacos_instance
-from xdscp.sources.nacos_push import NacosPushError, NacosPushSession
+from xdscp.sources.nacos.errors import NacosError
+from xdscp.sources.nacos.protocol import nacos_instance, split_grouped_name
+from xdscp.sources.nacos.push import NacosPushError, NacosPushSession
 from xdscp.sources.salvage import salvage_services
 
 if TYPE_CHECKING:
-    from xdscp.sources.nacos import NacosSource
+    from xdscp.sources.nacos.source import NacosSource
 
 log = logging.getLogger("xdscp.sources.nacos")
 
@@ -151,7 +152,7 @@ class NacosSubscriptions:
             batch, count = answer.get("serviceNames"), answer.get("count", 0)
             if not isinstance(batch, list) or not isinstance(count, int):
                 raise NacosPushError(f"ServiceListRequest to {session.target}: no service list in the answer")
-            names += [str(n).split("@@", 1)[-1] for n in batch if n]
+            names += [split_grouped_name(str(n), group)[1] for n in batch if n]
             if len(batch) < _PAGE or len(names) >= count:
                 return names
             page += 1
@@ -159,7 +160,7 @@ class NacosSubscriptions:
     def _pushed(self, info: dict[str, Any]) -> None:
         """A NotifySubscriberRequest's serviceInfo: apply that one service now."""
         src = self.source
-        group, _, name = str(info.get("name", "")).rpartition("@@")
+        group, name = split_grouped_name(str(info.get("name", "")), None)
         key = ServiceKey(src.namespace, str(info.get("groupName") or group), name)
         if key in self._subscribing:
             self._accept(key, info)  # applied with its subscription's answer, whichever is newer

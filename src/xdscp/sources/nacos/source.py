@@ -16,7 +16,7 @@ config change. Nacos fields map one to one: ``ip``/``port``/``weight``/``healthy
 ``group@@name`` in namespace ``ns`` becomes the key (ns, group, name), so its Envoy
 cluster is ``name`` in public/DEFAULT_GROUP and ``name.group.ns`` elsewhere.
 
-``transport: grpc`` subscribes and applies pushes instead (xdscp.sources.nacos_subscriptions).
+``transport: grpc`` subscribes and applies pushes instead (xdscp.sources.nacos.subscriptions).
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from xdscp.model.registry import Registry
 from xdscp.model.service import DEFAULT_NAMESPACE, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.sources.health import RemoteSource, SourceHealth
-from xdscp.sources.nacos_protocol import NacosError, NacosLoginFailed, NacosUnreachable, nacos_instance
-from xdscp.sources.nacos_subscriptions import NacosSubscriptions
+from xdscp.sources.nacos.errors import NacosError, NacosLoginFailed, NacosUnreachable
+from xdscp.sources.nacos.protocol import nacos_instance, split_grouped_name
+from xdscp.sources.nacos.subscriptions import NacosSubscriptions
 from xdscp.sources.salvage import salvage_services
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class NacosSource(RemoteSource):
             count = data.get("count", 0)
         if not isinstance(batch, list) or not isinstance(count, int):
             raise NacosError(f"{self._url(0)}: no service list in the answer")
-        return [str(n).split("@@", 1)[-1] for n in batch if n], count
+        return [split_grouped_name(str(n), group)[1] for n in batch if n], count
 
     async def _hosts(self, session: aiohttp.ClientSession, key: ServiceKey) -> list[dict[str, Any]]:
         data = await self._get(session, 1, {

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from xdscp.logfmt import log_event
-from xdscp.sources.etcd_client import EtcdClient, EtcdError, b64, prefix_end, unb64
+from xdscp.sources.etcd.client import EtcdClient, EtcdError, b64, prefix_end, unb64
 from xdscp.sources.health import SourceHealth
 
 log = logging.getLogger(__name__)

@@ -29,9 +29,9 @@ from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
-from xdscp.sources.dubbo_providers import provider_records
 from xdscp.sources.health import RemoteSource, SourceHealth
 from xdscp.sources.salvage import salvage_services
+from xdscp.sources.zookeeper.dubbo_providers import provider_records
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""``kind: etcd`` and the etcd client and list+watch mirror the embedded registry's etcd store shares."""

@@ -1,0 +1,1 @@
+"""``kind: zookeeper``: Dubbo providers registered in ZooKeeper."""
