@@ -39,11 +39,12 @@ from envoy.service.discovery.v3.discovery_pb2 import (
 from synthetic_registry import synthetic_registry
 
 from xdscp.cache import wire
+from xdscp.config import Config
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.ports import free_port
+from xdscp.runtime_settings import translator
 from xdscp.server.services import GRPC_SERVER_OPTIONS
 from xdscp.sources.embedded.database import RegistryDatabase
-from xdscp.translation.translator import ListenerSettings, Translator
 from xdscp.type_urls import CLUSTER, ENDPOINT
 
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
@@ -135,7 +136,7 @@ def _floor_server(port: int, control_port: int, services: int, instances: int, d
     from xdscp.cache.resource import Resource
 
     svcs = synthetic_registry(services, instances)
-    snap = Translator(ListenerSettings()).update({s.key: s for s in svcs}, [s.key for s in svcs])
+    snap = translator(Config()).update({s.key: s for s in svcs}, [s.key for s in svcs])
     cds, eds = snap.get(CLUSTER), snap.get(ENDPOINT)
     target = svcs[services // 2]
     changed_svc = target.model_copy(update={"instances": (

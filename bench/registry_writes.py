@@ -19,11 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from xdscp.config import EmbeddedEtcdConfig, EmbeddedSourceConfig, InstanceCheckConfig
 from xdscp.local.etcd import EtcdServer, etcd_binary
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, ServiceKey
 from xdscp.sources.embedded.contract import RegistryStore
-from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource, EtcdStoreSettings
+from xdscp.sources.embedded.source import EmbeddedSource
 
 KEY = ServiceKey("public", "DEFAULT_GROUP", "bench")
 
@@ -38,7 +39,7 @@ def line(what: str, samples: list[float]) -> str:
     return f"  {what:<44} p50 {statistics.median(ms):7.2f} ms   p99 {pct(ms, 0.99):7.2f} ms   (n={len(ms)})"
 
 
-async def start(settings: EmbeddedSettings) -> tuple[EmbeddedSource, Registry, asyncio.Task[None]]:
+async def start(settings: EmbeddedSourceConfig) -> tuple[EmbeddedSource, Registry, asyncio.Task[None]]:
     source = EmbeddedSource("embedded", settings)
     registry = Registry(["embedded"])
     task = asyncio.create_task(source.run(registry))
@@ -84,7 +85,8 @@ def has_port(store: RegistryStore, port: int) -> bool:
 
 async def run(writes: int, workdir: Path) -> None:
     print(f"embedded registry writes, {writes} per case")
-    sqlite, _, task = await start(EmbeddedSettings(workdir / "reg.db", checks=None))
+    sqlite, _, task = await start(EmbeddedSourceConfig(kind="embedded", database=workdir / "reg.db",
+                                                       instance_check=InstanceCheckConfig(enabled=False)))
     print("SQLite (one node, synchronous=FULL):")
     print(line("register persistent", await timed_writes(sqlite.store, writes, False)))
     print(line("register ephemeral", await timed_writes(sqlite.store, writes, True)))
@@ -96,7 +98,9 @@ async def run(writes: int, workdir: Path) -> None:
     etcd = EtcdServer(workdir).start()
     try:
         # long leases: the heartbeats below come after all the writes
-        settings = EmbeddedSettings(None, 600, 1200, 0.5, None, EtcdStoreSettings([etcd.url]))
+        settings = EmbeddedSourceConfig(kind="embedded", store="etcd", database=None, heartbeat_unhealthy_after=600,
+                                        heartbeat_remove_after=1200, instance_check=InstanceCheckConfig(enabled=False),
+                                        etcd=EmbeddedEtcdConfig(endpoints=[etcd.url]))
         a, _, ta = await start(settings)
         b, _, tb = await start(settings)
         print("etcd (two replicas, one etcd member on loopback):")

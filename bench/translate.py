@@ -14,8 +14,8 @@ import time
 
 from synthetic_registry import synthetic_registry
 
-from xdscp.translation.service_entries import McpSettings
-from xdscp.translation.translator import ListenerSettings, Translator
+from xdscp import runtime_settings
+from xdscp.config import Config, McpConfig
 from xdscp.type_urls import CLUSTER, ENDPOINT
 
 
@@ -30,7 +30,7 @@ def main() -> None:
     t0 = time.perf_counter()
     services = synthetic_registry(args.services, args.instances, ephemeral=True)
     t1 = time.perf_counter()
-    translator = Translator(ListenerSettings(), mcp=McpSettings() if args.mcp else None)
+    translator = runtime_settings.translator(Config(mcp=McpConfig(enabled=args.mcp)))
     view = {s.key: s for s in services}
     first = translator.update(view, list(view))
     t2 = time.perf_counter()

@@ -15,15 +15,14 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from xdscp.config import EmbeddedEtcdConfig, EmbeddedSourceConfig, InstanceCheckConfig
+from xdscp.config import Config, EmbeddedEtcdConfig, EmbeddedSourceConfig, InstanceCheckConfig
 from xdscp.local.etcd import EtcdServer, etcd_binary, etcd_cluster
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
-from xdscp.sources.embedded.checks import CheckSettings
+from xdscp.runtime_settings import translator
 from xdscp.sources.embedded.contract import CheckTarget, StoreUnavailable
 from xdscp.sources.embedded.etcd_store import EtcdStore
-from xdscp.sources.embedded.source import EmbeddedSettings, EmbeddedSource, EtcdStoreSettings
-from xdscp.translation.translator import ListenerSettings, Translator
+from xdscp.sources.embedded.source import EmbeddedSource
 
 from conftest import Plane, eventually, start_plane
 
@@ -67,10 +66,12 @@ async def pair(replicas: list[Replica], etcd: EtcdServer) -> list[Replica]:
     return [await start(replicas, [etcd.url]) for _ in range(2)]
 
 
-async def start(replicas: list[Replica], endpoints: list[str], checks: CheckSettings | None = None,
+async def start(replicas: list[Replica], endpoints: list[str], checks: InstanceCheckConfig | None = None,
                  unhealthy_after: float = 2.0, remove_after: float = 4.0) -> Replica:
-    settings = EmbeddedSettings(None, unhealthy_after, remove_after, 0.5, checks,
-                                EtcdStoreSettings(endpoints, timeout=2.0, leader_ttl=2))
+    settings = EmbeddedSourceConfig(kind="embedded", store="etcd", database=None,
+                                    heartbeat_unhealthy_after=unhealthy_after, heartbeat_remove_after=remove_after,
+                                    instance_check=checks or InstanceCheckConfig(enabled=False),
+                                    etcd=EmbeddedEtcdConfig(endpoints=endpoints, timeout=2.0, leader_ttl=2))
     source = EmbeddedSource("embedded", settings)
     registry = Registry(["embedded"])
     replica = Replica(source, registry, asyncio.create_task(source.run(registry)))
@@ -108,7 +109,7 @@ async def test_replicas_translate_to_identical_resource_versions(pair: list[Repl
     for port in range(9000, 9010):
         await (a if port % 2 else b).store.register(ECHO, Instance(host="127.0.0.1", port=port, ephemeral=False))
     await eventually(lambda: len(a.health()) == len(b.health()) == 10, what="both have all ten")
-    snapshots = [Translator(ListenerSettings("ingress", "0.0.0.0", 10000, "ingress")).update(
+    snapshots = [translator(Config()).update(
         r.registry.services, r.registry.services.keys()) for r in (a, b)]
     assert snapshots[0].version == snapshots[1].version
     per_type = [{url: t.version for url, t in snap.types.items()} for snap in snapshots]
@@ -136,7 +137,7 @@ async def test_silent_ephemeral_instance_goes_unhealthy_then_away_on_every_repli
 
 
 async def test_only_the_leader_checks_and_another_takes_over(replicas: list[Replica], etcd: EtcdServer) -> None:
-    checks = CheckSettings(interval=0.2, timeout=0.2, healthy_threshold=1, unhealthy_threshold=1)
+    checks = InstanceCheckConfig(interval=0.2, timeout=0.2, healthy_threshold=1, unhealthy_threshold=1)
     a = await start(replicas, [etcd.url], checks)
     b = await start(replicas, [etcd.url], checks)
     await eventually(lambda: a.source.leader is not None and b.source.leader is not None

@@ -157,7 +157,7 @@ def test_salvage_reports_each_dropped_entry() -> None:
 
 
 def test_backoff_doubles_while_failing_and_resets() -> None:
-    src = HttpSource("s", "http://127.0.0.1:1/x", interval=1.0)
+    src = HttpSource("s", HttpSourceConfig(kind="http", url="http://127.0.0.1:1/x", interval=1.0))
     delays = []
     for _ in range(7):
         src._fail("down")

@@ -10,11 +10,12 @@ from contextlib import asynccontextmanager
 
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import DEFAULT_GROUP
+from xdscp.config import Config
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service
 from xdscp.model.updates import FullSnapshot, ServiceChange
+from xdscp.runtime_settings import translator
 from xdscp.translation.publisher import Publisher
-from xdscp.translation.translator import ListenerSettings, Translator
 from xdscp.type_urls import ENDPOINT
 
 from conftest import eventually
@@ -31,7 +32,7 @@ async def publishing(debounce: float, debounce_max: float | None = None) -> Asyn
     """A publisher on a manual clock, past its first publish."""
     registry = Registry(["s"])
     clock = ManualClock(start=1024.0)
-    publisher = Publisher(registry, Translator(ListenerSettings()), SnapshotCache(), debounce, debounce_max,
+    publisher = Publisher(registry, translator(Config()), SnapshotCache(), debounce, debounce_max,
                           clock=clock)
     task = asyncio.create_task(publisher.run())
     try:

@@ -16,6 +16,8 @@ from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import node_grouper
 from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
+from xdscp.config import XdsLimitsConfig
+from xdscp.runtime_settings import stream_limits
 from xdscp.server.delta import DeltaStream
 from xdscp.server.sotw import SotwStream
 from xdscp.server.stream import ServerEnv
@@ -25,7 +27,8 @@ from xdscp.type_urls import CLUSTER, ENDPOINT
 
 
 def env() -> ServerEnv:
-    return ServerEnv(SnapshotCache(), node_grouper("cluster"), StreamTracker(), missing_resource)
+    return ServerEnv(SnapshotCache(), node_grouper("cluster"), StreamTracker(), missing_resource,
+                     stream_limits(XdsLimitsConfig()))
 
 
 def cla(name: str, port: int) -> Resource:

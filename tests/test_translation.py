@@ -5,8 +5,9 @@ from __future__ import annotations
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.core.v3 import health_check_pb2
 
+from xdscp.config import Config, ListenerConfig, XdsConfig
 from xdscp.model.service import Instance, Service
-from xdscp.translation.translator import ListenerSettings, SourceSettings, Translator
+from xdscp.runtime_settings import translator
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 
@@ -18,8 +19,8 @@ def inst(port: int, **fields) -> Instance:
     return Instance(host="127.0.0.1", port=port, **fields)
 
 
-def translate(*services: Service) -> tuple[Translator, object]:
-    t = Translator(ListenerSettings(port=10080))
+def translate(*services: Service) -> tuple[object, object]:
+    t = translator(Config(listener=ListenerConfig(port=10080)))
     snap = t.update({s.key: s for s in services}, [s.key for s in services])
     return t, snap
 
@@ -84,7 +85,7 @@ def test_listener_and_routes() -> None:
 
 
 def test_per_type_config_source_points_eds_and_rds_at_the_xds_cluster() -> None:
-    t = Translator(ListenerSettings(), SourceSettings("delta_grpc", "cp"))
+    t = translator(Config(xds=XdsConfig(config_source="delta_grpc", xds_cluster="cp")))
     s = svc("echo", inst(1))
     snap = t.update({s.key: s}, [s.key])
     eds = snap.get(CLUSTER).resources["echo"].message.eds_cluster_config.eds_config

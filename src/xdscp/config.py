@@ -9,17 +9,10 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from xdscp.addresses import split_host_port
 from xdscp.cache.node_group import node_grouper
 from xdscp.documents import load_document
 from xdscp.errors import ConfigError, DocumentError
-
-
-def split_host_port(address: str) -> tuple[str, int]:
-    """'127.0.0.1:18000' or '[::1]:18000' -> (host, port); ValueError otherwise."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"{address!r} is not host:port")
-    return host.strip("[]"), int(port)
 
 
 class _Section(BaseModel):
@@ -206,7 +199,7 @@ class HttpSourceConfig(_SourceSection):
         return _check_http_urls([v])[0]
 
 
-class _EtcdAccess(_Section):
+class EtcdAccessConfig(_Section):
     """How to reach an etcd cluster (its v3 JSON gateway, on the client port)."""
 
     endpoints: list[str] = Field(default=["http://127.0.0.1:2379"], min_length=1)
@@ -220,7 +213,7 @@ class _EtcdAccess(_Section):
         return _check_http_urls(v)
 
 
-class EtcdSourceConfig(_SourceSection, _EtcdAccess):
+class EtcdSourceConfig(_SourceSection, EtcdAccessConfig):
     """``kind: etcd``: instances as JSON values under ``prefix`` (see xdscp.sources.etcd.source)."""
 
     kind: Literal["etcd"]
@@ -229,7 +222,7 @@ class EtcdSourceConfig(_SourceSection, _EtcdAccess):
     _absolute = field_validator("prefix")(classmethod(lambda cls, v: _below_root(v)))
 
 
-class EmbeddedEtcdConfig(_EtcdAccess):
+class EmbeddedEtcdConfig(EtcdAccessConfig):
     """Where replicas of the embedded registry keep their shared state (``store: etcd``)."""
 
     prefix: str = "/xdscp/registry"

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from xdscp.config import split_host_port
+from xdscp.addresses import split_host_port
 
 XDS_CLUSTER = "xdscp"
 

@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 
 from xdscp import __version__
-from xdscp.app import build_sources, serve_forever
-from xdscp.config import Config, load_config, split_host_port
+from xdscp.addresses import split_host_port
+from xdscp.app import serve_forever
+from xdscp.config import Config, load_config
 from xdscp.errors import ConfigError, XdscpError
 from xdscp.logfmt import configure_logging
+from xdscp.sources.kinds import build_sources
 
 
 def _address(value: str) -> str:

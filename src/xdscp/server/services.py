@@ -1,4 +1,4 @@
-"""Registers the xDS gRPC services (ADS and per-type, SotW and Delta) on a grpc.aio server.
+"""The xDS gRPC services (ADS and per-type, SotW and Delta) as grpc.aio handlers.
 
 Handlers take and return raw bytes: requests are parsed inside the stream (so garbage
 gets a clear INVALID_ARGUMENT), and responses are pre-assembled from cached bytes.
@@ -13,8 +13,7 @@ from collections.abc import AsyncIterator
 import grpc
 from grpc import aio
 
-from xdscp.config import split_host_port
-from xdscp.errors import BindError, LimitExceeded, PermissionDenied, ProtocolError
+from xdscp.errors import LimitExceeded, PermissionDenied, ProtocolError
 from xdscp.logfmt import log_event
 from xdscp.metrics import REJECTED_REQUESTS
 from xdscp.server.delta import DeltaStream
@@ -111,40 +110,3 @@ def add_xds_services(server: aio.Server, env: ServerEnv) -> None:
             delta: _handler(DeltaStream, env, fixed_type),
         }))
     server.add_generic_rpc_handlers(tuple(handlers))
-
-
-def build_xds_server(env: ServerEnv, *, reuse_port: bool = False,
-                     max_message_bytes: int = 16 * 1024 * 1024) -> aio.Server:
-    """A grpc.aio server with every xDS service. ``reuse_port`` lets worker processes
-    share one port; without it a second xdscp on the same port fails to bind, as it should.
-    A request larger than ``max_message_bytes`` is refused by gRPC (RESOURCE_EXHAUSTED)."""
-    options = [*GRPC_SERVER_OPTIONS, ("grpc.so_reuseport", int(reuse_port)),
-               ("grpc.max_receive_message_length", max_message_bytes)]
-    server = aio.server(options=options)
-    add_xds_services(server, env)
-    return server
-
-
-def bind_xds(server: aio.Server, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
-    """Bind ``host:port`` (IPv6 hosts unbracketed), with TLS when given ``credentials``;
-    return the port, or raise BindError."""
-    host, port = split_host_port(address)
-    bind_to = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    try:
-        if credentials is not None:
-            return server.add_secure_port(bind_to, credentials)
-        return server.add_insecure_port(bind_to)
-    except RuntimeError:  # grpc says only "Failed to bind"
-        raise BindError("xDS", address, "address in use or not available") from None
-
-
-async def end_streams(env: ServerEnv, deadline: float) -> tuple[int, int]:
-    """Shut down: refuse new streams, wake every open one so it ends (UNAVAILABLE) after what
-    it is writing, and wait for them until ``deadline`` (loop time). (closed, still open)."""
-    loop = asyncio.get_running_loop()
-    env.shutting_down.set()
-    env.tracker.wake_all()
-    opened = len(env.tracker)
-    while len(env.tracker) and loop.time() < deadline:
-        await asyncio.sleep(0.01)
-    return opened - len(env.tracker), len(env.tracker)

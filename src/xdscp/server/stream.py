@@ -48,20 +48,21 @@ class ServerEnv:
     grouper: NodeGrouper
     tracker: StreamTracker
     placeholder: Callable[[str, str], Resource | None]
+    limits: StreamLimits
     names: NamesPool = field(default_factory=NamesPool)
     # Set on shutdown: every stream ends after what it is sending, and new ones are refused.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
     policy: NodePolicy = field(default_factory=NodePolicy)
-    limits: StreamLimits = field(default_factory=lambda: StreamLimits())
 
 
 @dataclass(frozen=True, slots=True)
 class StreamLimits:
-    """Per-process and per-stream bounds; going past one ends the stream (RESOURCE_EXHAUSTED)."""
+    """Per-process and per-stream bounds; going past one ends the stream (RESOURCE_EXHAUSTED).
+    Defaults: config's ``xds.limits``."""
 
-    max_streams: int = 100_000
-    max_names: int = 200_000  # resource names one stream may subscribe to, per type
-    max_requests_per_second: float = 100.0  # per stream, with a burst of twice that
+    max_streams: int
+    max_names: int  # resource names one stream may subscribe to, per type
+    max_requests_per_second: float  # per stream, with a burst of twice that
 
 
 class Stream(ABC):

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from xdscp.background import cancel_and_wait
+from xdscp.config import ConsulSourceConfig
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Service, ServiceKey
@@ -41,15 +42,14 @@ class ConsulSource(RemoteSource):
 
     kind = "consul"
 
-    def __init__(self, name: str, address: str, datacenter: str | None = None, token: str | None = None,
-                 warning_as: str = "healthy", wait: float = 30.0, timeout: float = 5.0) -> None:
+    def __init__(self, name: str, cfg: ConsulSourceConfig) -> None:
         self.name = name
-        self.address = address.rstrip("/")
-        self.datacenter = datacenter
-        self.token = token
-        self.warning_healthy = warning_as == "healthy"
-        self.wait = wait
-        self.timeout = timeout
+        self.address = cfg.address.rstrip("/")
+        self.datacenter = cfg.datacenter
+        self.token = cfg.token
+        self.warning_healthy = cfg.warning_as == "healthy"
+        self.wait = cfg.wait
+        self.timeout = cfg.timeout
         self.health = SourceHealth(name, log, 0.5)
         self._records: dict[str, dict[str, Any]] = {}  # service -> its last record
         self._synced = False

@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+from xdscp.config import FileSourceConfig
 from xdscp.errors import DocumentError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
@@ -36,10 +37,10 @@ class FileSource(WatchingSource):
 
     kind = "file"
 
-    def __init__(self, name: str, path: Path, poll_interval: float = 0.02) -> None:
+    def __init__(self, name: str, cfg: FileSourceConfig) -> None:
         self.name = name
-        self.path = path
-        self.poll_interval = poll_interval
+        self.path = cfg.path
+        self.poll_interval = cfg.poll_interval
         self._last_signature: tuple[int, int, int] | None = None
         self._last_digest: bytes | None = None
         self.last_error: str | None = None

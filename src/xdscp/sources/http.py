@@ -18,10 +18,10 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
 
 import aiohttp
 
+from xdscp.config import HttpSourceConfig
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.updates import FullSnapshot
@@ -42,14 +42,13 @@ class HttpSource(RemoteSource):
 
     kind = "http"
 
-    def __init__(self, name: str, url: str, interval: float = 1.0, timeout: float = 5.0,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, name: str, cfg: HttpSourceConfig) -> None:
         self.name = name
-        self.url = url
-        self.interval = interval
-        self.timeout = timeout
-        self.headers = dict(headers or {})
-        self.health = SourceHealth(name, log, max(interval, 0.5))
+        self.url = cfg.url
+        self.interval = cfg.interval
+        self.timeout = cfg.timeout
+        self.headers = dict(cfg.headers)
+        self.health = SourceHealth(name, log, max(cfg.interval, 0.5))
         self._etag: str | None = None
         self._digest: bytes | None = None
 

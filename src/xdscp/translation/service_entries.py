@@ -50,12 +50,12 @@ SERVICE_LABEL = "xdscp.io/service"
 
 @dataclass(frozen=True, slots=True)
 class McpSettings:
-    """How services are shaped for Istio (see the module docstring)."""
+    """How services are shaped for Istio (see the module docstring; defaults: config's ``mcp``)."""
 
-    namespace: str = "istio-system"
-    host_suffix: str = "xdscp"
-    service_port: int = 80
-    workload_entries: bool = False
+    namespace: str
+    host_suffix: str
+    service_port: int
+    workload_entries: bool
 
 
 def istio_host(key: ServiceKey, suffix: str) -> str:

@@ -36,21 +36,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class ListenerSettings:
-    """The one HTTP ingress listener every node is served."""
+    """The one HTTP ingress listener every node is served (defaults: config's ``listener``)."""
 
-    name: str = "ingress_http"
-    address: str = "0.0.0.0"
-    port: int = 10000
-    route_config_name: str = "ingress_http"
+    name: str
+    address: str
+    port: int
+    route_config_name: str
 
 
 @dataclass(frozen=True, slots=True)
-class SourceSettings:
-    """How served resources point Envoy at their EDS/RDS: ADS, or per-type streams."""
+class ConfigSourceSettings:
+    """How served resources point Envoy at their EDS/RDS: ADS, or per-type streams (defaults: config's ``xds``)."""
 
-    mode: ConfigSourceMode = "ads"
-    xds_cluster: str = "xdscp"
-    rest_refresh_delay: float = 1.0
+    mode: ConfigSourceMode
+    xds_cluster: str
+    rest_refresh_delay: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class _Translated:
 class Translator:
     """Keeps the last translation of every service and evolves the snapshot from it."""
 
-    def __init__(self, listener: ListenerSettings, sources: SourceSettings = SourceSettings(),
+    def __init__(self, listener: ListenerSettings, sources: ConfigSourceSettings,
                  mcp: McpSettings | None = None) -> None:
         self._listener = listener
         self._mcp = mcp

@@ -5,18 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from typing import Any
 
+from xdscp import runtime_settings
 from xdscp.cache.cache import SnapshotCache
-from xdscp.cache.node_group import node_grouper
-from xdscp.config import AuthorizationConfig, XdsLimitsConfig, XdsTlsConfig
+from xdscp.config import AuthorizationConfig, XdsConfig
 from xdscp.logfmt import log_event
-from xdscp.server.services import bind_xds, build_xds_server, end_streams
-from xdscp.server.stream import ServerEnv
-from xdscp.server.tracker import StreamTracker
-from xdscp.server.xds_settings import node_policy, stream_limits, tls_credentials
-from xdscp.translation.placeholders import missing_resource
+from xdscp.server.xds_server import XdsServer
+from xdscp.signals import stop_on_signals
 from xdscp.workers.relay import CacheRelay
 
 log = logging.getLogger(__name__)
@@ -25,36 +21,26 @@ log = logging.getLogger(__name__)
 async def run_follower(upstream: str, xds_address: str, node_group_by: str = "cluster",
                        settings: dict[str, Any] | None = None) -> None:
     """Serve ``xds_address`` (shared with the owner) until SIGTERM/SIGINT. ``settings``: the
-    owner's limits, ``shutdown_grace``, ``tls`` and ``authorization``, so a stream is treated
-    alike whichever process took it, and ``relay_token``, which the owner's node policy admits."""
+    owner's ``xds`` and ``authorization`` config sections, so a stream is treated alike
+    whichever process took it, and ``relay_token``, which the owner's node policy admits."""
     given = settings or {}
-    limits = XdsLimitsConfig.model_validate(given.get("limits") or {})
-    tls = XdsTlsConfig.model_validate(given["tls"]) if given.get("tls") else None
-    policy = node_policy(AuthorizationConfig.model_validate(given.get("authorization") or {}))
+    xds = XdsConfig.model_validate(given.get("xds") or {"workers": 2})
+    policy = runtime_settings.node_policy(AuthorizationConfig.model_validate(given.get("authorization") or {}))
     cache = SnapshotCache()
-    tracker = StreamTracker()
-    env = ServerEnv(cache, node_grouper(node_group_by), tracker, missing_resource, policy=policy,
-                    limits=stream_limits(limits))
-    server = build_xds_server(env, reuse_port=True, max_message_bytes=limits.max_message_bytes)
-    port = bind_xds(server, xds_address, tls_credentials(tls))
-    await server.start()
+    server = XdsServer(cache, runtime_settings.xds_server_settings(xds, policy, node_group_by, xds_address))
+    port = await server.start()
     relay = CacheRelay(upstream, cache, token=given.get("relay_token"))
     task = asyncio.create_task(relay.run())
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     watch = asyncio.create_task(_exit_with_parent(stop))
     log_event(log, logging.INFO, "worker.started", xds=xds_address, port=port, upstream=upstream)
     try:
         await stop.wait()
     finally:
         # As the owner does: end every stream with UNAVAILABLE after its in-flight send.
-        deadline = loop.time() + float(given.get("shutdown_grace", 5.0))
-        await end_streams(env, deadline)
         task.cancel()
         watch.cancel()
-        await server.stop(max(0.0, deadline - loop.time()))
+        await server.stop(asyncio.get_running_loop().time() + xds.shutdown_grace)
         log_event(log, logging.INFO, "worker.stopped", xds=xds_address)
 
 

@@ -6,11 +6,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
 import aiohttp
 
+from xdscp.config import InstanceCheckConfig
 from xdscp.logfmt import log_event
 from xdscp.sources.embedded.contract import CheckTarget, RegistryStore, StoreUnavailable
 
@@ -18,19 +17,6 @@ log = logging.getLogger(__name__)
 
 # Probes run concurrently, but not all at once against thousands of instances.
 _MAX_CONCURRENT_PROBES = 256
-
-
-@dataclass(frozen=True, slots=True)
-class CheckSettings:
-    """How persistent instances are probed, and how many results flip their health."""
-
-    type: Literal["tcp", "http"] = "tcp"
-    path: str = "/health"
-    expected_statuses: tuple[int, ...] = (200,)
-    interval: float = 2.0
-    timeout: float = 1.0
-    healthy_threshold: int = 2
-    unhealthy_threshold: int = 2
 
 
 async def probe_tcp(host: str, port: int, timeout: float) -> bool:
@@ -44,7 +30,7 @@ async def probe_tcp(host: str, port: int, timeout: float) -> bool:
     return True
 
 
-async def probe_http(session: aiohttp.ClientSession, host: str, port: int, settings: CheckSettings) -> bool:
+async def probe_http(session: aiohttp.ClientSession, host: str, port: int, settings: InstanceCheckConfig) -> bool:
     url = f"http://{host}:{port}{settings.path}" if ":" not in host else f"http://[{host}]:{port}{settings.path}"
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=settings.timeout),
@@ -60,7 +46,7 @@ class InstanceChecker:
     ``active`` says whether this process probes now: with replicas, only the leader does.
     """
 
-    def __init__(self, store: RegistryStore, settings: CheckSettings,
+    def __init__(self, store: RegistryStore, settings: InstanceCheckConfig,
                  active: Callable[[], bool] = lambda: True) -> None:
         self.store = store
         self.settings = settings

@@ -8,17 +8,18 @@ leader through etcd runs the checks, so each instance is probed once per interva
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Coroutine
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from xdscp.config import EmbeddedSourceConfig
+from xdscp.errors import ConfigError
 from xdscp.model.registry import Registry
 from xdscp.sources.embedded.api.nacos import HeartbeatPolicy, NacosApi
 from xdscp.sources.embedded.api.native import RegistryApi
-from xdscp.sources.embedded.checks import CheckSettings, InstanceChecker
+from xdscp.sources.embedded.checks import InstanceChecker
 from xdscp.sources.embedded.database import RegistryDatabase
 from xdscp.sources.embedded.etcd_store import EtcdStore
 from xdscp.sources.embedded.leader import EtcdLeader
@@ -26,45 +27,27 @@ from xdscp.sources.embedded.store import EmbeddedStore
 from xdscp.sources.etcd.client import EtcdClient
 
 
-@dataclass(frozen=True, slots=True)
-class EtcdStoreSettings:
-    endpoints: list[str]
-    prefix: str = "/xdscp/registry"
-    timeout: float = 5.0
-    username: str | None = None
-    password: str | None = None
-    leader_ttl: int = 5
-
-
-@dataclass(frozen=True, slots=True)
-class EmbeddedSettings:
-    database: Path | None  # None: nothing survives a restart
-    heartbeat_unhealthy_after: float = 15.0
-    heartbeat_remove_after: float = 30.0
-    expiry_interval: float = 0.5
-    checks: CheckSettings | None = CheckSettings()  # None: persistent instances are not probed
-    etcd: EtcdStoreSettings | None = None  # set: replicas share the state in etcd (database unused)
-
-
 class EmbeddedSource:
     """``kind: embedded``; its store is what the registration APIs write to."""
 
     kind = "embedded"
 
-    def __init__(self, name: str, settings: EmbeddedSettings) -> None:
+    def __init__(self, name: str, cfg: EmbeddedSourceConfig) -> None:
         self.name = name
-        self.settings = settings
+        self.settings = cfg
         self.store: EmbeddedStore | EtcdStore
         self.leader: EtcdLeader | None = None
-        if settings.etcd is not None:
-            e = settings.etcd
-            client = EtcdClient(e.endpoints, e.timeout, e.username, e.password)
-            self.store = EtcdStore(name, client, e.prefix, settings.heartbeat_unhealthy_after,
-                                   settings.heartbeat_remove_after)
-            self.leader = EtcdLeader(client, self.store.prefix + "leader", e.leader_ttl)
+        if cfg.etcd is not None:  # set exactly when store is etcd (the config checks it)
+            client = EtcdClient(cfg.etcd)
+            self.store = EtcdStore(name, client, cfg.etcd.prefix, cfg.heartbeat_unhealthy_after,
+                                   cfg.heartbeat_remove_after)
+            self.leader = EtcdLeader(client, self.store.prefix + "leader", cfg.etcd.leader_ttl)
         else:
-            db = RegistryDatabase(settings.database) if settings.database is not None else None
-            self.store = EmbeddedStore(name, db)
+            try:
+                db = RegistryDatabase(cfg.database) if cfg.database is not None else None
+                self.store = EmbeddedStore(name, db)
+            except (sqlite3.Error, OSError) as e:
+                raise ConfigError(f"cannot open the embedded registry database {cfg.database}: {e}") from None
 
     @property
     def last_error(self) -> str | None:
@@ -92,11 +75,11 @@ class EmbeddedSource:
             tasks.append(self.store.run())
         else:
             tasks.append(self._expire_forever(self.store))
-        if self.settings.checks is not None:
+        if self.settings.instance_check.enabled:
             leader = self.leader
             if leader is not None:
                 tasks.append(leader.run())
-            tasks.append(InstanceChecker(self.store, self.settings.checks,
+            tasks.append(InstanceChecker(self.store, self.settings.instance_check,
                                          (lambda: leader.is_leader) if leader is not None else lambda: True).run())
         await asyncio.gather(*tasks)
 

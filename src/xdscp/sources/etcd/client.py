@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from xdscp.config import EtcdAccessConfig
 from xdscp.errors import XdscpError
 
 _MAX_LINE = 64 * 1024 * 1024
@@ -71,8 +72,8 @@ def prefix_end(prefix: str) -> str:
 class EtcdClient:
     """Calls to one etcd cluster; owns its HTTP session (``close()`` it)."""
 
-    def __init__(self, endpoints: list[str], timeout: float = 5.0,
-                 username: str | None = None, password: str | None = None) -> None:
+    def __init__(self, access: EtcdAccessConfig) -> None:
+        endpoints, timeout, username, password = access.endpoints, access.timeout, access.username, access.password
         if not endpoints:
             raise EtcdError("no etcd endpoints given")
         self.endpoints = [e.rstrip("/") for e in endpoints]

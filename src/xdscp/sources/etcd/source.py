@@ -20,6 +20,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from xdscp.config import EtcdSourceConfig
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
@@ -37,12 +38,11 @@ class EtcdSource(RemoteSource):
 
     kind = "etcd"
 
-    def __init__(self, name: str, endpoints: list[str], prefix: str = "/xdscp/services",
-                 timeout: float = 5.0, username: str | None = None, password: str | None = None) -> None:
+    def __init__(self, name: str, cfg: EtcdSourceConfig) -> None:
         self.name = name
         self.health = SourceHealth(name, log, 0.5)
-        self.client = EtcdClient(endpoints, timeout, username, password)
-        self.mirror = EtcdMirror(name, self.client, prefix, self.health, self._reset, self._changed)
+        self.client = EtcdClient(cfg)
+        self.mirror = EtcdMirror(name, self.client, cfg.prefix, self.health, self._reset, self._changed)
         self.prefix = self.mirror.prefix
         self._applied: dict[str, ServiceKey] = {}  # service name -> the key it was applied under
         self._registry: Registry | None = None

@@ -29,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from xdscp.config import NacosSourceConfig
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import DEFAULT_NAMESPACE, ServiceKey
@@ -36,6 +37,7 @@ from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.sources.health import RemoteSource, SourceHealth
 from xdscp.sources.nacos.errors import NacosError, NacosLoginFailed, NacosUnreachable
 from xdscp.sources.nacos.protocol import nacos_instance, split_grouped_name
+from xdscp.sources.nacos.servers import NacosServers
 from xdscp.sources.nacos.subscriptions import NacosSubscriptions
 from xdscp.sources.salvage import salvage_services
 
@@ -49,7 +51,6 @@ _PATHS = {
     "v3": ("/nacos/v3/admin/ns/service/list", "/nacos/v3/client/ns/instance/list"),
 }
 _DETECT_ORDER = ("v1", "v3", "v2")  # v1 answers on 1.x and 2.x; 3.x turns it off
-_LOGIN_PATHS = ("/nacos/v1/auth/login", "/nacos/v3/auth/user/login")
 _PAGE = 500  # the most Nacos 3's admin API gives per page
 _CONCURRENCY = 16
 
@@ -59,29 +60,22 @@ class NacosSource(RemoteSource):
 
     kind = "nacos"
 
-    def __init__(self, name: str, servers: list[str], namespace: str = DEFAULT_NAMESPACE,
-                 groups: tuple[str, ...] = ("DEFAULT_GROUP",), api_version: str = "auto",
-                 interval: float = 1.0, timeout: float = 5.0, username: str | None = None,
-                 password: str | None = None, access_token: str | None = None, transport: str = "http",
-                 grpc_port: int | None = None) -> None:
+    def __init__(self, name: str, cfg: NacosSourceConfig) -> None:
         self.name = name
-        self.servers = [s.rstrip("/") for s in servers]
-        self.namespace = namespace or DEFAULT_NAMESPACE
-        self.groups = tuple(groups)
-        self.auto = api_version == "auto"
-        self.api: str = "v1" if self.auto else api_version
+        self.namespace = cfg.namespace or DEFAULT_NAMESPACE
+        self.groups = tuple(cfg.groups)
+        self.auto = cfg.api_version == "auto"
+        self.api: str = "v1" if self.auto else cfg.api_version
         self._detected = not self.auto
-        self.interval = interval
-        self.timeout = timeout
-        self.username, self.password = username, password
-        self._token = access_token
-        self._static_token = access_token is not None
+        self.interval = cfg.interval
+        self.timeout = cfg.timeout
+        self.servers = NacosServers(cfg)
         # Polling retries on its own rhythm; a push connection is re-opened at once.
-        self.health = SourceHealth(name, log, 0.5 if transport == "grpc" else max(interval, 0.5))
-        self._server = 0
+        self.health = SourceHealth(name, log, 0.5 if cfg.transport == "grpc" else max(cfg.interval, 0.5))
         self._digests: dict[ServiceKey, bytes] = {}  # of each service's last applied record
         self._synced = False
-        self.push = NacosSubscriptions(self, grpc_port) if transport == "grpc" else None
+        self.push = (NacosSubscriptions(name, self.namespace, self.groups, cfg, self.servers, self.health)
+                     if cfg.transport == "grpc" else None)
 
     async def run(self, registry: Registry) -> None:
         if self.push is not None:
@@ -93,7 +87,7 @@ class NacosSource(RemoteSource):
                     await self.poll_once(session, registry)
                     self.health.ok()
                 except NacosError as e:
-                    self._server += 1  # next time, the next server
+                    self.servers.rotate()  # next time, the next server
                     self._detected = not self.auto  # which may speak another API version
                     self.health.failed(str(e), kept_last_good=self._synced)
                 await asyncio.sleep(self.health.retry_delay() if self.health.failures else self.interval)
@@ -150,7 +144,7 @@ class NacosSource(RemoteSource):
                 continue
             self._detected = True
             log_event(log, logging.INFO, "source.api_detected", source=self.name, api=api,
-                      server=self.servers[self._server % len(self.servers)])
+                      server=self.servers.current)
             return
         raise NacosError("no Nacos naming API (v1, v3, v2) answered: " + "; ".join(refused))
 
@@ -192,20 +186,20 @@ class NacosSource(RemoteSource):
 
     def _url(self, which: int) -> str:
         """The current server's service list (0) or instance list (1) URL."""
-        return self.servers[self._server % len(self.servers)] + _PATHS[self.api][which]
+        return self.servers.current + _PATHS[self.api][which]
 
     async def _get(self, session: aiohttp.ClientSession, which: int, params: dict[str, Any]) -> Any:
         """GET the service list (0) or instance list (1); the answer's data (v2/v3) or body (v1)."""
-        await self._login(session)
+        await self.servers.login(session)
         query = {k: str(v) for k, v in params.items()}
-        if self._token:
-            query["accessToken"] = self._token
+        if self.servers.token:
+            query["accessToken"] = self.servers.token
         url = self._url(which)
         try:
             async with session.get(url, params=query) as resp:
                 text = await resp.text()
-                if resp.status in (401, 403) and not self._static_token:
-                    self._token = None  # expired: log in again next round
+                if resp.status in (401, 403):
+                    self.servers.refused()
                 if resp.status != 200:
                     raise NacosError(f"{url} answered HTTP {resp.status}: {text[:200]}")
         except (aiohttp.ClientError, TimeoutError) as e:
@@ -223,45 +217,6 @@ class NacosSource(RemoteSource):
                              f"{body.get('message') if isinstance(body, dict) else text[:200]}")
         return body["data"]
 
-    # -- shared with the push mode ------------------------------------------------------
-    def current_server(self) -> str:
-        return self.servers[self._server % len(self.servers)]
-
-    def rotate_server(self) -> None:
-        """After a failure, the next server in the list."""
-        self._server += 1
-
-    @property
-    def token(self) -> str | None:
-        return self._token
-
-    async def login(self, session: aiohttp.ClientSession) -> None:
-        """Log in (when a username is configured and no token is held yet)."""
-        await self._login(session)
-
-    async def _login(self, session: aiohttp.ClientSession) -> None:
-        if self._token is not None or self.username is None:
-            return
-        server = self.servers[self._server % len(self.servers)]
-        form = {"username": self.username, "password": self.password or ""}
-        status = 0
-        for path in _LOGIN_PATHS:
-            url = server + path
-            try:
-                async with session.post(url, data=form) as resp:
-                    status = resp.status
-                    if status in (404, 405, 410, 501):
-                        continue  # this server has no such login path (3.x may have turned v1 off)
-                    body = await resp.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError) as e:
-                raise NacosUnreachable(f"cannot log in to Nacos at {url}: {type(e).__name__} {e}".rstrip()) from None
-            except json.JSONDecodeError:
-                raise NacosLoginFailed(f"Nacos login at {url} did not answer JSON (HTTP {status})") from None
-            if status != 200 or not isinstance(body, dict) or "accessToken" not in body:
-                raise NacosLoginFailed(f"Nacos login as {self.username!r} failed: HTTP {status}")
-            self._token = str(body["accessToken"])
-            return
-        raise NacosLoginFailed(f"Nacos login as {self.username!r} failed: no login path answered (HTTP {status})")
 
 def _key_of(record: dict[str, Any]) -> ServiceKey:
     return ServiceKey(record["namespace"], record["group"], record["name"])

@@ -13,22 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 
+from xdscp.config import NacosSourceConfig
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
+from xdscp.sources.health import SourceHealth
 from xdscp.sources.nacos.errors import NacosError
 from xdscp.sources.nacos.protocol import nacos_instance, split_grouped_name
 from xdscp.sources.nacos.push import NacosPushError, NacosPushSession
+from xdscp.sources.nacos.servers import NacosServers
 from xdscp.sources.salvage import salvage_services
-
-if TYPE_CHECKING:
-    from xdscp.sources.nacos.source import NacosSource
 
 log = logging.getLogger("xdscp.sources.nacos")
 
@@ -38,11 +38,18 @@ _CONCURRENCY = 16
 
 
 class NacosSubscriptions:
-    """The push mode of one NacosSource."""
+    """The push mode of one Nacos source: ``groups`` of ``namespace``, on ``servers``."""
 
-    def __init__(self, source: NacosSource, grpc_port: int | None) -> None:
-        self.source = source
-        self.grpc_port = grpc_port
+    def __init__(self, name: str, namespace: str, groups: tuple[str, ...], cfg: NacosSourceConfig,
+                 servers: NacosServers, health: SourceHealth) -> None:
+        self.name = name
+        self.namespace = namespace
+        self.groups = groups
+        self.interval = cfg.interval
+        self.timeout = cfg.timeout
+        self.grpc_port = cfg.grpc_port
+        self.servers = servers
+        self.health = health
         self.subscribed: set[ServiceKey] = set()  # applied to the registry, followed by push
         self._subscribing: set[ServiceKey] = set()  # asked for, answer not applied yet
         # The newest serviceInfo per service (by lastRefTime): a push may overtake the
@@ -53,32 +60,31 @@ class NacosSubscriptions:
 
     async def run(self, registry: Registry) -> None:
         self._registry = registry
-        src = self.source
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=src.timeout)) as http:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout)) as http:
             while True:
                 session: NacosPushSession | None = None
                 try:
-                    await src.login(http)  # over HTTP, as Nacos' SDKs do; the token rides in headers
-                    session = NacosPushSession(self._target(), src.namespace, self._headers(), self._pushed,
-                                               src.timeout)
+                    await self.servers.login(http)  # over HTTP, as Nacos' SDKs do; the token rides in headers
+                    session = NacosPushSession(self._target(), self.namespace, self._headers(), self._pushed,
+                                               self.timeout)
                     await session.open()
                     await self.sync(session, first=True)
-                    src.health.ok()
+                    self.health.ok()
                     await self._follow(session)
                 except (NacosPushError, NacosError) as e:
-                    src.rotate_server()
-                    src.health.failed(str(e), kept_last_good=self._synced)
+                    self.servers.rotate()
+                    self.health.failed(str(e), kept_last_good=self._synced)
                 finally:
                     if session is not None:
                         await session.close()
-                await asyncio.sleep(src.health.retry_delay())
+                await asyncio.sleep(self.health.retry_delay())
 
     async def _follow(self, session: NacosPushSession) -> None:
         """Re-read the service lists every interval until the connection ends."""
         closed = asyncio.ensure_future(session.closed())
         try:
             while True:
-                done, _ = await asyncio.wait({closed}, timeout=self.source.interval)
+                done, _ = await asyncio.wait({closed}, timeout=self.interval)
                 if done:
                     closed.result()  # raises NacosPushError
                 await self.sync(session, first=False)
@@ -86,22 +92,21 @@ class NacosSubscriptions:
             closed.cancel()
 
     def _target(self) -> str:
-        url = urlsplit(self.source.current_server())
+        url = urlsplit(self.servers.current)
         port = self.grpc_port or (url.port or 8848) + GRPC_PORT_OFFSET
         return f"{url.hostname}:{port}"
 
     def _headers(self) -> dict[str, str]:
-        token = self.source.token
+        token = self.servers.token
         return {"accessToken": token} if token else {}
 
     # -- subscriptions -----------------------------------------------------------------
     async def sync(self, session: NacosPushSession, first: bool) -> None:
         """Subscribe to services that appeared, drop those that went; ``first``: all, and
         replace the whole view (a new connection holds no subscription)."""
-        src = self.source
         keys: set[ServiceKey] = set()
-        for group in src.groups:
-            keys |= {ServiceKey(src.namespace, group, n) for n in await self._service_names(session, group)}
+        for group in self.groups:
+            keys |= {ServiceKey(self.namespace, group, n) for n in await self._service_names(session, group)}
         if first:
             self.subscribed, self._latest = set(), {}
         held = self.subscribed
@@ -124,12 +129,12 @@ class NacosSubscriptions:
         self._subscribing = set()
         assert self._registry is not None
         if first:
-            self._registry.apply(src.name, FullSnapshot.of(services))
+            self._registry.apply(self.name, FullSnapshot.of(services))
             self._synced = True
-            log_event(log, logging.INFO, "source.loaded", source=src.name, services=len(services), transport="grpc")
+            log_event(log, logging.INFO, "source.loaded", source=self.name, services=len(services), transport="grpc")
         elif new or gone:
-            self._registry.apply(src.name, ServiceChange(upserted=tuple(services), removed=tuple(gone)))
-            log_event(log, logging.INFO, "source.changed", source=src.name, subscribed=len(new),
+            self._registry.apply(self.name, ServiceChange(upserted=tuple(services), removed=tuple(gone)))
+            log_event(log, logging.INFO, "source.changed", source=self.name, subscribed=len(new),
                       unsubscribed=len(gone), transport="grpc")
 
     def _accept(self, key: ServiceKey, info: dict[str, Any]) -> bool:
@@ -147,7 +152,7 @@ class NacosSubscriptions:
         page = 1
         while True:
             answer = await session.request("ServiceListRequest", {
-                "namespace": self.source.namespace, "groupName": group, "serviceName": "",
+                "namespace": self.namespace, "groupName": group, "serviceName": "",
                 "pageNo": page, "pageSize": _PAGE, "selector": ""})
             batch, count = answer.get("serviceNames"), answer.get("count", 0)
             if not isinstance(batch, list) or not isinstance(count, int):
@@ -159,9 +164,8 @@ class NacosSubscriptions:
 
     def _pushed(self, info: dict[str, Any]) -> None:
         """A NotifySubscriberRequest's serviceInfo: apply that one service now."""
-        src = self.source
         group, name = split_grouped_name(str(info.get("name", "")), None)
-        key = ServiceKey(src.namespace, str(info.get("groupName") or group), name)
+        key = ServiceKey(self.namespace, str(info.get("groupName") or group), name)
         if key in self._subscribing:
             self._accept(key, info)  # applied with its subscription's answer, whichever is newer
             return
@@ -169,8 +173,8 @@ class NacosSubscriptions:
             return
         services = self._services([(key, info.get("hosts"))])
         removed = () if services else (key,)  # a record that no longer validates as a whole
-        self._registry.apply(src.name, ServiceChange(upserted=tuple(services), removed=removed))
-        log_event(log, logging.INFO, "source.pushed", source=src.name, service=repr(key),
+        self._registry.apply(self.name, ServiceChange(upserted=tuple(services), removed=removed))
+        log_event(log, logging.INFO, "source.pushed", source=self.name, service=repr(key),
                   instances=sum(len(s.instances) for s in services))
 
     def _services(self, hosts_by_key: list[tuple[ServiceKey, Any]]) -> list[Service]:
@@ -179,7 +183,7 @@ class NacosSubscriptions:
                                   if isinstance(h, dict)]} for k, hosts in hosts_by_key]
         salvaged = salvage_services(records)
         for problem in salvaged.problems:
-            log_event(log, logging.WARNING, "source.entry_dropped", source=self.source.name, problem=problem)
+            log_event(log, logging.WARNING, "source.entry_dropped", source=self.name, problem=problem)
         return salvaged.services
 
 

@@ -25,6 +25,7 @@ from kazoo.interfaces import IAsyncResult
 from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
 
+from xdscp.config import ZooKeeperSourceConfig
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
@@ -43,16 +44,14 @@ class ZooKeeperSource(RemoteSource):
 
     kind = "zookeeper"
 
-    def __init__(self, name: str, hosts: list[str], root: str = "/dubbo", namespace: str = "public",
-                 session_timeout: float = 10.0, timeout: float = 5.0,
-                 username: str | None = None, password: str | None = None) -> None:
+    def __init__(self, name: str, cfg: ZooKeeperSourceConfig) -> None:
         self.name = name
-        self.hosts = ",".join(hosts)
-        self.root = "/" + root.strip("/")
-        self.namespace = namespace
-        self.session_timeout = session_timeout
-        self.timeout = timeout
-        self.auth = [("digest", f"{username}:{password or ''}")] if username is not None else []
+        self.hosts = ",".join(cfg.hosts)
+        self.root = "/" + cfg.root.strip("/")
+        self.namespace = cfg.namespace
+        self.session_timeout = cfg.session_timeout
+        self.timeout = cfg.timeout
+        self.auth = [("digest", f"{cfg.username}:{cfg.password or ''}")] if cfg.username is not None else []
         self.health = SourceHealth(name, log, 0.5)
         self.client: KazooClient | None = None
         self._providers: dict[str, list[str]] = {}  # interface -> provider znodes

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from xdscp.config import split_host_port
+from xdscp.addresses import split_host_port
 from xdscp.documents import field_path
 from xdscp.model.naming import cluster_name
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey
