@@ -18,6 +18,7 @@ from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.config import XdsLimitsConfig
 from xdscp.runtime_settings import stream_limits
+from xdscp.server.callbacks import ObservedStreams
 from xdscp.server.delta import DeltaStream
 from xdscp.server.sotw import SotwStream
 from xdscp.server.stream import ServerEnv
@@ -27,8 +28,9 @@ from xdscp.type_urls import CLUSTER, ENDPOINT
 
 
 def env() -> ServerEnv:
-    return ServerEnv(SnapshotCache(), node_grouper("cluster"), StreamTracker(), missing_resource,
-                     stream_limits(XdsLimitsConfig()))
+    tracker = StreamTracker()
+    return ServerEnv(SnapshotCache(), node_grouper("cluster"), tracker, missing_resource,
+                     stream_limits(XdsLimitsConfig()), ObservedStreams(tracker))
 
 
 def cla(name: str, port: int) -> Resource:

@@ -14,7 +14,7 @@ from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.logfmt import log_event
 from xdscp.server.names_pool import EMPTY
 from xdscp.server.stream import Stream, log
-from xdscp.server.tracker import TypeStatus
+from xdscp.server.subscription import Subscription
 
 # DeltaDiscoveryResponse field numbers.
 _SYSTEM_VERSION, _TYPE_URL, _NONCE, _REMOVED = 1, 4, 5, 6
@@ -23,23 +23,18 @@ _ABSENT = "\0absent"
 
 
 @dataclass(slots=True)
-class _TypeState:
-    status: TypeStatus = field(default_factory=TypeStatus)
-    requested: bool = False
-    wildcard: bool = False
-    names: frozenset[str] = EMPTY  # pooled: shared by every stream with this subscription
-    # What the client holds is the view of ``held`` (the TypeSnapshot last answered) for
-    # ``held_names`` / ``held_wildcard``, except for the names in ``overrides``. Between
-    # responses only the names a request touched are overridden, so an idle stream holds
-    # three shared references instead of a name -> version map.
-    held: TypeSnapshot | None = None
+class _TypeState(Subscription):
+    """Delta's own. What the client holds is the view of ``held`` for ``held_names`` /
+    ``held_wildcard``, except for the names in ``overrides``. Between responses only the
+    names a request touched are overridden, so an idle stream holds three shared
+    references instead of a name -> version map."""
+
     held_names: frozenset[str] = EMPTY
     held_wildcard: bool = False
     overrides: dict[str, str | None] = field(default_factory=dict)  # None: holds nothing
     pending: set[str] = field(default_factory=set)  # names to check on the next response
     full: bool = True  # compare everything, not only what changed
     resumed: bool = False  # the first request listed initial_resource_versions
-    nonce: str | None = None
 
 
 class DeltaStream(Stream):

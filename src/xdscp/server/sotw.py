@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 
@@ -15,7 +15,7 @@ from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.logfmt import log_event
 from xdscp.server.names_pool import EMPTY
 from xdscp.server.stream import Stream, log
-from xdscp.server.tracker import TypeStatus
+from xdscp.server.subscription import Subscription
 from xdscp.type_urls import FULL_STATE
 
 # DiscoveryResponse field numbers.
@@ -32,19 +32,13 @@ def _names_digest(req: DiscoveryRequest) -> bytes:
 
 
 @dataclass(slots=True)
-class _TypeState:
-    status: TypeStatus = field(default_factory=TypeStatus)
-    requested: bool = False
-    wildcard: bool = False
+class _TypeState(Subscription):
+    """SotW's own: the client holds ``held``'s version of every subscribed name."""
+
     legacy_wildcard: bool = False
-    names: frozenset[str] = EMPTY  # pooled: shared by every stream with this subscription
     added: frozenset[str] = EMPTY  # subscribed since the last response
     dirty: bool = False  # the subscription changed since the last response
-    # The TypeSnapshot last answered. The client holds its version of every subscribed
-    # name: one shared reference instead of a name -> version map per stream.
-    held: TypeSnapshot | None = None
     resume_version: str | None = None  # version_info of a new stream's first request
-    nonce: str | None = None  # nonce of the last response
     names_digest: bytes | None = None  # of the last request's resource_names
 
 

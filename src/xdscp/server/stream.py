@@ -21,8 +21,8 @@ from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot
 from xdscp.errors import LimitExceeded, PermissionDenied, ProtocolError
 from xdscp.logfmt import log_event
-from xdscp.metrics import ACKS, NACKS, PUSH_LATENCY, RESPONSES, STREAM_TYPES, STREAMS, per_type
 from xdscp.server.authorization import NodePolicy
+from xdscp.server.callbacks import StreamCallbacks
 from xdscp.server.names_pool import NamesPool
 from xdscp.server.tracker import StreamTracker, TypeStatus
 from xdscp.type_urls import MCP_TYPES, PUSH_ORDER
@@ -49,6 +49,7 @@ class ServerEnv:
     tracker: StreamTracker
     placeholder: Callable[[str, str], Resource | None]
     limits: StreamLimits
+    callbacks: StreamCallbacks
     names: NamesPool = field(default_factory=NamesPool)
     # Set on shutdown: every stream ends after what it is sending, and new ones are refused.
     shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
@@ -115,7 +116,7 @@ class Stream(ABC):
             if len(self.types) >= MAX_TYPES_PER_STREAM:
                 raise ProtocolError(f"more than {MAX_TYPES_PER_STREAM} type URLs on one stream", "too_many_types")
             st = self.types[type_url] = self.state_cls()
-            per_type(STREAM_TYPES, type_url, self.transport).inc()
+            self.env.callbacks.type_added(self, type_url)
             self._warn_if_not_served(type_url)
         return type_url, st
 
@@ -150,8 +151,7 @@ class Stream(ABC):
             raise PermissionDenied(refused)
         self.group = group
         self.env.cache.watch(self.group, self.wake)
-        log_event(log, logging.INFO, "stream.open", node=self.node_id, group=self.group,
-                  transport=self.transport, stream=self.id, peer=self.peer)
+        self.env.callbacks.node_bound(self)
 
     def next_nonce(self) -> str:
         return f"{self.id}-{next(self._nonces)}"
@@ -166,8 +166,8 @@ class Stream(ABC):
         ``read`` is the call's ``context.read``: unlike grpc's request iterator, it keeps
         no reference to the last request.
         """
-        self.env.tracker.add(self)
-        STREAMS.labels(self.transport).inc()
+        callbacks = self.env.callbacks
+        callbacks.opened(self)
         reader = asyncio.ensure_future(self._read(read))
         reader.add_done_callback(lambda _: self.wake.set())
         served_at = 0.0  # changed_at of the last snapshot this stream answered from
@@ -194,19 +194,14 @@ class Stream(ABC):
                         del msg
                 if pushed and served_at and snapshot.changed_at > served_at:
                     # A change reaching a stream that had been served before: a push.
-                    PUSH_LATENCY.observe(time.monotonic() - snapshot.changed_at)
+                    callbacks.pushed(self, time.monotonic() - snapshot.changed_at)
                 served_at = max(served_at, snapshot.changed_at)
                 del snapshot
         finally:
             reader.cancel()
-            STREAMS.labels(self.transport).dec()
-            for type_url in self.types:
-                per_type(STREAM_TYPES, type_url, self.transport).dec()
-            self.env.tracker.remove(self)
             if self.group is not None:
                 self.env.cache.unwatch(self.group, self.wake)
-            log_event(log, logging.INFO, "stream.close", node=self.node_id, transport=self.transport,
-                      stream=self.id)
+            callbacks.closed(self)
 
     async def _read(self, read: Reader) -> None:
         rate = self.env.limits.max_requests_per_second
@@ -255,29 +250,22 @@ class Stream(ABC):
 
     def record_ack(self, status: TypeStatus, type_url: str, version: str, nonce: str,
                    error_message: str | None) -> None:
-        """Book an ACK or NACK of our last response; log each NACK once per version."""
+        """Book an ACK or NACK of our last response."""
         if error_message is None:
-            per_type(ACKS, type_url, self.transport).inc()
             status.acks += 1
             status.version_acked = version
-            log_event(log, logging.DEBUG, "xds.ack", node=self.node_id, type=type_url, version=version,
-                      nonce=nonce, stream=self.id)
+            self.env.callbacks.acked(self, type_url, version, nonce)
             return
         status.nacks += 1
-        per_type(NACKS, type_url, self.transport).inc()
         rejected = status.version_sent
-        if status.last_nack_version != rejected or status.last_nack != error_message:
-            log_event(log, logging.WARNING, "xds.nack", node=self.node_id, type=type_url,
-                      rejected_version=rejected, kept_version=version, nonce=nonce, stream=self.id,
-                      error=error_message)
+        repeated = status.last_nack_version == rejected and status.last_nack == error_message
+        self.env.callbacks.nacked(self, type_url, rejected, version, nonce, error_message, repeated)
         status.last_nack = error_message
         status.last_nack_version = rejected
 
     def record_response(self, status: TypeStatus, type_url: str, version: str, nonce: str,
                         resources: int, removed: int = 0) -> None:
         status.responses += 1
-        per_type(RESPONSES, type_url, self.transport).inc()
         status.version_sent = version
         status.nonce_sent = nonce
-        log_event(log, logging.DEBUG, "xds.response", node=self.node_id, type=type_url, version=version,
-                  nonce=nonce, resources=resources, removed=removed, stream=self.id)
+        self.env.callbacks.responded(self, type_url, version, nonce, resources, removed)

@@ -20,6 +20,7 @@ from xdscp.cache.node_group import NodeGrouper
 from xdscp.cache.resource import Resource
 from xdscp.errors import BindError
 from xdscp.server.authorization import NodePolicy
+from xdscp.server.callbacks import ObservedStreams
 from xdscp.server.services import GRPC_SERVER_OPTIONS, add_xds_services
 from xdscp.server.stream import ServerEnv, StreamLimits
 from xdscp.server.tracker import StreamTracker
@@ -46,7 +47,7 @@ class XdsServer:
         self.settings = settings
         tracker = tracker if tracker is not None else StreamTracker()
         self.env = ServerEnv(cache, settings.grouper, tracker, settings.placeholder, settings.limits,
-                             policy=settings.policy)
+                             ObservedStreams(tracker), policy=settings.policy)
         options = [*GRPC_SERVER_OPTIONS, ("grpc.so_reuseport", int(settings.reuse_port)),
                    ("grpc.max_receive_message_length", settings.max_message_bytes)]
         self._server: aio.Server | None = aio.server(options=options)
