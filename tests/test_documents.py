@@ -110,17 +110,27 @@ def test_zookeeper_source_defaults(tmp_path: Path) -> None:
     assert src.kind == "zookeeper" and src.root == "/dubbo" and src.namespace == "public"
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
-def test_every_yaml_example_in_the_readme_is_valid(tmp_path: Path) -> None:
-    blocks = re.findall(r"```yaml\n(.*?)```", README.read_text(), re.S)
-    configs = [b for b in blocks if re.search(r"^(sources|xds|mcp):", b, re.M)]
-    registries = [b for b in blocks if b.startswith("services:")]
-    assert len(configs) >= 6 and registries  # one per source, plus the full config
-    for i, block in enumerate(configs):
+def test_every_yaml_example_in_the_readme_and_docs_is_valid(tmp_path: Path) -> None:
+    configs: list[tuple[str, str]] = []
+    registries: list[tuple[str, str]] = []
+    for doc in DOCUMENTS:
+        for block in re.findall(r"```yaml\n(.*?)```", doc.read_text(), re.S):
+            if re.search(r"^(sources|xds|mcp):", block, re.M):
+                configs.append((doc.name, block))
+            elif block.startswith("services:"):
+                registries.append((doc.name, block))
+    assert len(configs) >= 7 and registries  # the README's, one per source, plus the full config
+    assert "README.md" in {name for name, _ in configs}
+    for i, (name, block) in enumerate(configs):
         path = tmp_path / f"example-{i}.yaml"
         path.write_text(block)
-        load_config(path)  # raises ConfigError naming the line
-    for block in registries:
-        parse_registry_file(block.encode(), "README.md")
+        try:
+            load_config(path)  # raises ConfigError naming the line
+        except ConfigError as e:
+            raise AssertionError(f"a config example in {name}: {e}") from None
+    for name, block in registries:
+        parse_registry_file(block.encode(), name)

@@ -1,6 +1,6 @@
 """How a service's identity becomes an Envoy resource name (and a Host to route on).
 
-The rule, documented in the README:
+The rule, documented in docs/embedded-registry.md ("Naming rule"):
 - a service in the default namespace (``public``) and group (``DEFAULT_GROUP``) is
   named by its service name alone: ``echo``;
 - any other service is ``<name>.<group>.<namespace>``: ``orders.payments.prod``.

@@ -1,6 +1,6 @@
 """Services -> Istio ServiceEntry (and WorkloadEntry) resources for MCP-over-xDS clients.
 
-The mapping, documented in the README ("Istio and Higress"):
+The mapping, documented in docs/istio-higress.md:
 
 * one ServiceEntry per service, named ``<namespace>/<host>`` in the configured Istio
   namespace; its one host is ``<name>.<group>.<namespace>.<suffix>``, lowercased with

@@ -5,7 +5,7 @@ URL-encoded::
 
     dubbo%3A%2F%2F10.0.0.1%3A20880%2Forg.demo.DemoService%3Fversion%3D1.0.0%26weight%3D100...
 
-The mapping, documented in the README:
+The mapping, documented in docs/registries.md ("ZooKeeper / Dubbo"):
 
 * the interface is the service name; the provider's ``group`` parameter is the service
   group (none: ``DEFAULT_GROUP``); the source's ``namespace`` is the namespace. So

@@ -1,4 +1,4 @@
-"""xdscp's own JSON API on the embedded registry (documented in the README).
+"""xdscp's own JSON API on the embedded registry (documented in docs/embedded-registry.md).
 
     GET    /v1/services                                   services with instance counts
     GET    /v1/services/{name}                            settings and instances
