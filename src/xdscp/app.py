@@ -173,7 +173,7 @@ class ControlPlane:
         for src in self.sources:
             src.close()
         if self._pool is not None:
-            await self._pool.stop()
+            await self._pool.stop(self.cfg.xds.shutdown_grace)  # each follower ends its own streams in that
             self._pool = None
         for runner in (self._admin, self._admin_ro):
             if runner is not None:

@@ -11,7 +11,8 @@ from pathlib import Path
 from xdscp import __version__
 from xdscp.addresses import split_host_port
 from xdscp.app import serve_forever
-from xdscp.config import Config, load_config
+from xdscp.cache.node_group import DEFAULT_GROUP
+from xdscp.config import AdminConfig, Config, XdsConfig, load_config
 from xdscp.errors import ConfigError, XdscpError
 from xdscp.logfmt import configure_logging
 from xdscp.sources.kinds import build_sources
@@ -41,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="(started by serve --workers) one follower worker process")
     worker.add_argument("--upstream", type=_address, required=True, help="the owning process's relay port")
     worker.add_argument("--xds-address", type=_address, required=True)
-    worker.add_argument("--node-group-by", default="cluster")
+    worker.add_argument("--node-group-by", default=Config().node_group_by)
     worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     worker.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
 
@@ -53,19 +54,19 @@ def _parser() -> argparse.ArgumentParser:
 
     status = sub.add_parser("status", help="connected nodes, what they were sent, ACKed and NACKed; "
                                            "exit 1 while a node rejects its current config")
-    status.add_argument("--admin", default="127.0.0.1:19000", help="xdscp's admin address (host:port or URL)")
+    status.add_argument("--admin", default=AdminConfig().address, help="xdscp's admin address (host:port or URL)")
     status.add_argument("--json", action="store_true", help="print /debug/nodes as JSON instead of a table")
     status.add_argument("--ca-file", help="CA certificate to trust for an https:// admin address")
 
     dump = sub.add_parser("dump", help="print the config a node group is served (JSON, like Envoy's config_dump)")
-    dump.add_argument("--admin", default="127.0.0.1:19000", help="xdscp's admin address (host:port or URL)")
-    dump.add_argument("--group", default="default", help="the node group (see node_group_by)")
+    dump.add_argument("--admin", default=AdminConfig().address, help="xdscp's admin address (host:port or URL)")
+    dump.add_argument("--group", default=DEFAULT_GROUP, help="the node group (see node_group_by)")
     dump.add_argument("--type", help="one type: a type URL, or its last part (Cluster, ServiceEntry...)")
     dump.add_argument("--ca-file", help="CA certificate to trust for an https:// admin address")
 
     boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap from envoy/ pointed at a control plane")
     boot.add_argument("--template", type=Path, required=True, help="e.g. envoy/bootstrap-ads.yaml")
-    boot.add_argument("--xds-address", type=_address, default="127.0.0.1:18000")
+    boot.add_argument("--xds-address", type=_address, default=XdsConfig().address)
     boot.add_argument("--admin-port", type=int)
     boot.add_argument("--node-id")
     boot.add_argument("--node-cluster")

@@ -15,7 +15,7 @@ _API_TYPE = {
 
 
 def build_config_source(mode: ConfigSourceMode, xds_cluster: str,
-                        refresh_delay: float = 1.0) -> config_source_pb2.ConfigSource:
+                        refresh_delay: float) -> config_source_pb2.ConfigSource:
     """``ads``: over the same ADS stream. ``grpc``/``delta_grpc``: a per-type stream to the
     bootstrap's static cluster ``xds_cluster`` (Envoy 1.40 rejects ``self`` sources).
     ``rest``: polled every ``refresh_delay`` seconds from ``xds_cluster`` (REST-JSON)."""

@@ -31,7 +31,7 @@ class Publisher:
     """
 
     def __init__(self, registry: Registry, translator: Translator, cache: SnapshotCache,
-                 debounce: float = 0.0, debounce_max: float | None = None, clock: Clock = MONOTONIC) -> None:
+                 debounce: float, debounce_max: float | None, clock: Clock = MONOTONIC) -> None:
         self.registry = registry
         self.clock = clock
         self.translator = translator

@@ -18,7 +18,7 @@ from xdscp.workers.relay import CacheRelay
 log = logging.getLogger(__name__)
 
 
-async def run_follower(upstream: str, xds_address: str, node_group_by: str = "cluster",
+async def run_follower(upstream: str, xds_address: str, node_group_by: str,
                        settings: dict[str, Any] | None = None) -> None:
     """Serve ``xds_address`` (shared with the owner) until SIGTERM/SIGINT. ``settings``: the
     owner's ``xds`` and ``authorization`` config sections, so a stream is treated alike

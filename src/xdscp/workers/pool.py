@@ -21,7 +21,7 @@ SETTINGS_ENV = "XDSCP_WORKER_SETTINGS"
 class WorkerPool:
     """``count`` follower processes (``xdscp worker``), each restarted if it dies."""
 
-    def __init__(self, count: int, upstream: str, xds_address: str, node_group_by: str = "cluster",
+    def __init__(self, count: int, upstream: str, xds_address: str, node_group_by: str,
                  settings: dict[str, Any] | None = None) -> None:
         """``settings``: what a follower applies as the owner does (limits, shutdown grace, TLS,
         node policy, the relay token; see run_follower). They reach it in its environment,
@@ -55,7 +55,7 @@ class WorkerPool:
             log_event(log, logging.ERROR, "worker.exited", worker=index + 1, pid=proc.pid, code=code)
             await asyncio.sleep(1.0)  # a worker that dies at once must not spin
 
-    async def stop(self, grace: float = 5.0) -> None:
+    async def stop(self, grace: float) -> None:
         await cancel_and_wait(self._tasks)
         for proc in self.processes:
             if proc is not None and proc.returncode is None:

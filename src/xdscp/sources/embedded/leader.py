@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 class EtcdLeader:
     """Campaigns for ``key`` forever; ``is_leader`` says whether this replica holds it now."""
 
-    def __init__(self, client: EtcdClient, key: str, ttl: int = 5) -> None:
+    def __init__(self, client: EtcdClient, key: str, ttl: int) -> None:
         self.client = client
         self.key = key
         self.ttl = max(2, ttl)

@@ -41,7 +41,7 @@ class NacosPushSession:
     """A connection whose pushed service updates go to ``on_service(service_info)``."""
 
     def __init__(self, target: str, namespace: str, headers: dict[str, str],
-                 on_service: Callable[[dict[str, Any]], None], timeout: float = 5.0) -> None:
+                 on_service: Callable[[dict[str, Any]], None], timeout: float) -> None:
         self.target = target
         self.namespace = namespace
         self.headers = headers

@@ -63,17 +63,18 @@ Handler = Callable[[Params, Dialect], Awaitable[Any]]
 
 @dataclass(frozen=True, slots=True)
 class HeartbeatPolicy:
-    """What clients are told about heartbeats (milliseconds, as Nacos reports them)."""
+    """What clients are told about heartbeats (milliseconds, as Nacos reports them); the
+    thresholds are the embedded source's config."""
 
-    interval_ms: int = 5000
-    unhealthy_ms: int = 15000
-    remove_ms: int = 30000
+    unhealthy_ms: int
+    remove_ms: int
+    interval_ms: int = 5000  # how often a client beats: Nacos' own client default, not ours to set
 
 
 class NacosApi:
     """Routes for /nacos/v1/ns, /nacos/v2/ns and Nacos 3's client and admin paths onto an embedded registry store."""
 
-    def __init__(self, store: RegistryStore, beats: HeartbeatPolicy = HeartbeatPolicy()) -> None:
+    def __init__(self, store: RegistryStore, beats: HeartbeatPolicy) -> None:
         self.store = store
         self.beats = beats
 
