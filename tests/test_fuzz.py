@@ -65,9 +65,11 @@ def channel(server: XdscpProcess) -> Iterator[grpc.Channel]:
         yield ch
 
 
-def exchange(channel: grpc.Channel, method: str, payloads: list[bytes]) -> grpc.StatusCode | None:
-    """Send ``payloads`` on one stream; None if a response came, else the stream's status."""
-    call = channel.stream_stream(ADS + method)(iter(payloads), timeout=1.5)
+def exchange(channel: grpc.Channel, method: str, payloads: list[bytes],
+             timeout: float = 1.5) -> grpc.StatusCode | None:
+    """Send ``payloads`` on one stream; None if a response came, else the stream's status
+    (DEADLINE_EXCEEDED when ``timeout`` passed with no response, as for a request that asks for nothing)."""
+    call = channel.stream_stream(ADS + method)(iter(payloads), timeout=timeout)
     try:
         for _ in call:
             call.cancel()
@@ -80,7 +82,8 @@ def exchange(channel: grpc.Channel, method: str, payloads: list[bytes]) -> grpc.
 def still_serves(channel: grpc.Channel) -> bool:
     req = DiscoveryRequest(type_url=CLUSTER)
     req.node.id = "health-check"
-    return exchange(channel, "StreamAggregatedResources", [req.SerializeToString()]) is None
+    # A generous deadline: a CDS request is always answered, however busy the machine is.
+    return exchange(channel, "StreamAggregatedResources", [req.SerializeToString()], timeout=30) is None
 
 
 type_urls = st.one_of(st.sampled_from([CLUSTER, ENDPOINT, LISTENER, ROUTE, SERVICE_ENTRY, ""]), st.text(max_size=60))
