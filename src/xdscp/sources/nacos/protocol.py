@@ -22,6 +22,8 @@ from xdscp.model.service import DEFAULT_GROUP
 # -- names ---------------------------------------------------------------------------------
 SEPARATOR = "@@"
 DEFAULT_CLUSTER = "DEFAULT"  # the cluster name Nacos gives an instance that names none
+SERVICE_PAGE_SIZE = 500  # the most Nacos 3's admin API gives per page of a service list
+GRPC_PORT_OFFSET = 1000  # Nacos' gRPC port is its HTTP port + 1000 unless configured
 
 
 def split_grouped_name(service_name: str, group: str | None) -> tuple[str, str]:

@@ -36,7 +36,7 @@ from xdscp.model.service import DEFAULT_NAMESPACE, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.sources.health import RemoteSource, SourceHealth
 from xdscp.sources.nacos.errors import NacosError, NacosLoginFailed, NacosUnreachable
-from xdscp.sources.nacos.protocol import nacos_instance, split_grouped_name
+from xdscp.sources.nacos.protocol import SERVICE_PAGE_SIZE, nacos_instance, split_grouped_name
 from xdscp.sources.nacos.servers import NacosServers
 from xdscp.sources.nacos.subscriptions import NacosSubscriptions
 from xdscp.sources.salvage import salvage_services
@@ -51,7 +51,6 @@ _PATHS = {
     "v3": ("/nacos/v3/admin/ns/service/list", "/nacos/v3/client/ns/instance/list"),
 }
 _DETECT_ORDER = ("v1", "v3", "v2")  # v1 answers on 1.x and 2.x; 3.x turns it off
-_PAGE = 500  # the most Nacos 3's admin API gives per page
 _CONCURRENCY = 16
 
 
@@ -152,9 +151,9 @@ class NacosSource(RemoteSource):
         names: list[str] = []
         page = 1
         while True:
-            batch, count = await self._service_page(session, group, page, _PAGE)
+            batch, count = await self._service_page(session, group, page, SERVICE_PAGE_SIZE)
             names += batch
-            if len(batch) < _PAGE or len(names) >= count:
+            if len(batch) < SERVICE_PAGE_SIZE or len(names) >= count:
                 return names
             page += 1
 

@@ -25,15 +25,13 @@ from xdscp.model.service import Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.sources.health import SourceHealth
 from xdscp.sources.nacos.errors import NacosError
-from xdscp.sources.nacos.protocol import nacos_instance, split_grouped_name
+from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET, SERVICE_PAGE_SIZE, nacos_instance, split_grouped_name
 from xdscp.sources.nacos.push import NacosPushError, NacosPushSession
 from xdscp.sources.nacos.servers import NacosServers
 from xdscp.sources.salvage import salvage_services
 
 log = logging.getLogger("xdscp.sources.nacos")
 
-GRPC_PORT_OFFSET = 1000  # Nacos' gRPC port is its HTTP port + 1000 unless configured
-_PAGE = 500
 _CONCURRENCY = 16
 
 
@@ -153,12 +151,12 @@ class NacosSubscriptions:
         while True:
             answer = await session.request("ServiceListRequest", {
                 "namespace": self.namespace, "groupName": group, "serviceName": "",
-                "pageNo": page, "pageSize": _PAGE, "selector": ""})
+                "pageNo": page, "pageSize": SERVICE_PAGE_SIZE, "selector": ""})
             batch, count = answer.get("serviceNames"), answer.get("count", 0)
             if not isinstance(batch, list) or not isinstance(count, int):
                 raise NacosPushError(f"ServiceListRequest to {session.target}: no service list in the answer")
             names += [split_grouped_name(str(n), group)[1] for n in batch if n]
-            if len(batch) < _PAGE or len(names) >= count:
+            if len(batch) < SERVICE_PAGE_SIZE or len(names) >= count:
                 return names
             page += 1
 
