@@ -172,3 +172,43 @@ def test_gray_release_settings_are_validated() -> None:
                 {**base, "header": "a b"}):
         with pytest.raises(ValidationError):
             svc("echo", gray=bad)
+
+
+def test_nacos_names_become_safe_distinct_envoy_names() -> None:
+    # Nacos accepts colons and more in a name (Dubbo's providers:<interface>:<version>:<group>);
+    # Envoy gets a Host-safe name with a hash of the identity, so two such names never meet.
+    dubbo = svc("providers:org.demo.DemoService:1.0.0:", inst(1), health_check={"type": "http"})
+    twin = svc("providers-org.demo.DemoService-1.0.0-", inst(2))  # safe already: kept as is
+    grouped = Service(name="Orders", group="pay:v2", namespace="prod", instances=(inst(3),))
+    _, snap = translate(dubbo, twin, grouped)
+    clusters = snap.get(CLUSTER).resources
+    names = sorted(clusters)
+    assert "providers-org.demo.DemoService-1.0.0-" in names
+    hashed = [n for n in names if n not in ("providers-org.demo.DemoService-1.0.0-",)]
+    assert len(hashed) == 2 and all(n == n.strip() and ":" not in n for n in hashed)
+    dubbo_name = next(n for n in hashed if n.startswith("providers-org.demo.DemoService-1.0.0--"))
+    assert len(dubbo_name) == len("providers-org.demo.DemoService-1.0.0--") + 8
+    assert next(n for n in hashed if n.startswith("Orders.pay-v2.prod-"))
+    # the virtual host matches that name, and the health check asks for it
+    hc = clusters[dubbo_name].message.health_checks[0]
+    assert hc.http_health_check.host == dubbo_name
+    vhosts = {vh.name: list(vh.domains) for vh in snap.get(ROUTE).resources["ingress_http"].message.virtual_hosts}
+    assert vhosts[dubbo_name] == [dubbo_name, f"{dubbo_name}:*"]
+    assert set(snap.get(ENDPOINT).resources) == set(clusters)
+
+
+def test_service_names_follow_nacos_rules() -> None:
+    for good in ("providers:org.demo.DemoService:1.0.0:", "Echo", "a@b", "x" * 512):
+        assert svc(good).name == good
+    for bad in ("", "@echo", "a@@b", "a b", "tab\there", "x" * 513, "服务"):
+        try:
+            svc(bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad!r} was accepted")
+    for bad_group in ("a b", "a@@b", "a/b", ""):
+        try:
+            Service(name="echo", group=bad_group)
+        except ValueError:
+            continue
+        raise AssertionError(f"group {bad_group!r} was accepted")

@@ -17,8 +17,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 DEFAULT_NAMESPACE = "public"
 DEFAULT_GROUP = "DEFAULT_GROUP"
 
-# Service names end up in cluster names and Host headers; keep them to what both accept.
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# Names as Nacos accepts them (its DefaultParamChecker): a service name is up to 512
+# characters with no whitespace or control character, no CJK, no "@@", not starting with
+# "@" (Dubbo's ``providers:org.demo.Api:1.0.0:`` is one); a group or namespace is letters,
+# digits and ``._:-``. Envoy names are derived from them safely (xdscp.model.naming).
+_NAME_RE = re.compile(r"^(?!@)(?:(?!@@)[^\s\x00-\x1f\x7f\u4e00-\u9fa5])+$")
+_SCOPE_RE = re.compile(r"^[A-Za-z0-9._:-]+$")
 # RFC 9110 token: what Envoy accepts as a header name (it NACKs anything else).
 _HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -216,18 +220,19 @@ class Service(_Frozen):
     @field_validator("name")
     @classmethod
     def _name_is_safe(cls, v: str) -> str:
-        if not _NAME_RE.match(v) or len(v) > 200:
+        if not _NAME_RE.match(v) or len(v) > 512:
             raise ValueError(
-                f"{v!r} is not a valid service name (letters, digits, '.', '_', '-'; "
-                "starting with a letter or digit; at most 200 characters)"
+                f"{v!r} is not a valid service name (at most 512 characters, no whitespace, "
+                "no '@@', not starting with '@')"
             )
         return v
 
     @field_validator("namespace", "group")
     @classmethod
     def _scope_is_safe(cls, v: str) -> str:
-        if not _NAME_RE.match(v) or len(v) > 128:
-            raise ValueError(f"{v!r} is not a valid namespace or group name")
+        if not _SCOPE_RE.match(v) or len(v) > 128:
+            raise ValueError(f"{v!r} is not a valid namespace or group name (letters, digits and '._:-'; "
+                             "at most 128 characters)")
         return v
 
     _metadata_as_strings = field_validator("metadata", mode="before")(

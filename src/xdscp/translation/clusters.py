@@ -27,7 +27,7 @@ def build_cluster(name: str, svc: Service, eds_source: config_source_pb2.ConfigS
     c.eds_cluster_config.eds_config.CopyFrom(eds_source)
     c.common_lb_config.healthy_panic_threshold.value = svc.panic_threshold
     if svc.health_check is not None:
-        _add_health_check(c, svc)
+        _add_health_check(c, name, svc)
     if svc.outlier_detection is not None:
         od, cfg = c.outlier_detection, svc.outlier_detection
         od.consecutive_5xx.value = cfg.consecutive_5xx
@@ -47,7 +47,7 @@ def build_cluster(name: str, svc: Service, eds_source: config_source_pb2.ConfigS
     return c
 
 
-def _add_health_check(c: cluster_pb2.Cluster, svc: Service) -> None:
+def _add_health_check(c: cluster_pb2.Cluster, name: str, svc: Service) -> None:
     cfg = svc.health_check
     assert cfg is not None
     hc = c.health_checks.add()
@@ -60,6 +60,6 @@ def _add_health_check(c: cluster_pb2.Cluster, svc: Service) -> None:
         return
     http = hc.http_health_check
     http.path = cfg.path
-    http.host = svc.name
+    http.host = name  # the Host a route to this service matches; a Nacos name may not be one
     for code in sorted(set(cfg.expected_statuses)):
         http.expected_statuses.append(range_pb2.Int64Range(start=code, end=code + 1))
