@@ -26,6 +26,7 @@ from xdscp.server.rest import RestXds
 from xdscp.server.tracker import StreamTracker
 from xdscp.server.xds_server import XdsServer
 from xdscp.signals import stop_on_signals
+from xdscp.sources.base import AdminBinding
 from xdscp.sources.kinds import build_sources
 from xdscp.translation.publisher import Publisher
 from xdscp.workers.pool import WorkerPool
@@ -130,6 +131,9 @@ class ControlPlane:
             except OSError as e:
                 raise BindError("admin (read-only)", self.cfg.admin.read_only_address, e.strerror or str(e)) from None
             self.admin_read_only_port = ro.addresses[0][1]
+        binding = AdminBinding(host, self.admin_port, self.cfg.admin.write_token)
+        for src in self.sources:
+            await src.open_ports(binding)
         log_event(log, logging.INFO, "xdscp.started", xds=f"{xds_host}:{self.xds_port}",
                   admin=f"{host}:{self.admin_port}", sources=[s.name for s in self.sources])
 
@@ -168,6 +172,8 @@ class ControlPlane:
             closed, left = await self.xds.stop(deadline)
             self.xds = None
         log_event(log, logging.INFO, "xdscp.stopping", streams_closed=closed, streams_left=left)
+        for src in self.sources:
+            await src.close_ports(max(0.0, deadline - asyncio.get_running_loop().time()))
         await cancel_and_wait(self._tasks)
         self._tasks.clear()
         for src in self.sources:

@@ -229,6 +229,10 @@ class EmbeddedEtcdConfig(EtcdAccessConfig):
     # The replica holding leadership runs the active checks; another takes over within
     # about this long after it dies.
     leader_ttl: int = Field(default=5, ge=2, le=300)
+    # Instances registered over Nacos gRPC connections to a replica are bound to one lease
+    # that replica renews: if it dies, they expire this long after (its clients register
+    # them again on another replica).
+    connection_lease_ttl: int = Field(default=10, ge=2, le=300)
 
     _absolute = field_validator("prefix")(classmethod(lambda cls, v: _below_root(v)))
 
@@ -309,6 +313,34 @@ class InstanceCheckConfig(_Section):
     unhealthy_threshold: int = Field(default=2, ge=1, le=100)
 
 
+class NacosGrpcConfig(_Section):
+    """The embedded registry's Nacos 2.x/3.x gRPC face, where Nacos SDKs register and subscribe."""
+
+    enabled: bool = True
+    # host:port. Unset: the admin address's host, at its port + 1000, where a Nacos SDK
+    # given the admin address looks (Nacos' own convention).
+    address: str | None = None
+    # Nacos' own limit on one message (10 MiB); a bigger one is refused, the connection stays.
+    max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=4096)
+    max_connections: int = Field(default=20_000, ge=1)
+    # Per connection, with a burst of twice that; past it a request is answered with
+    # Nacos' OVER_THRESHOLD error (503).
+    max_requests_per_second: float = Field(default=200.0, gt=0)
+    # Client detection as Nacos does it: every ``detection_interval`` seconds, a connection
+    # silent for ``keepalive_time`` is sent a ClientDetectionRequest; unanswered within
+    # ``detection_timeout``, it is closed and its instances removed.
+    keepalive_time: float = Field(default=20.0, gt=0, le=3600)
+    detection_timeout: float = Field(default=5.0, gt=0, le=600)
+    detection_interval: float = Field(default=3.0, gt=0, le=600)
+
+    @field_validator("address")
+    @classmethod
+    def _valid_address(cls, v: str | None) -> str | None:
+        if v is not None:
+            split_host_port(v)
+        return v
+
+
 class EmbeddedSourceConfig(_SourceSection):
     kind: Literal["embedded"]
     # sqlite: one process, state in ``database``. etcd: replicas share the state in ``etcd``.
@@ -320,6 +352,7 @@ class EmbeddedSourceConfig(_SourceSection):
     heartbeat_remove_after: float = Field(default=30.0, gt=0)
     expiry_interval: float = Field(default=0.5, gt=0, le=60)
     instance_check: InstanceCheckConfig = InstanceCheckConfig()
+    nacos_grpc: NacosGrpcConfig = NacosGrpcConfig()
 
     @model_validator(mode="after")
     def _removal_after_unhealthy(self) -> EmbeddedSourceConfig:

@@ -21,6 +21,7 @@ from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot
 from xdscp.errors import LimitExceeded, PermissionDenied, ProtocolError
 from xdscp.logfmt import log_event
+from xdscp.rate_limit import TokenBucket
 from xdscp.server.authorization import NodePolicy
 from xdscp.server.callbacks import StreamCallbacks
 from xdscp.server.names_pool import NamesPool
@@ -204,8 +205,7 @@ class Stream(ABC):
             callbacks.closed(self)
 
     async def _read(self, read: Reader) -> None:
-        rate = self.env.limits.max_requests_per_second
-        tokens, last = 2 * rate, time.monotonic()
+        bucket = TokenBucket(self.env.limits.max_requests_per_second)
         while True:
             raw = await read()
             if not isinstance(raw, bytes):
@@ -214,11 +214,9 @@ class Stream(ABC):
             if not self._answers_last_response(req):
                 # ACKs/NACKs of our own latest response are as frequent as our pushes and are
                 # not counted; requests the client starts on its own are.
-                now = time.monotonic()
-                tokens = min(2 * rate, tokens + (now - last) * rate) - 1
-                last = now
-                if tokens < 0:
-                    raise LimitExceeded(f"more than {rate:g} requests per second on one stream", "request_rate")
+                if not bucket.take():
+                    raise LimitExceeded(f"more than {bucket.rate:g} requests per second on one stream",
+                                        "request_rate")
             self.on_request(req)
             del req
             del raw  # nor its last request while it waits for the next

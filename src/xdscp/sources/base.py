@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
 
 from xdscp.model.registry import Registry
+
+
+@dataclass(frozen=True, slots=True)
+class AdminBinding:
+    """Where the admin address was bound, for a source that serves ports beside it."""
+
+    host: str
+    port: int
+    write_token: str | None
 
 
 class Source(Protocol):
@@ -39,9 +49,24 @@ class Source(Protocol):
         APIs here); the admin address's write token and read-only rules apply to them."""
         ...
 
+    async def open_ports(self, admin: AdminBinding) -> None:
+        """Bind the ports the source serves of its own (after the admin address is bound);
+        BindError if one cannot be."""
+        ...
+
+    async def close_ports(self, grace: float) -> None:
+        """Stop serving them, ending their connections within ``grace`` seconds."""
+        ...
+
 
 class WatchingSource:
     """A source that only watches a registry: it serves nothing on the admin address."""
 
     def routes(self) -> list[web.RouteDef]:
         return []
+
+    async def open_ports(self, admin: AdminBinding) -> None:
+        return None
+
+    async def close_ports(self, grace: float) -> None:
+        return None

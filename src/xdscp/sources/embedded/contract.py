@@ -7,6 +7,7 @@ same store.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -47,10 +48,16 @@ class CheckCounts:
         return healthy and self.failures >= unhealthy_threshold
 
 
+# Told which services changed in the store (None: any may have, after a reload), after
+# the change is visible to reads; the Nacos gRPC face pushes to subscribers from it.
+StoreListener = Callable[[frozenset[ServiceKey] | None], None]
+
+
 class RegistryStore(Protocol):
     source_name: str
 
     def bind(self, registry: Registry) -> None: ...
+    def add_listener(self, listener: StoreListener) -> None: ...
     def service(self, key: ServiceKey) -> Service | None: ...
     def services(self, namespace: str | None = None, group: str | None = None) -> list[Service]: ...
     def check_targets(self) -> list[CheckTarget]: ...
@@ -61,3 +68,10 @@ class RegistryStore(Protocol):
     async def beat(self, key: ServiceKey, host: str, port: int, template: Instance | None = None) -> bool: ...
     async def record_check(self, target: CheckTarget, ok: bool, healthy_threshold: int,
                            unhealthy_threshold: int) -> None: ...
+
+    # An ephemeral instance held by a connection (Nacos 2.x): no heartbeat expires it; it
+    # lives until released, or, with replicas, until the replica holding it dies.
+    async def hold(self, owner: str, key: ServiceKey, inst: Instance) -> None: ...
+    async def release(self, owner: str, key: ServiceKey, host: str, port: int) -> bool:
+        """Remove the instance if ``owner`` still holds it (not if re-registered since)."""
+        ...

@@ -16,6 +16,12 @@ reads its own writes; the watch is the only way into the view, on the writer too
 
 A heartbeat, on any replica, renews the instance's two leases. etcd expires a silent
 instance once, for every replica: no replica decides it alone, and none needs to be up.
+
+An instance a Nacos gRPC connection holds has both keys bound to this replica's one
+connection lease, renewed every ttl/3 while the replica lives: one renewal for all of
+its connections. If the replica dies, etcd removes those instances a TTL later. If the
+lease is lost while the replica lives (etcd away for longer than the TTL), a new one
+is granted and every held instance is written again.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
-from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound, StoreUnavailable
-from xdscp.sources.etcd.client import EtcdClient, EtcdError, delete_op, key_absent, key_present, put_op
+from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound, StoreListener, StoreUnavailable
+from xdscp.sources.etcd.client import EtcdClient, EtcdError, delete_op, key_absent, key_lease, key_present, put_op
 from xdscp.sources.etcd.mirror import EtcdMirror
 from xdscp.sources.health import SourceHealth
 
@@ -67,7 +73,7 @@ class EtcdStore:
     """Services mirrored from etcd; writes are etcd transactions (see the module doc)."""
 
     def __init__(self, source_name: str, client: EtcdClient, prefix: str, unhealthy_after: float,
-                 remove_after: float) -> None:
+                 remove_after: float, connection_lease_ttl: int) -> None:
         self.source_name = source_name
         self.client = client
         # etcd is this registry's own store: retry it often (every 2 s at most) while it is away
@@ -84,6 +90,11 @@ class EtcdStore:
         self._decoded: dict[str, Service | Instance | None] = {}
         self._checks: dict[tuple[ServiceKey, Address], CheckCounts] = {}
         self._registry: Registry | None = None
+        self._listeners: list[StoreListener] = []
+        self._connection_ttl = connection_lease_ttl
+        self._connection_lease = 0  # granted on first use
+        self._lease_lock = asyncio.Lock()
+        self._held: dict[tuple[ServiceKey, Address], tuple[str, Instance]] = {}  # -> owner, instance
 
     @property
     def last_error(self) -> str | None:
@@ -93,9 +104,12 @@ class EtcdStore:
         """Publish to ``registry``; the first snapshot is the first listing of etcd."""
         self._registry = registry
 
+    def add_listener(self, listener: StoreListener) -> None:
+        self._listeners.append(listener)
+
     async def run(self) -> None:
         try:
-            await self.mirror.run()
+            await asyncio.gather(self.mirror.run(), self._renew_connection_lease())
         finally:
             await self.client.close()
 
@@ -122,6 +136,7 @@ class EtcdStore:
     async def register(self, key: ServiceKey, inst: Instance) -> None:
         """Add or replace an instance; a new service gets default settings."""
         ik, ak = self._instance_keys(key, inst.host, inst.port)
+        self._held.pop((key, (inst.host, inst.port)), None)
         if inst.ephemeral:
             # concurrently: etcd commits the two grants together, one disk sync instead of two
             remove_lease, alive_lease = await asyncio.gather(self._grant(self._remove_ttl),
@@ -136,9 +151,70 @@ class EtcdStore:
         log_event(log, logging.INFO, "instance.registered", service=repr(key), instance=f"{inst.host}:{inst.port}",
                   ephemeral=inst.ephemeral, healthy=inst.healthy, enabled=inst.enabled, store="etcd")
 
+    async def hold(self, owner: str, key: ServiceKey, inst: Instance) -> None:
+        inst = inst.model_copy(update={"ephemeral": True})
+        self._held[(key, (inst.host, inst.port))] = (owner, inst)
+        try:
+            await self._put_held(key, inst, await self._lease_for_connections())
+        except StoreUnavailable:
+            self._held.pop((key, (inst.host, inst.port)), None)
+            raise
+        log_event(log, logging.INFO, "instance.registered", service=repr(key), instance=f"{inst.host}:{inst.port}",
+                  ephemeral=True, healthy=inst.healthy, enabled=inst.enabled, held_by=owner, store="etcd")
+
+    async def release(self, owner: str, key: ServiceKey, host: str, port: int) -> bool:
+        held = self._held.get((key, (host, port)))
+        if held is None or held[0] != owner:
+            return False
+        del self._held[(key, (host, port))]
+        ik, ak = self._instance_keys(key, host, port)
+        # only while still bound to this replica's lease: a re-registration elsewhere stays
+        data = await self._commit([delete_op(ik), delete_op(ak)], [], [key_lease(ik, self._connection_lease)])
+        if data.get("succeeded"):
+            log_event(log, logging.INFO, "instance.deregistered", service=repr(key), instance=f"{host}:{port}",
+                      released_by=owner, store="etcd")
+        return bool(data.get("succeeded"))
+
+    async def _put_held(self, key: ServiceKey, inst: Instance, lease: int) -> None:
+        ik, ak = self._instance_keys(key, inst.host, inst.port)
+        ops = [put_op(ik, inst.model_dump_json(), lease), put_op(ak, _ALIVE, lease)]
+        sk = self._key("services", key)
+        default = Service(name=key.name, namespace=key.namespace, group=key.group)
+        await self._commit(ops + [put_op(sk, default.model_dump_json(exclude={"instances"}))], ops, [key_absent(sk)])
+
+    async def _lease_for_connections(self) -> int:
+        async with self._lease_lock:
+            if not self._connection_lease:
+                self._connection_lease = await self._grant(self._connection_ttl)
+            return self._connection_lease
+
+    async def _renew_connection_lease(self) -> None:
+        """Keep the connection lease alive; a lost one is replaced and every held instance rewritten."""
+        while True:
+            await asyncio.sleep(self._connection_ttl / 3)
+            lease = self._connection_lease
+            if not lease:
+                continue
+            try:
+                if await self.client.keepalive(lease):
+                    continue
+                async with self._lease_lock:
+                    if self._connection_lease == lease:
+                        self._connection_lease = 0
+                new = await self._lease_for_connections()
+                held = list(self._held.items())
+                for (key, _), (_, inst) in held:
+                    await self._put_held(key, inst, new)
+                log_event(log, logging.WARNING, "store.connection_lease_renewed", source=self.source_name,
+                          lease=new, instances=len(held))
+            except (EtcdError, StoreUnavailable) as e:
+                log_event(log, logging.DEBUG, "store.connection_lease_unreachable", source=self.source_name,
+                          reason=str(e))
+
     async def deregister(self, key: ServiceKey, host: str, port: int) -> bool:
         """Remove an instance at once; False if it was not there."""
         ik, ak = self._instance_keys(key, host, port)
+        self._held.pop((key, (host, port)), None)
         data = await self._commit([delete_op(ik), delete_op(ak)])
         deleted = int(data["responses"][0].get("response_delete_range", {}).get("deleted", 0) or 0)
         if deleted:
@@ -152,7 +228,11 @@ class EtcdStore:
         if old is None:
             raise InstanceNotFound(key, host, port)
         new = Instance.model_validate({**old.model_dump(), **changes, "host": host, "port": port})
-        await self.register(key, new)
+        held = self._held.get((key, (host, port)))
+        if held is not None:
+            await self.hold(held[0], key, new)  # a held instance stays held
+        else:
+            await self.register(key, new)
         return new
 
     async def beat(self, key: ServiceKey, host: str, port: int, template: Instance | None = None) -> bool:
@@ -255,6 +335,8 @@ class EtcdStore:
         self._services = {key: svc for key, svc in built.items() if svc is not None}
         if self._registry is not None:
             self._registry.apply(self.source_name, FullSnapshot(dict(self._services)))
+        for listener in self._listeners:
+            listener(None)
         log_event(log, logging.INFO, "source.loaded", source=self.source_name, revision=self.mirror.revision,
                   services=len(self._services), store="etcd")
 
@@ -284,6 +366,10 @@ class EtcdStore:
                 upserted.append(svc)
         if self._registry is not None and (upserted or removed):
             self._registry.apply(self.source_name, ServiceChange(tuple(upserted), tuple(removed)))
+        if touched:
+            changed = frozenset(touched)
+            for listener in self._listeners:
+                listener(changed)
 
     def _build(self, key: ServiceKey) -> Service | None:
         """The service as the mirror holds it; None if etcd has neither settings nor instances."""

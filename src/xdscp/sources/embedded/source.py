@@ -8,6 +8,7 @@ leader through etcd runs the checks, so each instance is probed once per interva
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Coroutine
 from typing import Any
@@ -15,9 +16,13 @@ from typing import Any
 from aiohttp import web
 
 from xdscp.config import EmbeddedSourceConfig
-from xdscp.errors import ConfigError
+from xdscp.errors import BindError, ConfigError
+from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
-from xdscp.sources.embedded.api.nacos import HeartbeatPolicy, NacosApi
+from xdscp.sources.base import AdminBinding
+from xdscp.sources.embedded.api.nacos import NacosApi
+from xdscp.sources.embedded.api.nacos_grpc.server import NacosGrpcServer
+from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy
 from xdscp.sources.embedded.api.native import RegistryApi
 from xdscp.sources.embedded.checks import InstanceChecker
 from xdscp.sources.embedded.database import RegistryDatabase
@@ -25,6 +30,9 @@ from xdscp.sources.embedded.etcd_store import EtcdStore
 from xdscp.sources.embedded.leader import EtcdLeader
 from xdscp.sources.embedded.store import EmbeddedStore
 from xdscp.sources.etcd.client import EtcdClient
+from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET
+
+log = logging.getLogger(__name__)
 
 
 class EmbeddedSource:
@@ -37,10 +45,12 @@ class EmbeddedSource:
         self.settings = cfg
         self.store: EmbeddedStore | EtcdStore
         self.leader: EtcdLeader | None = None
+        self.nacos_grpc: NacosGrpcServer | None = None
+        self._grpc_error: str | None = None
         if cfg.etcd is not None:  # set exactly when store is etcd (the config checks it)
             client = EtcdClient(cfg.etcd)
             self.store = EtcdStore(name, client, cfg.etcd.prefix, cfg.heartbeat_unhealthy_after,
-                                   cfg.heartbeat_remove_after)
+                                   cfg.heartbeat_remove_after, cfg.etcd.connection_lease_ttl)
             self.leader = EtcdLeader(client, self.store.prefix + "leader", cfg.etcd.leader_ttl)
         else:
             try:
@@ -52,17 +62,46 @@ class EmbeddedSource:
     @property
     def last_error(self) -> str | None:
         # SQLite input is validated per API call, never rejected whole; etcd can be unreachable
-        return self.store.last_error if isinstance(self.store, EtcdStore) else None
+        store_error = self.store.last_error if isinstance(self.store, EtcdStore) else None
+        return store_error or self._grpc_error
 
     def check(self) -> list[str]:
         return []  # the database was opened (and its schema checked) in __init__
 
+    @property
+    def beats(self) -> HeartbeatPolicy:
+        s = self.settings
+        return HeartbeatPolicy(unhealthy_ms=int(s.heartbeat_unhealthy_after * 1000),
+                               remove_ms=int(s.heartbeat_remove_after * 1000))
+
     def routes(self) -> list[web.RouteDef]:
         """The registration APIs: Nacos' naming Open API and xdscp's own /v1."""
-        s = self.settings
-        beats = HeartbeatPolicy(unhealthy_ms=int(s.heartbeat_unhealthy_after * 1000),
-                                remove_ms=int(s.heartbeat_remove_after * 1000))
-        return NacosApi(self.store, beats).routes() + RegistryApi(self.store).routes()
+        return NacosApi(self.store, self.beats).routes() + RegistryApi(self.store).routes()
+
+    async def open_ports(self, admin: AdminBinding) -> None:
+        """Nacos' gRPC face, by default at the admin port + 1000 (where Nacos SDKs look)."""
+        grpc_cfg = self.settings.nacos_grpc
+        if not grpc_cfg.enabled:
+            return
+        address = grpc_cfg.address or f"{admin.host}:{admin.port + GRPC_PORT_OFFSET}"
+        server = NacosGrpcServer(self.store, grpc_cfg, self.beats, admin.write_token)
+        try:
+            await server.start(address)
+        except BindError as e:
+            if grpc_cfg.address is not None:
+                raise  # asked for by name: not serving it is an error
+            # the derived port is taken: serve the rest, and say so where operators look
+            self._grpc_error = f"Nacos gRPC not served: {e} (set nacos_grpc.address)"
+            log_event(log, logging.ERROR, "embedded.nacos_grpc_unavailable", source=self.name, address=address,
+                      reason=str(e))
+            return
+        self.nacos_grpc = server
+        log_event(log, logging.INFO, "embedded.nacos_grpc", source=self.name, address=address, port=server.port)
+
+    async def close_ports(self, grace: float) -> None:
+        if self.nacos_grpc is not None:
+            await self.nacos_grpc.stop(grace)
+            self.nacos_grpc = None
 
     def close(self) -> None:
         if isinstance(self.store, EmbeddedStore):

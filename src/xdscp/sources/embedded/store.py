@@ -17,7 +17,7 @@ from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
-from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound
+from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound, StoreListener
 from xdscp.sources.embedded.database import RegistryDatabase
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class _Entry:
     last_beat: dict[Address, float] = field(default_factory=dict)  # ephemeral instances only
     silenced: set[Address] = field(default_factory=set)  # unhealthy by heartbeat silence; a beat heals
     checks: dict[Address, CheckCounts] = field(default_factory=dict)
+    held: dict[Address, str] = field(default_factory=dict)  # ephemeral instances a connection holds: owner
 
 
 class EmbeddedStore:
@@ -44,6 +45,7 @@ class EmbeddedStore:
         self._clock = clock
         self._entries: dict[ServiceKey, _Entry] = {}
         self._registry: Registry | None = None
+        self._listeners: list[StoreListener] = []
         if database is not None:
             self._load(database)
 
@@ -68,6 +70,11 @@ class EmbeddedStore:
                 if inst.ephemeral:
                     entry.last_beat.setdefault(addr, now)
         registry.apply(self.source_name, FullSnapshot({k: self._service(k) for k in self._entries}))
+        for listener in self._listeners:
+            listener(None)
+
+    def add_listener(self, listener: StoreListener) -> None:
+        self._listeners.append(listener)
 
     def close(self) -> None:
         if self._db is not None:
@@ -103,6 +110,18 @@ class EmbeddedStore:
 
     async def register(self, key: ServiceKey, inst: Instance) -> None:
         """Add or replace an instance; a new service gets default settings."""
+        self._put(key, inst, None)
+
+    async def hold(self, owner: str, key: ServiceKey, inst: Instance) -> None:
+        self._put(key, inst.model_copy(update={"ephemeral": True}), owner)
+
+    async def release(self, owner: str, key: ServiceKey, host: str, port: int) -> bool:
+        entry = self._entries.get(key)
+        if entry is None or entry.held.get((host, port)) != owner:
+            return False
+        return await self.deregister(key, host, port)
+
+    def _put(self, key: ServiceKey, inst: Instance, owner: str | None) -> None:
         entry = self._entry_for(key)
         addr = (inst.host, inst.port)
         old = entry.instances.get(addr)
@@ -114,12 +133,18 @@ class EmbeddedStore:
         entry.instances[addr] = inst
         entry.silenced.discard(addr)
         entry.checks.pop(addr, None)
-        if inst.ephemeral:
-            entry.last_beat[addr] = self._clock()
+        if owner is not None:
+            entry.held[addr] = owner
+            entry.last_beat.pop(addr, None)  # its connection keeps it, not heartbeats
         else:
-            entry.last_beat.pop(addr, None)
+            entry.held.pop(addr, None)
+            if inst.ephemeral:
+                entry.last_beat[addr] = self._clock()
+            else:
+                entry.last_beat.pop(addr, None)
         log_event(log, logging.INFO, "instance.registered", service=repr(key), instance=f"{inst.host}:{inst.port}",
-                  ephemeral=inst.ephemeral, healthy=inst.healthy, enabled=inst.enabled)
+                  ephemeral=inst.ephemeral, healthy=inst.healthy, enabled=inst.enabled,
+                  **({"held_by": owner} if owner is not None else {}))
         self._publish(key)
 
     async def deregister(self, key: ServiceKey, host: str, port: int) -> bool:
@@ -143,7 +168,7 @@ class EmbeddedStore:
         if entry is None or old is None:
             raise InstanceNotFound(key, host, port)
         new = Instance.model_validate({**old.model_dump(), **changes, "host": host, "port": port})
-        await self.register(key, new)
+        self._put(key, new, entry.held.get((host, port)))  # a held instance stays held
         return new
 
     async def beat(self, key: ServiceKey, host: str, port: int, template: Instance | None = None) -> bool:
@@ -155,6 +180,8 @@ class EmbeddedStore:
                 return False
             await self.register(key, template.model_copy(update={"ephemeral": True}))
             return True
+        if addr in entry.held:
+            return True  # its connection keeps it alive
         entry.last_beat[addr] = self._clock()
         if addr in entry.silenced:
             entry.silenced.discard(addr)
@@ -223,6 +250,7 @@ class EmbeddedStore:
         entry.last_beat.pop(addr, None)
         entry.silenced.discard(addr)
         entry.checks.pop(addr, None)
+        entry.held.pop(addr, None)
 
     def _service(self, key: ServiceKey) -> Service:
         entry = self._entries[key]
@@ -232,3 +260,6 @@ class EmbeddedStore:
     def _publish(self, key: ServiceKey) -> None:
         if self._registry is not None:
             self._registry.apply(self.source_name, ServiceChange(upserted=(self._service(key),)))
+        changed = frozenset((key,))
+        for listener in self._listeners:
+            listener(changed)

@@ -14,7 +14,6 @@ the instance array); listing every service is the admin API's
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,10 +22,11 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from xdscp.documents import field_path
-from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey
+from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, ServiceKey
+from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy, selected_hosts, service_info, service_key
 from xdscp.sources.embedded.api.request_params import ParamError, Params
 from xdscp.sources.embedded.contract import InstanceNotFound, RegistryStore, StoreUnavailable
-from xdscp.sources.nacos.protocol import DEFAULT_CLUSTER, grouped_name, split_grouped_name
+from xdscp.sources.nacos.protocol import DEFAULT_CLUSTER, grouped_name
 
 _PARAM_MISSING, _PARAM_INVALID, _SERVICE_NAME_ERROR, _INSTANCE_NOT_FOUND = 10000, 20002, 21000, 21003
 _SERVER_ERROR = 30000
@@ -59,16 +59,6 @@ class Dialect:
 
 V1, V2, V3 = Dialect(1), Dialect(2), Dialect(3)
 Handler = Callable[[Params, Dialect], Awaitable[Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class HeartbeatPolicy:
-    """What clients are told about heartbeats (milliseconds, as Nacos reports them); the
-    thresholds are the embedded source's config."""
-
-    unhealthy_ms: int
-    remove_ms: int
-    interval_ms: int = 5000  # how often a client beats: Nacos' own client default, not ours to set
 
 
 class NacosApi:
@@ -122,15 +112,7 @@ class NacosApi:
     # -- parameters -----------------------------------------------------------------
     @staticmethod
     def _service_key(p: Params) -> ServiceKey:
-        group, name = split_grouped_name(p.required("serviceName"), p.text("groupName"))
-        namespace = p.text("namespaceId", DEFAULT_NAMESPACE) or DEFAULT_NAMESPACE
-        try:
-            return Service(name=name, namespace=namespace, group=group).key
-        except ValidationError as e:
-            err = e.errors()[0]
-            param = {"name": "serviceName", "group": "groupName", "namespace": "namespaceId"}.get(
-                str(err["loc"][0]), "serviceName")
-            raise ParamError(param, f"Param '{param}' is invalid: {err['msg']}") from None
+        return service_key(p.required("serviceName"), p.text("groupName"), p.text("namespaceId"))
 
     @staticmethod
     def _address(p: Params) -> tuple[str, int]:
@@ -219,28 +201,10 @@ class NacosApi:
         healthy_only = p.boolean("healthyOnly", False)
         clusters = [c for c in (p.text("clusters") or "").split(",") if c]
         svc = self.store.service(key)
-        hosts = []
-        for inst in svc.instances if svc is not None else ():
-            if (healthy_only and not (inst.healthy and inst.enabled)) or (clusters and inst.cluster not in clusters):
-                continue
-            hosts.append(self._instance_json(key, inst))
-        if dialect.generation == 3:
-            return hosts  # 3.x: data is the bare instance array
-        healthy = sum(1 for i in svc.instances if i.healthy) if svc is not None else 0
-        total = len(svc.instances) if svc is not None else 0
-        threshold = svc.protect_threshold if svc is not None else 0.0
-        return {
-            "name": grouped_name(key.group, key.name),
-            "groupName": key.group,
-            "clusters": ",".join(clusters),
-            "cacheMillis": 10000,
-            "hosts": hosts,
-            "lastRefTime": int(time.time() * 1000),
-            "checksum": "",
-            "allIPs": False,
-            "reachProtectionThreshold": bool(total and threshold and healthy / total < threshold),
-            "valid": True,
-        }
+        if dialect.generation == 3:  # 3.x: data is the bare instance array
+            return selected_hosts(key, svc, self.beats, clusters, bool(healthy_only))
+        return service_info(key, svc, self.beats, name=grouped_name(key.group, key.name), clusters=clusters,
+                            healthy_only=bool(healthy_only))
 
     async def list_services(self, p: Params, dialect: Dialect) -> dict[str, Any]:
         page_no = p.integer("pageNo", None if not dialect.unified else 1, required=not dialect.unified, low=1)
@@ -261,25 +225,6 @@ class NacosApi:
                                    "triggerFlag": "false"} for s in page]}
         names = [s.name for s in page]
         return {"count": len(services), "services" if dialect.unified else "doms": names}
-
-    def _instance_json(self, key: ServiceKey, inst: Instance) -> dict[str, Any]:
-        service = grouped_name(key.group, key.name)
-        return {
-            "instanceId": f"{inst.host}#{inst.port}#{inst.cluster or DEFAULT_CLUSTER}#{service}",
-            "ip": inst.host,
-            "port": inst.port,
-            "weight": inst.weight,
-            "healthy": inst.healthy,
-            "enabled": inst.enabled,
-            "ephemeral": inst.ephemeral,
-            "clusterName": inst.cluster or DEFAULT_CLUSTER,
-            "serviceName": service,
-            "metadata": dict(inst.metadata),
-            "instanceHeartBeatInterval": self.beats.interval_ms,
-            "instanceHeartBeatTimeOut": self.beats.unhealthy_ms,
-            "ipDeleteTimeout": self.beats.remove_ms,
-            "instanceIdGenerator": "simple",
-        }
 
 
 def _param_error(e: ValidationError) -> ParamError:

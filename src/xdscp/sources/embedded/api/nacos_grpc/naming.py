@@ -1,0 +1,210 @@
+"""Nacos' naming requests over gRPC, answered from the embedded registry's store.
+
+As the Nacos server's handlers (naming/remote/rpc/handler) do:
+- InstanceRequest registers an ephemeral instance held by the connection. A connection
+  has one registration per service: registering again replaces it, deregistering
+  removes it. BatchInstanceRequest replaces it with a set of instances.
+- PersistentInstanceRequest registers or deregisters a persistent instance, which no
+  connection holds.
+- SubscribeServiceRequest answers the service and pushes it on every change;
+  ServiceQueryRequest answers it once; ServiceListRequest pages a group's service names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from xdscp.documents import field_path
+from xdscp.errors import XdscpError
+from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, ServiceKey
+from xdscp.sources.embedded.api.nacos_grpc.connection import Address, NacosConnection
+from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy, service_info, service_key
+from xdscp.sources.embedded.contract import RegistryStore
+from xdscp.sources.nacos.protocol import DEFAULT_CLUSTER
+
+# Nacos' error codes (NacosException) that these answers carry
+INVALID_PARAM = 400
+NO_RIGHT = 403
+SERVER_ERROR = 500
+BAD_GATEWAY = 502
+OVER_THRESHOLD = 503
+UN_REGISTER = 301
+NO_HANDLER = 302
+
+REGISTER, DEREGISTER, BATCH_REGISTER = "registerInstance", "deregisterInstance", "batchRegisterInstance"
+# Requests that change the registry: with a write token set, they need it.
+WRITES = frozenset({"InstanceRequest", "BatchInstanceRequest", "PersistentInstanceRequest"})
+
+Answer = tuple[str, dict[str, Any]]
+Handler = Callable[[NacosConnection, dict[str, Any]], Awaitable[Answer]]
+
+
+class NacosRequestError(XdscpError):
+    """A request Nacos would refuse; answered with ``code`` in the request's response type."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class NamingRequests:
+    """The handlers by request type; each returns (response type, response fields)."""
+
+    def __init__(self, store: RegistryStore, beats: HeartbeatPolicy) -> None:
+        self.store = store
+        self.beats = beats
+        self.handlers: dict[str, Handler] = {
+            "HealthCheckRequest": self.health_check,
+            "InstanceRequest": self.instance,
+            "BatchInstanceRequest": self.batch_instance,
+            "PersistentInstanceRequest": self.persistent_instance,
+            "SubscribeServiceRequest": self.subscribe,
+            "ServiceQueryRequest": self.query,
+            "ServiceListRequest": self.list_services,
+        }
+
+    # -- the requests ----------------------------------------------------------------------
+    async def health_check(self, conn: NacosConnection, body: dict[str, Any]) -> Answer:
+        return "HealthCheckResponse", {}
+
+    async def instance(self, conn: NacosConnection, body: dict[str, Any]) -> Answer:
+        key = _key(body)
+        kind = body.get("type")
+        if kind == REGISTER:
+            inst = _instance(body.get("instance"), ephemeral=True)
+            await self.replace_held(conn, key, {(inst.host, inst.port): inst})
+        elif kind == DEREGISTER:
+            await self.replace_held(conn, key, {})
+        else:
+            raise NacosRequestError(INVALID_PARAM, f"Unsupported request type {kind}")
+        return "InstanceResponse", {"type": kind}
+
+    async def batch_instance(self, conn: NacosConnection, body: dict[str, Any]) -> Answer:
+        key = _key(body)
+        kind = body.get("type")
+        if kind != BATCH_REGISTER:
+            raise NacosRequestError(INVALID_PARAM, f"Unsupported request type {kind}")
+        raw = body.get("instances")
+        if not isinstance(raw, list):
+            raise NacosRequestError(INVALID_PARAM, "Param 'instances' must be a list of instances")
+        batch: dict[Address, Instance] = {}
+        for item in raw:
+            inst = _instance(item, ephemeral=True)
+            batch[(inst.host, inst.port)] = inst
+        await self.replace_held(conn, key, batch)
+        return "BatchInstanceResponse", {"type": kind}
+
+    async def persistent_instance(self, conn: NacosConnection, body: dict[str, Any]) -> Answer:
+        key = _key(body)
+        kind = body.get("type")
+        inst = _instance(body.get("instance"), ephemeral=False)
+        if kind == REGISTER:
+            await self.store.register(key, inst)
+        elif kind == DEREGISTER:
+            await self.store.deregister(key, inst.host, inst.port)
+        else:
+            raise NacosRequestError(INVALID_PARAM, f"Unsupported request type {kind}")
+        return "InstanceResponse", {"type": kind}
+
+    async def subscribe(self, conn: NacosConnection, body: dict[str, Any]) -> Answer:
+        key = _key(body)
+        clusters = _clusters(body.get("clusters"))
+        if body.get("subscribe", True):
+            conn.subscribed[key] = clusters
+        else:
+            conn.subscribed.pop(key, None)
+        return "SubscribeServiceResponse", {"serviceInfo": self.service_info(key, clusters)}
+
+    async def query(self, conn: NacosConnection, body: dict[str, Any]) -> Answer:
+        key = _key(body)
+        healthy_only = bool(body.get("healthyOnly", body.get("healthOnly", False)))
+        info = self.service_info(key, _clusters(body.get("cluster")), healthy_only)
+        return "QueryServiceResponse", {"serviceInfo": info}
+
+    async def list_services(self, conn: NacosConnection, body: dict[str, Any]) -> Answer:
+        page_no = _int(body.get("pageNo", 1), "pageNo", 1)
+        page_size = _int(body.get("pageSize", 10), "pageSize", 1)
+        namespace = str(body.get("namespace") or DEFAULT_NAMESPACE)
+        group = str(body.get("groupName") or DEFAULT_GROUP)
+        names = [s.name for s in self.store.services(namespace, group)]
+        start = (page_no - 1) * page_size
+        return "ServiceListResponse", {"count": len(names), "serviceNames": names[start:start + page_size]}
+
+    # -- shared ------------------------------------------------------------------------------
+    def service_info(self, key: ServiceKey, clusters: list[str], healthy_only: bool = False) -> dict[str, Any]:
+        return service_info(key, self.store.service(key), self.beats, name=key.name, clusters=clusters,
+                            healthy_only=healthy_only)
+
+    async def replace_held(self, conn: NacosConnection, key: ServiceKey, instances: dict[Address, Instance]) -> None:
+        """Make ``instances`` the connection's registration in ``key`` (empty: none)."""
+        old = conn.held.get(key, set())
+        for host, port in sorted(old - instances.keys()):
+            await self.store.release(conn.id, key, host, port)
+            old.discard((host, port))
+        for addr, inst in instances.items():
+            await self.store.hold(conn.id, key, inst)
+            old.add(addr)
+        if old:
+            conn.held[key] = old
+        else:
+            conn.held.pop(key, None)
+
+    async def release_all(self, conn: NacosConnection) -> int:
+        """Remove every instance the connection holds; how many there were."""
+        count = 0
+        for key, addrs in sorted(conn.held.items()):
+            for host, port in sorted(addrs):
+                await self.store.release(conn.id, key, host, port)
+                count += 1
+        conn.held.clear()
+        return count
+
+
+def _key(body: dict[str, Any]) -> ServiceKey:
+    name = body.get("serviceName")
+    if not isinstance(name, str) or not name:
+        raise NacosRequestError(INVALID_PARAM, "Param 'serviceName' is required.")
+    group = body.get("groupName")
+    namespace = body.get("namespace")
+    return service_key(name, group if isinstance(group, str) else None,
+                       namespace if isinstance(namespace, str) else None)
+
+
+def _instance(raw: Any, *, ephemeral: bool) -> Instance:
+    if not isinstance(raw, dict):
+        raise NacosRequestError(INVALID_PARAM, "Param 'instance' must be an instance object")
+    metadata = raw.get("metadata") or {}
+    try:
+        return Instance.model_validate({
+            "host": raw.get("ip"),
+            "port": raw.get("port"),
+            "weight": raw.get("weight", 1.0),
+            "healthy": raw.get("healthy", True),
+            "enabled": raw.get("enabled", True),
+            "ephemeral": ephemeral,
+            "cluster": raw.get("clusterName") or DEFAULT_CLUSTER,
+            "metadata": metadata,
+        })
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = {"host": "ip", "cluster": "clusterName"}.get(field_path(err["loc"]), field_path(err["loc"]))
+        raise NacosRequestError(INVALID_PARAM, f"Param '{field}' is invalid: {err['msg']}") from None
+
+
+def _clusters(raw: Any) -> list[str]:
+    return [c for c in raw.split(",") if c] if isinstance(raw, str) else []
+
+
+def _int(raw: Any, name: str, low: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int | str):
+        raise NacosRequestError(INVALID_PARAM, f"Param '{name}' must be an integer")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise NacosRequestError(INVALID_PARAM, f"Param '{name}' must be an integer") from None
+    if value < low:
+        raise NacosRequestError(INVALID_PARAM, f"Param '{name}' must be at least {low}")
+    return value

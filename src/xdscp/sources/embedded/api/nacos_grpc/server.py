@@ -1,0 +1,327 @@
+"""The embedded registry's Nacos 2.x/3.x gRPC face: where Nacos SDKs register and subscribe.
+
+The protocol, as the Nacos server speaks it (core/remote/grpc):
+- ``Request/request`` (unary): ServerCheckRequest answers the connection id and that
+  abilities are negotiated; every other request needs its connection set up first
+  (else UN_REGISTER, 301), a known type (else NO_HANDLER, 302) and a payload that parses
+  (else BAD_GATEWAY, 502).
+- ``BiRequestStream/requestBiStream``: the client's ConnectionSetupRequest opens the
+  connection; the server answers a SetupAckRequest with its abilities (among them
+  ``supportPersistentInstanceByGrpc``, so Java 2.x/3.x clients register persistent
+  instances here too) and pushes NotifySubscriberRequest and ClientDetectionRequest.
+- An ephemeral instance lives as long as the connection that registered it: when the
+  stream ends, or the client stops answering client detection, its instances go.
+
+Every answer to a bad request is a Nacos error response on that call: no request can
+end another client's connection, and none can stop the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import itertools
+import logging
+import time
+from typing import Any
+
+import grpc
+from grpc import aio
+
+from xdscp.addresses import split_host_port
+from xdscp.background import cancel_and_wait
+from xdscp.config import NacosGrpcConfig
+from xdscp.errors import BindError
+from xdscp.logfmt import log_event
+from xdscp.model.service import DEFAULT_NAMESPACE, ServiceKey
+from xdscp.rate_limit import TokenBucket
+from xdscp.sources.embedded.api.nacos_grpc.connection import NacosConnection
+from xdscp.sources.embedded.api.nacos_grpc.naming import (
+    BAD_GATEWAY,
+    INVALID_PARAM,
+    NO_HANDLER,
+    NO_RIGHT,
+    OVER_THRESHOLD,
+    SERVER_ERROR,
+    UN_REGISTER,
+    WRITES,
+    NacosRequestError,
+    NamingRequests,
+)
+from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy
+from xdscp.sources.embedded.api.request_params import ParamError
+from xdscp.sources.embedded.contract import RegistryStore, StoreUnavailable
+from xdscp.sources.nacos.protocol import NacosWireError, decode, encode
+
+log = logging.getLogger(__name__)
+
+# What this server tells clients it can do (Nacos' AbilityKey names, server side).
+SERVER_ABILITIES = {"supportPersistentInstanceByGrpc": True}
+
+
+def _error(code: int, message: str, request_id: str = "", kind: str = "ErrorResponse") -> bytes:
+    return encode(kind, {"resultCode": 500, "errorCode": code, "message": message, "requestId": request_id})
+
+
+class NacosGrpcServer:
+    """Serves Nacos' gRPC protocol over ``store``; ``start`` binds, ``stop`` closes every connection."""
+
+    def __init__(self, store: RegistryStore, settings: NacosGrpcConfig, beats: HeartbeatPolicy,
+                 write_token: str | None) -> None:
+        self.store = store
+        self.settings = settings
+        self.naming = NamingRequests(store, beats)
+        self.write_token = write_token
+        self.connections: dict[str, NacosConnection] = {}  # by peer
+        self._push_ids = itertools.count(1)
+        self._server: aio.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.port = 0
+        store.add_listener(self._changed)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self, address: str) -> int:
+        """Listen on ``address`` (port 0: any free one); the port bound."""
+        limit = self.settings.max_message_bytes
+        server = aio.server(options=[
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.max_send_message_length", -1),
+            # SDKs ping (Java: keepAliveTime 6 min by default; Python: max_keep_alive_ms); allow it
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
+            # a peer that vanished without closing is noticed by the transport too
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+        ])
+        server.add_generic_rpc_handlers((
+            grpc.method_handlers_generic_handler("Request", {
+                "request": grpc.unary_unary_rpc_method_handler(self._unary)}),
+            grpc.method_handlers_generic_handler("BiRequestStream", {
+                "requestBiStream": grpc.stream_stream_rpc_method_handler(self._bi_stream)}),
+        ))
+        split_host_port(address)
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as e:
+            raise BindError("nacos gRPC", address, str(e)) from None
+        if port == 0:
+            raise BindError("nacos gRPC", address, "the port is in use or the address is not local")
+        await server.start()
+        self._server = server
+        self.port = port
+        self._tasks.append(asyncio.create_task(self._detect_forever()))
+        log_event(log, logging.INFO, "nacos_grpc.started", address=address, port=port)
+        return port
+
+    async def stop(self, grace: float = 0.0) -> None:
+        await cancel_and_wait(self._tasks)
+        self._tasks.clear()
+        for conn in list(self.connections.values()):
+            conn.close()
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+
+    # -- the unary service -------------------------------------------------------------------
+    async def _unary(self, raw: bytes, context: aio.ServicerContext) -> bytes:
+        peer = context.peer()
+        try:
+            kind, body, headers = decode(raw)
+        except NacosWireError as e:
+            log_event(log, logging.WARNING, "nacos_grpc.bad_request", peer=peer, reason=str(e))
+            return _error(BAD_GATEWAY, str(e))
+        rid = str(body.get("requestId", ""))
+        if kind == "ServerCheckRequest":
+            return encode("ServerCheckResponse", {"resultCode": 200, "errorCode": 0, "message": "", "requestId": rid,
+                                                  "connectionId": self._connection_id(peer),
+                                                  "supportAbilityNegotiation": True})
+        handler = self.naming.handlers.get(kind)
+        if handler is None:
+            log_event(log, logging.WARNING, "nacos_grpc.no_handler", peer=peer, type=kind)
+            return _error(NO_HANDLER, f"RequestHandler Not Found: {kind}", rid)
+        conn = self.connections.get(peer)
+        if conn is None or conn.closed:
+            return _error(UN_REGISTER, "Connection is unregistered.", rid)
+        conn.touch()
+        answer_kind = _response_type(kind)
+        if not conn.bucket.take():
+            log_event(log, logging.WARNING, "nacos_grpc.limit", connection=conn.id, type=kind,
+                      limit="request_rate", max_requests_per_second=conn.bucket.rate)
+            return _error(OVER_THRESHOLD, f"more than {conn.bucket.rate:g} requests per second on one connection",
+                          rid, answer_kind)
+        if kind in WRITES and not self._authorized(headers, body):
+            log_event(log, logging.WARNING, "nacos_grpc.denied", connection=conn.id, type=kind)
+            return _error(NO_RIGHT, "authorization failed: a valid accessToken is required to write", rid,
+                          answer_kind)
+        try:
+            if kind in WRITES:
+                async with conn.lock:
+                    if conn.closed:
+                        return _error(UN_REGISTER, "Connection is unregistered.", rid)
+                    answer_kind, fields = await handler(conn, body)
+            else:
+                answer_kind, fields = await handler(conn, body)
+        except (NacosRequestError, ParamError) as e:
+            code = e.code if isinstance(e, NacosRequestError) else INVALID_PARAM
+            log_event(log, logging.INFO, "nacos_grpc.refused", connection=conn.id, type=kind, code=code,
+                      reason=str(e))
+            return _error(code, str(e), rid, answer_kind)
+        except StoreUnavailable as e:
+            return _error(SERVER_ERROR, str(e), rid, answer_kind)
+        except Exception as e:  # a bug answers this request only
+            log.exception("nacos request failed", extra={"xdscp_fields": {"connection": conn.id, "type": kind}})
+            return _error(SERVER_ERROR, f"xdscp internal error: {type(e).__name__}", rid, answer_kind)
+        return encode(answer_kind, {"resultCode": 200, "errorCode": 0, "message": "", "requestId": rid, **fields})
+
+    @staticmethod
+    def _connection_id(peer: str) -> str:
+        """Nacos' form: ``<ms>_<ip>_<port>`` of the transport. It only names the connection in
+        logs: the transport itself (the peer) is what requests are matched by."""
+        host, _, port = peer.rpartition(":")
+        return f"{int(time.time() * 1000)}_{host.partition(':')[2] or host}_{port}"
+
+    def _authorized(self, headers: dict[str, str], body: dict[str, Any]) -> bool:
+        if self.write_token is None:
+            return True
+        token = headers.get("accessToken")
+        inner = body.get("headers")
+        if not token and isinstance(inner, dict):
+            token = inner.get("accessToken")
+        return isinstance(token, str) and hmac.compare_digest(token.encode(), self.write_token.encode())
+
+    # -- the stream --------------------------------------------------------------------------
+    async def _bi_stream(self, _requests: Any, context: aio.ServicerContext) -> None:
+        peer = context.peer()
+        conn: NacosConnection | None = None
+        opened = asyncio.Event()
+
+        async def read() -> None:
+            nonlocal conn
+            while True:
+                raw = await context.read()
+                if not isinstance(raw, bytes):
+                    return  # the client closed its side
+                try:
+                    kind, body, _ = decode(raw)
+                except NacosWireError as e:
+                    log_event(log, logging.WARNING, "nacos_grpc.bad_stream_message", peer=peer, reason=str(e))
+                    continue  # as Nacos: logged and dropped, the stream stays
+                if kind == "ConnectionSetupRequest":
+                    if conn is None:
+                        conn = self._open(peer, body)
+                        if conn is None:
+                            return
+                        opened.set()
+                    continue
+                if conn is None:
+                    log_event(log, logging.WARNING, "nacos_grpc.before_setup", peer=peer, type=kind)
+                    continue
+                conn.touch()
+                if kind == "NotifySubscriberResponse":
+                    conn.acks += 1
+
+        reader = asyncio.create_task(read())
+        try:
+            setup = asyncio.ensure_future(opened.wait())
+            await asyncio.wait([reader, setup], return_when=asyncio.FIRST_COMPLETED)
+            setup.cancel()
+            if conn is not None:
+                await self._write(conn, context, reader)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            if conn is not None:
+                await self._closed(conn, "stream ended")
+
+    async def _write(self, conn: NacosConnection, context: aio.ServicerContext, reader: asyncio.Task[None]) -> None:
+        """Send what the connection has queued and its dirty services, until it closes."""
+        while not reader.done():
+            waiter = asyncio.ensure_future(conn.wake.wait())
+            await asyncio.wait([reader, waiter], return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            conn.wake.clear()
+            if conn.closed:
+                return
+            while conn.outbox:
+                await context.write(conn.outbox.popleft())
+            while conn.dirty:
+                key = min(conn.dirty)
+                conn.dirty.discard(key)
+                clusters = conn.subscribed.get(key)
+                if clusters is not None:
+                    await context.write(self._push(key, clusters))
+                    conn.pushes += 1
+
+    def _open(self, peer: str, body: dict[str, Any]) -> NacosConnection | None:
+        if len(self.connections) >= self.settings.max_connections:
+            log_event(log, logging.WARNING, "nacos_grpc.limit", peer=peer, limit="connections",
+                      max_connections=self.settings.max_connections)
+            return None
+        old = self.connections.get(peer)
+        if old is not None:
+            old.close()
+        tenant = body.get("tenant")
+        conn = NacosConnection(
+            id=self._connection_id(peer), peer=peer, client_version=str(body.get("clientVersion") or ""),
+            namespace=tenant if isinstance(tenant, str) and tenant else DEFAULT_NAMESPACE,
+            bucket=TokenBucket(self.settings.max_requests_per_second))
+        self.connections[peer] = conn
+        if body.get("abilityTable") is not None:  # the client negotiates: tell it ours
+            conn.send(encode("SetupAckRequest", {"requestId": str(next(self._push_ids)), "module": "internal",
+                                                 "headers": {}, "abilityTable": SERVER_ABILITIES}))
+        log_event(log, logging.INFO, "nacos_grpc.connected", connection=conn.id, peer=peer,
+                  client_version=conn.client_version, namespace=conn.namespace)
+        return conn
+
+    async def _closed(self, conn: NacosConnection, reason: str) -> None:
+        """Forget the connection and remove its instances (pushed at once); once per connection."""
+        if conn.released:
+            return
+        conn.released = True
+        conn.close()
+        if self.connections.get(conn.peer) is conn:
+            del self.connections[conn.peer]
+        async with conn.lock:
+            try:
+                removed = await self.naming.release_all(conn)
+            except StoreUnavailable as e:
+                removed = -1
+                log_event(log, logging.WARNING, "nacos_grpc.release_failed", connection=conn.id, reason=str(e))
+        log_event(log, logging.INFO, "nacos_grpc.disconnected", connection=conn.id, reason=reason,
+                  instances_removed=removed, pushes=conn.pushes, acks=conn.acks)
+
+    def _push(self, key: ServiceKey, clusters: list[str]) -> bytes:
+        return encode("NotifySubscriberRequest", {
+            "requestId": str(next(self._push_ids)), "module": "naming", "headers": {},
+            "namespace": key.namespace, "serviceName": key.name, "groupName": key.group,
+            "serviceInfo": self.naming.service_info(key, clusters)})
+
+    def _changed(self, keys: frozenset[ServiceKey] | None) -> None:
+        for conn in self.connections.values():
+            for key in (conn.subscribed if keys is None else keys & conn.subscribed.keys()):
+                conn.mark_dirty(key)
+
+    # -- client detection --------------------------------------------------------------------
+    async def _detect_forever(self) -> None:
+        s = self.settings
+        while True:
+            await asyncio.sleep(s.detection_interval)
+            now = time.monotonic()
+            for conn in list(self.connections.values()):
+                if conn.detecting_since is not None:
+                    if now - conn.detecting_since >= s.detection_timeout:
+                        log_event(log, logging.WARNING, "nacos_grpc.client_silent", connection=conn.id,
+                                  silent_s=round(now - conn.last_active, 1))
+                        await self._closed(conn, "no answer to client detection")
+                elif now - conn.last_active >= s.keepalive_time:
+                    conn.detecting_since = now
+                    conn.send(encode("ClientDetectionRequest", {"requestId": str(next(self._push_ids)),
+                                                                "module": "internal", "headers": {}}))
+
+
+def _response_type(request_type: str) -> str:
+    """The response type a request expects (Nacos names them after the request)."""
+    special = {"ServiceQueryRequest": "QueryServiceResponse", "PersistentInstanceRequest": "InstanceResponse"}
+    return special.get(request_type, request_type.removesuffix("Request") + "Response")
