@@ -1,12 +1,12 @@
 """``kind: nacos`` with ``transport: grpc``: subscriptions and pushes over Nacos' gRPC protocol.
 
-No Nacos server can be installed here: the server is tests/nacos_grpc_server.py, whose
-protocol is checked against the real nacos-sdk-python 3.x client in the last test.
+The Nacos server here is xdscp's own embedded registry (its Nacos gRPC face), whose
+fidelity to Nacos is checked with the real SDKs in test_nacos_grpc_sdks.py; the last
+test puts a real SDK on one side and xdscp's Nacos source on the other.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +14,15 @@ from typing import Any
 import pytest
 
 from xdscp.config import NacosSourceConfig
-from xdscp.model.service import ServiceKey
+from xdscp.local.ports import free_port_pair
+from xdscp.metrics import NACOS_GRPC_REQUESTS
+from xdscp.model.service import Instance, ServiceKey
+from xdscp.sources.embedded.api.nacos_grpc.server import NacosGrpcServer
+from xdscp.sources.embedded.source import EmbeddedSource
+from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET
 
-from conftest import Plane, eventually, start_plane
-from nacos_grpc_server import NacosGrpcServer
-from nacos_sdk_venv import run_sdk_script
+from conftest import Plane, embedded_source, eventually, start_plane
+from nacos_sdk_venv import PYTHON_3, start_sdk
 
 
 def ports(plane: Plane, name: str = "echo") -> list[int] | None:
@@ -26,117 +30,116 @@ def ports(plane: Plane, name: str = "echo") -> list[int] | None:
     return None if svc is None else sorted(i.port for i in svc.instances)
 
 
+class NacosServer:
+    """A plane on the embedded registry, as the Nacos server xdscp's Nacos source reads."""
+
+    def __init__(self, plane: Plane) -> None:
+        self.plane = plane
+        src = plane.cp.sources[0]
+        assert isinstance(src, EmbeddedSource)
+        self.source = src
+
+    @property
+    def grpc(self) -> NacosGrpcServer:
+        assert self.source.nacos_grpc is not None
+        return self.source.nacos_grpc
+
+    async def register(self, service: str, port: int, **fields: Any) -> None:
+        """A persistent instance, as an admin registers it (no connection holds it)."""
+        await self.source.store.register(ServiceKey("public", "DEFAULT_GROUP", service),
+                                         Instance(host="127.0.0.1", port=port, ephemeral=False, **fields))
+
+    async def deregister(self, service: str, port: int) -> None:
+        await self.source.store.deregister(ServiceKey("public", "DEFAULT_GROUP", service), "127.0.0.1", port)
+
+
+def served(kind: str) -> float:
+    return NACOS_GRPC_REQUESTS.labels(kind, "0")._value.get()
+
+
 @pytest.fixture
-async def nacos() -> AsyncIterator[NacosGrpcServer]:
-    server = await NacosGrpcServer().start()
-    server.register("echo", "127.0.0.1", 9001)
-    server.register("echo", "127.0.0.1", 9002, weight=3.0)
+async def nacos(tmp_path: Path) -> AsyncIterator[NacosServer]:
+    # at the HTTP port + 1000, where the SDK of the last test looks for it
+    plane = await start_plane(tmp_path / "nacos", None, sources=[embedded_source(tmp_path)],
+                              admin={"address": f"127.0.0.1:{free_port_pair(GRPC_PORT_OFFSET)}"})
+    server = NacosServer(plane)
+    await server.register("echo", 9001)
+    await server.register("echo", 9002, weight=3.0)
     try:
         yield server
     finally:
-        await server.stop()
+        await plane.cp.stop(0)
 
 
-async def push_plane(tmp_path: Path, server: NacosGrpcServer, interval: float = 30.0, **settings: Any) -> Plane:
-    plane = await start_plane(tmp_path, None, sources=[NacosSourceConfig(
-        kind="nacos", name="nacos", servers=["http://127.0.0.1:8848"], transport="grpc", grpc_port=server.port,
-        interval=interval, timeout=2.0, **settings)])
-    return plane
+async def push_plane(tmp_path: Path, server: NacosServer, interval: float = 30.0, **settings: Any) -> Plane:
+    return await start_plane(tmp_path / "xdscp", None, sources=[NacosSourceConfig(
+        kind="nacos", name="nacos", servers=[f"http://127.0.0.1:{server.plane.cp.admin_port}"], transport="grpc",
+        grpc_port=server.grpc.port, interval=interval, timeout=2.0, **settings)])
 
 
 async def test_instances_are_pushed_at_once_and_the_last_one_going_empties_the_service(
-        tmp_path: Path, nacos: NacosGrpcServer) -> None:
+        tmp_path: Path, nacos: NacosServer) -> None:
     # A 30 s interval: anything seen sooner than that came by push, not by a poll.
+    lists, acks = served("ServiceListRequest"), sum(c.acks for c in nacos.grpc.connections.values())
     plane = await push_plane(tmp_path, nacos)
     try:
         await eventually(lambda: ports(plane) == [9001, 9002], what="subscribed")
         echo = plane.cp.registry.services[ServiceKey("public", "DEFAULT_GROUP", "echo")]
         assert [i.weight for i in echo.instances] == [1.0, 3.0]
-        nacos.register("echo", "127.0.0.1", 9003)
+        await nacos.register("echo", 9003)
         await eventually(lambda: ports(plane) == [9001, 9002, 9003], what="pushed add")
         for port in (9001, 9002, 9003):
-            nacos.deregister("echo", "127.0.0.1", port)
+            await nacos.deregister("echo", port)
         await eventually(lambda: ports(plane) == [], what="pushed: zero instances")
-        assert "NotifySubscriberResponse" in nacos.requests  # every push is answered
-        assert nacos.requests.count("ServiceListRequest") == 1  # no polling happened
+        await eventually(lambda: sum(c.acks for c in nacos.grpc.connections.values()) > acks,
+                         what="pushes answered")  # the source answers every NotifySubscriberRequest
+        assert served("ServiceListRequest") - lists == 1  # no polling happened
     finally:
         await plane.cp.stop(0)
 
 
-async def test_a_push_that_overtakes_the_subscription_answer_wins(tmp_path: Path, nacos: NacosGrpcServer) -> None:
-    nacos.subscribe_answer_delay = 0.3
-    plane = await push_plane(tmp_path, nacos)
-    try:
-        await eventually(lambda: "SubscribeServiceRequest" in nacos.requests, what="subscribing")
-        nacos.register("echo", "127.0.0.1", 9003)  # pushed before the (older) answer arrives
-        await eventually(lambda: ports(plane) is not None, what="applied")
-        await asyncio.sleep(0.1)
-        assert ports(plane) == [9001, 9002, 9003]
-    finally:
-        await plane.cp.stop(0)
-
-
-async def test_new_services_are_subscribed_on_the_next_list(tmp_path: Path, nacos: NacosGrpcServer) -> None:
+async def test_new_services_are_subscribed_on_the_next_list(tmp_path: Path, nacos: NacosServer) -> None:
     plane = await push_plane(tmp_path, nacos, interval=0.1)
     try:
         await eventually(lambda: ports(plane) == [9001, 9002], what="subscribed")
-        nacos.register("fresh", "127.0.0.1", 9301)
+        await nacos.register("fresh", 9301)
         await eventually(lambda: ports(plane, "fresh") == [9301], what="new service")
-        nacos.register("fresh", "127.0.0.1", 9302)
+        await nacos.register("fresh", 9302)
         await eventually(lambda: ports(plane, "fresh") == [9301, 9302], what="pushed to the new subscription")
     finally:
         await plane.cp.stop(0)
 
 
-async def test_a_dropped_connection_keeps_the_view_and_resubscribes(tmp_path: Path, nacos: NacosGrpcServer) -> None:
+async def test_a_dropped_connection_keeps_the_view_and_resubscribes(tmp_path: Path, nacos: NacosServer) -> None:
     plane = await push_plane(tmp_path, nacos)
     try:
         await eventually(lambda: ports(plane) == [9001, 9002], what="subscribed")
         source = plane.cp.sources[0]
-        await nacos.stop()  # the server goes away: the view stays
+        port = nacos.grpc.port
+        await nacos.grpc.stop()  # the gRPC face goes away: the view stays
         await eventually(lambda: source.last_error is not None, timeout=10, what="loss noticed")
         assert ports(plane) == [9001, 9002]
-        nacos.deregister("echo", "127.0.0.1", 9001)  # changed while we were away
-        await nacos.start()
+        await nacos.deregister("echo", 9001)  # changed while we were away
+        await nacos.grpc.start(f"127.0.0.1:{port}")
         await eventually(lambda: ports(plane) == [9002], timeout=15, what="resynced")
         assert source.last_error is None
-        nacos.register("echo", "127.0.0.1", 9004)
+        await nacos.register("echo", 9004)
         await eventually(lambda: ports(plane) == [9002, 9004], what="pushes again")
     finally:
         await plane.cp.stop(0)
 
 
-async def test_a_refused_token_is_an_error_not_an_empty_registry(tmp_path: Path) -> None:
-    server = await NacosGrpcServer(token="right").start()
-    server.register("echo", "127.0.0.1", 9001)
-    wrong = await push_plane(tmp_path / "a", server, access_token="wrong")
-    right = await push_plane(tmp_path / "b", server, access_token="right")
-    try:
-        await eventually(lambda: ports(right) == [9001], what="token accepted")
-        source = wrong.cp.sources[0]
-        await eventually(lambda: source.last_error is not None, what="token refused")
-        assert "user not found" in (source.last_error or "") and wrong.cp.publisher.published == 0
-    finally:
-        await wrong.cp.stop(0)
-        await right.cp.stop(0)
-        await server.stop()
-
-
-async def test_the_test_server_speaks_nacos_as_the_real_sdk_does(tmp_path: Path, nacos: NacosGrpcServer) -> None:
+async def test_a_real_sdk_registers_and_xdscps_nacos_source_is_pushed_it(tmp_path: Path, nacos: NacosServer) -> None:
+    # nacos-sdk-python 3.2 -> the embedded registry's gRPC face -> xdscp's Nacos source: both
+    # ends of xdscp's Nacos gRPC speak to a real SDK's idea of the protocol.
     plane = await push_plane(tmp_path, nacos)
+    sdk = await start_sdk(PYTHON_3, nacos.plane.cp.admin_port, tmp_path / "sdk")
     try:
         await eventually(lambda: ports(plane) == [9001, 9002], what="subscribed")
-        # The real client (nacos-sdk-python 3.x) subscribes, registers an ephemeral instance,
-        # is pushed the change like xdscp is, and exits: its connection closes, so the
-        # instance goes, and xdscp is told at once.
-        proc = await run_sdk_script(nacos.port, "echo", 9005, tmp_path / "sdk-cache")
-        assert proc.stdout is not None and proc.stdin is not None
-        assert await asyncio.wait_for(proc.stdout.readline(), 60) == b"registered\n"
+        assert await sdk.do("register echo 9005") == "ok register"
         await eventually(lambda: ports(plane) == [9001, 9002, 9005], timeout=10, what="SDK instance pushed")
-        pushed = await asyncio.wait_for(proc.stdout.readline(), 20)
-        assert pushed == b"pushed [9001, 9002, 9005]\n", pushed  # the SDK took our NotifySubscriberRequest
-        proc.stdin.close()
-        assert await asyncio.wait_for(proc.wait(), 30) == 0
+        sdk.kill()
         await eventually(lambda: ports(plane) == [9001, 9002], timeout=10, what="gone with its connection")
     finally:
+        await sdk.close()
         await plane.cp.stop(0)

@@ -82,3 +82,13 @@ DEBOUNCE_MERGED = Counter(
     "xdscp_debounce_merged_changes_total",
     "Service changes that arrived during the debounce window and went out in the same push",
 )
+
+NACOS_GRPC_REQUESTS = Counter(
+    "xdscp_nacos_grpc_requests_total",
+    "Requests on the embedded registry's Nacos gRPC face, by type and Nacos error code (0: served)",
+    ["type", "code"],
+)
+
+NACOS_GRPC_CONNECTIONS = Gauge("xdscp_nacos_grpc_connections", "Nacos SDK connections set up now")
+
+NACOS_GRPC_PUSHES = Counter("xdscp_nacos_grpc_pushes_total", "NotifySubscriberRequest pushes written")

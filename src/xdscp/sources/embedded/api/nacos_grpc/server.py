@@ -34,6 +34,7 @@ from xdscp.background import cancel_and_wait
 from xdscp.config import NacosGrpcConfig
 from xdscp.errors import BindError
 from xdscp.logfmt import log_event
+from xdscp.metrics import NACOS_GRPC_CONNECTIONS, NACOS_GRPC_PUSHES, NACOS_GRPC_REQUESTS
 from xdscp.model.service import DEFAULT_NAMESPACE, ServiceKey
 from xdscp.rate_limit import TokenBucket
 from xdscp.sources.embedded.api.nacos_grpc.connection import NacosConnection
@@ -60,8 +61,18 @@ log = logging.getLogger(__name__)
 SERVER_ABILITIES = {"supportPersistentInstanceByGrpc": True}
 
 
-def _error(code: int, message: str, request_id: str = "", kind: str = "ErrorResponse") -> bytes:
-    return encode(kind, {"resultCode": 500, "errorCode": code, "message": message, "requestId": request_id})
+Answered = tuple[str, int, bytes]  # the request's type, the Nacos error code answered (0: served), the answer
+
+
+def _failed(request_type: str, code: int, message: str, request_id: str = "",
+            response_type: str = "ErrorResponse") -> Answered:
+    body = {"resultCode": 500, "errorCode": code, "message": message, "requestId": request_id}
+    return request_type, code, encode(response_type, body)
+
+
+def _served(request_type: str, response_type: str, request_id: str, fields: dict[str, Any]) -> Answered:
+    body = {"resultCode": 200, "errorCode": 0, "message": "", "requestId": request_id, **fields}
+    return request_type, 0, encode(response_type, body)
 
 
 class NacosGrpcServer:
@@ -125,40 +136,46 @@ class NacosGrpcServer:
 
     # -- the unary service -------------------------------------------------------------------
     async def _unary(self, raw: bytes, context: aio.ServicerContext) -> bytes:
-        peer = context.peer()
+        kind, code, answer = await self._answer(raw, context.peer())
+        # counted by the type asked (known types only: a label per garbage name would grow
+        # without bound) and the error code answered (0: served)
+        NACOS_GRPC_REQUESTS.labels(kind if kind in self.naming.handlers or kind == "ServerCheckRequest"
+                                   else "other", str(code)).inc()
+        return answer
+
+    async def _answer(self, raw: bytes, peer: str) -> Answered:
         try:
             kind, body, headers = decode(raw)
         except NacosWireError as e:
             log_event(log, logging.WARNING, "nacos_grpc.bad_request", peer=peer, reason=str(e))
-            return _error(BAD_GATEWAY, str(e))
+            return _failed("malformed", BAD_GATEWAY, str(e))
         rid = str(body.get("requestId", ""))
         if kind == "ServerCheckRequest":
-            return encode("ServerCheckResponse", {"resultCode": 200, "errorCode": 0, "message": "", "requestId": rid,
-                                                  "connectionId": self._connection_id(peer),
-                                                  "supportAbilityNegotiation": True})
+            return _served(kind, "ServerCheckResponse", rid, {"connectionId": self._connection_id(peer),
+                                                              "supportAbilityNegotiation": True})
         handler = self.naming.handlers.get(kind)
         if handler is None:
             log_event(log, logging.WARNING, "nacos_grpc.no_handler", peer=peer, type=kind)
-            return _error(NO_HANDLER, f"RequestHandler Not Found: {kind}", rid)
+            return _failed(kind, NO_HANDLER, f"RequestHandler Not Found: {kind}", rid)
         conn = self.connections.get(peer)
         if conn is None or conn.closed:
-            return _error(UN_REGISTER, "Connection is unregistered.", rid)
+            return _failed(kind, UN_REGISTER, "Connection is unregistered.", rid)
         conn.touch()
         answer_kind = _response_type(kind)
         if not conn.bucket.take():
             log_event(log, logging.WARNING, "nacos_grpc.limit", connection=conn.id, type=kind,
                       limit="request_rate", max_requests_per_second=conn.bucket.rate)
-            return _error(OVER_THRESHOLD, f"more than {conn.bucket.rate:g} requests per second on one connection",
-                          rid, answer_kind)
+            return _failed(kind, OVER_THRESHOLD,
+                           f"more than {conn.bucket.rate:g} requests per second on one connection", rid, answer_kind)
         if kind in WRITES and not self._authorized(headers, body):
             log_event(log, logging.WARNING, "nacos_grpc.denied", connection=conn.id, type=kind)
-            return _error(NO_RIGHT, "authorization failed: a valid accessToken is required to write", rid,
+            return _failed(kind, NO_RIGHT, "authorization failed: a valid accessToken is required to write", rid,
                           answer_kind)
         try:
             if kind in WRITES:
                 async with conn.lock:
                     if conn.closed:
-                        return _error(UN_REGISTER, "Connection is unregistered.", rid)
+                        return _failed(kind, UN_REGISTER, "Connection is unregistered.", rid)
                     answer_kind, fields = await handler(conn, body)
             else:
                 answer_kind, fields = await handler(conn, body)
@@ -166,13 +183,13 @@ class NacosGrpcServer:
             code = e.code if isinstance(e, NacosRequestError) else INVALID_PARAM
             log_event(log, logging.INFO, "nacos_grpc.refused", connection=conn.id, type=kind, code=code,
                       reason=str(e))
-            return _error(code, str(e), rid, answer_kind)
+            return _failed(kind, code, str(e), rid, answer_kind)
         except StoreUnavailable as e:
-            return _error(SERVER_ERROR, str(e), rid, answer_kind)
+            return _failed(kind, SERVER_ERROR, str(e), rid, answer_kind)
         except Exception as e:  # a bug answers this request only
             log.exception("nacos request failed", extra={"xdscp_fields": {"connection": conn.id, "type": kind}})
-            return _error(SERVER_ERROR, f"xdscp internal error: {type(e).__name__}", rid, answer_kind)
-        return encode(answer_kind, {"resultCode": 200, "errorCode": 0, "message": "", "requestId": rid, **fields})
+            return _failed(kind, SERVER_ERROR, f"xdscp internal error: {type(e).__name__}", rid, answer_kind)
+        return _served(kind, answer_kind, rid, fields)
 
     @staticmethod
     def _connection_id(peer: str) -> str:
@@ -253,6 +270,7 @@ class NacosGrpcServer:
                 if clusters is not None:
                     await context.write(self._push(key, clusters))
                     conn.pushes += 1
+                    NACOS_GRPC_PUSHES.inc()
 
     def _open(self, peer: str, body: dict[str, Any]) -> NacosConnection | None:
         if len(self.connections) >= self.settings.max_connections:
@@ -268,6 +286,7 @@ class NacosGrpcServer:
             namespace=tenant if isinstance(tenant, str) and tenant else DEFAULT_NAMESPACE,
             bucket=TokenBucket(self.settings.max_requests_per_second))
         self.connections[peer] = conn
+        NACOS_GRPC_CONNECTIONS.set(len(self.connections))
         if body.get("abilityTable") is not None:  # the client negotiates: tell it ours
             conn.send(encode("SetupAckRequest", {"requestId": str(next(self._push_ids)), "module": "internal",
                                                  "headers": {}, "abilityTable": SERVER_ABILITIES}))
@@ -283,6 +302,7 @@ class NacosGrpcServer:
         conn.close()
         if self.connections.get(conn.peer) is conn:
             del self.connections[conn.peer]
+            NACOS_GRPC_CONNECTIONS.set(len(self.connections))
         async with conn.lock:
             try:
                 removed = await self.naming.release_all(conn)
