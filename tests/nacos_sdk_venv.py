@@ -175,13 +175,16 @@ class SdkProcess:
         self._reader.cancel()
 
 
-async def start_sdk(sdk: Sdk, http_port: int, cache: Path, username: str = "", password: str = "") -> SdkProcess:
-    """The SDK pointed at ``127.0.0.1:<http_port>``, ready for commands. ``cache``: a fresh
-    folder for its disk cache (a stale one would hide a push that changes nothing it remembers)."""
+async def start_sdk(sdk: Sdk, http_port: int | list[int], cache: Path, username: str = "",
+                    password: str = "") -> SdkProcess:
+    """The SDK pointed at ``127.0.0.1:<http_port>`` (several: a server list, as for a Nacos
+    cluster), ready for commands. ``cache``: a fresh folder for its disk cache (a stale one
+    would hide a push that changes nothing it remembers)."""
+    servers = ",".join(f"127.0.0.1:{p}" for p in (http_port if isinstance(http_port, list) else [http_port]))
     python = await asyncio.to_thread(sdk.python)
     cache.mkdir(parents=True, exist_ok=True)
     proc = await asyncio.create_subprocess_exec(
-        str(python), "-c", sdk.script, f"127.0.0.1:{http_port}", str(cache), username, password,
+        str(python), "-c", sdk.script, servers, str(cache), username, password,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
         cwd=str(cache), env={"HOME": str(cache), "PATH": "/usr/bin:/bin"})
     client = SdkProcess(proc)

@@ -12,8 +12,9 @@ from typing import Any
 
 import yaml
 
-from xdscp.local.ports import free_port
+from xdscp.local.ports import free_port, free_port_pair
 from xdscp.local.processes import terminate, wait_ready
+from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET
 
 
 class XdscpProcess:
@@ -34,7 +35,7 @@ class XdscpProcess:
             sources = [{"kind": "file", "name": "file", "path": str(registry), "poll_interval": poll_interval}]
         self.workdir = workdir
         self.xds_port = free_port()
-        self.admin_port = free_port()
+        self.admin_port = free_port_pair(GRPC_PORT_OFFSET)  # the embedded registry's Nacos gRPC: + 1000
         self.listener_port = listener_port or free_port()
         self.log_path = workdir / f"{name}.log"
         self.config_path = workdir / f"{name}.yaml"
