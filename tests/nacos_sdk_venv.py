@@ -140,11 +140,9 @@ class SdkProcess:
         assert self.proc.stdout is not None
         while raw := await self.proc.stdout.readline():
             parts = raw.decode().split()
-            ports = [int(p) for p in parts[2].split(",")] if len(parts) > 2 else []
-            if parts[:1] == ["pushed"]:
-                self.pushes.append((parts[1], ports))
-            elif parts[:1] == ["listed"]:
-                self.listed.append((parts[1], ports))
+            if parts[:1] in (["pushed"], ["listed"]):
+                ports = [int(p) for p in parts[2].split(",")] if len(parts) > 2 else []
+                (self.pushes if parts[0] == "pushed" else self.listed).append((parts[1], ports))
             elif parts:
                 self._answers.put_nowait(" ".join(parts))
         self._answers.put_nowait("exited")

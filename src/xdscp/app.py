@@ -45,6 +45,7 @@ class ControlPlane:
         self.sources = build_sources(cfg)
         self.registry = Registry((s.name for s in self.sources), cfg.source_priorities())
         self.translator = runtime_settings.translator(cfg)
+        self.credentials = runtime_settings.credentials(cfg.admin)
         self.cache = SnapshotCache()
         self.tracker = StreamTracker()
         self.publisher = Publisher(self.registry, self.translator, self.cache, cfg.xds.debounce,
@@ -109,7 +110,7 @@ class ControlPlane:
 
         debug = DebugApi(self.cache, self.registry, self.sources, self.cfg.source_priorities())
         routes = [r for src in self.sources for r in src.routes()] + RestXds(xds.env).routes() + debug.routes()
-        runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, routes, self.cfg.admin.write_token),
+        runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, routes, self.credentials),
                                access_log=None)
         await runner.setup()
         host, port = split_host_port(self.cfg.admin.address)
@@ -131,7 +132,7 @@ class ControlPlane:
             except OSError as e:
                 raise BindError("admin (read-only)", self.cfg.admin.read_only_address, e.strerror or str(e)) from None
             self.admin_read_only_port = ro.addresses[0][1]
-        binding = AdminBinding(host, self.admin_port, self.cfg.admin.write_token)
+        binding = AdminBinding(host, self.admin_port, self.credentials)
         for src in self.sources:
             await src.open_ports(binding)
         log_event(log, logging.INFO, "xdscp.started", xds=f"{xds_host}:{self.xds_port}",

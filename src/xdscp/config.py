@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xdscp.addresses import split_host_port
+from xdscp.admin.credentials import check_hash_format
 from xdscp.cache.node_group import node_grouper
 from xdscp.documents import load_document
 from xdscp.errors import ConfigError, DocumentError
@@ -100,11 +101,31 @@ class AdminTlsConfig(_Section):
     key_file: Path
 
 
+class AdminUserConfig(_Section):
+    """A user who logs in as Nacos SDKs do (username and password) for an expiring token."""
+
+    username: str = Field(min_length=1, max_length=128)
+    password_hash: str  # pbkdf2_sha256$...: made by ``xdscp hash-password``, never the password
+    write: bool = False  # may register, update and deregister; every user may read
+
+    @field_validator("password_hash")
+    @classmethod
+    def _valid_hash(cls, v: str) -> str:
+        return check_hash_format(v)
+
+
 class AdminConfig(_Address):
     address: str = "127.0.0.1:19000"
     # Set: registering, updating and deregistering through the admin API need this token
     # (Authorization: Bearer ..., or Nacos' accessToken); reading does not.
     write_token: str | None = Field(default=None, min_length=16)
+    # Set: Nacos auth. Users log in (/nacos/v1/auth/login, /nacos/v3/auth/user/login) and
+    # send the token they get; the Nacos APIs (HTTP and gRPC) then need one to read too.
+    users: list[AdminUserConfig] = []
+    token_ttl: int = Field(default=18000, ge=60, le=30 * 86400)  # seconds; Nacos' default
+    # Signs login tokens; replicas given the same secret accept each other's tokens.
+    # Unset: a random one per process (tokens are good on that process only).
+    token_secret: str | None = Field(default=None, min_length=32)
     # HTTPS on both admin addresses (certificate and key, PEM; relative to the config file).
     tls: AdminTlsConfig | None = None
     # Set: the same endpoints, minus everything that changes state, also served here: expose

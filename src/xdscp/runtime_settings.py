@@ -12,8 +12,9 @@ from collections.abc import Iterable
 
 import grpc
 
+from xdscp.admin.credentials import Credentials, User
 from xdscp.cache.node_group import node_grouper
-from xdscp.config import AuthorizationConfig, Config, XdsConfig, XdsLimitsConfig, XdsTlsConfig
+from xdscp.config import AdminConfig, AuthorizationConfig, Config, XdsConfig, XdsLimitsConfig, XdsTlsConfig
 from xdscp.server.authorization import NodePolicy, Rule
 from xdscp.server.stream import StreamLimits
 from xdscp.server.tls import TlsSettings, server_credentials
@@ -62,3 +63,9 @@ def xds_server_settings(xds: XdsConfig, policy: NodePolicy, node_group_by: str,
         reuse_port=xds.workers > 1,
         placeholder=missing_resource,
     )
+
+
+def credentials(admin: AdminConfig) -> Credentials:
+    """Who may read and write the registry (admin write token, Nacos users)."""
+    return Credentials(admin.write_token, [User(u.username, u.password_hash, u.write) for u in admin.users],
+                       admin.token_ttl, admin.token_secret)

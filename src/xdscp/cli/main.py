@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     dump.add_argument("--type", help="one type: a type URL, or its last part (Cluster, ServiceEntry...)")
     dump.add_argument("--ca-file", help="CA certificate to trust for an https:// admin address")
 
+    sub.add_parser("hash-password", help="read a password on stdin; print its hash for admin.users[].password_hash")
+
     boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap from envoy/ pointed at a control plane")
     boot.add_argument("--template", type=Path, required=True, help="e.g. envoy/bootstrap-ads.yaml")
     boot.add_argument("--xds-address", type=_address, default=XdsConfig().address)
@@ -164,6 +166,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in ("status", "dump"):
         return _admin_command(args)
+    if args.command == "hash-password":
+        from xdscp.admin.credentials import hash_password
+
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            print("xdscp hash-password: give the password on stdin", file=sys.stderr)
+            return 2
+        print(hash_password(password))
+        return 0
     if args.command == "bootstrap":
         import yaml
 

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from xdscp.admin.credentials import Credentials
 from xdscp.model.registry import Registry
 
 
@@ -16,7 +17,7 @@ class AdminBinding:
 
     host: str
     port: int
-    write_token: str | None
+    credentials: Credentials  # who may read and write what the source serves
 
 
 class Source(Protocol):

@@ -84,7 +84,7 @@ class EmbeddedSource:
         if not grpc_cfg.enabled:
             return
         address = grpc_cfg.address or f"{admin.host}:{admin.port + GRPC_PORT_OFFSET}"
-        server = NacosGrpcServer(self.store, grpc_cfg, self.beats, admin.write_token)
+        server = NacosGrpcServer(self.store, grpc_cfg, self.beats, admin.credentials)
         try:
             await server.start(address)
         except BindError as e:

@@ -92,7 +92,7 @@ class NacosApi:
     def _wrap(handler: Handler, dialect: Dialect) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def endpoint(request: web.Request) -> web.StreamResponse:
             values = dict(request.query)
-            if request.can_read_body and request.content_type in ("application/x-www-form-urlencoded",
+            if request.body_exists and request.content_type in ("application/x-www-form-urlencoded",
                                                                    "multipart/form-data"):
                 values.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
             try:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import itertools
 import logging
 import time
@@ -30,6 +29,7 @@ import grpc
 from grpc import aio
 
 from xdscp.addresses import split_host_port
+from xdscp.admin.credentials import Credentials
 from xdscp.background import cancel_and_wait
 from xdscp.config import NacosGrpcConfig
 from xdscp.errors import BindError
@@ -79,11 +79,11 @@ class NacosGrpcServer:
     """Serves Nacos' gRPC protocol over ``store``; ``start`` binds, ``stop`` closes every connection."""
 
     def __init__(self, store: RegistryStore, settings: NacosGrpcConfig, beats: HeartbeatPolicy,
-                 write_token: str | None) -> None:
+                 credentials: Credentials) -> None:
         self.store = store
         self.settings = settings
         self.naming = NamingRequests(store, beats)
-        self.write_token = write_token
+        self.credentials = credentials
         self.connections: dict[str, NacosConnection] = {}  # by peer
         self._push_ids = itertools.count(1)
         self._server: aio.Server | None = None
@@ -167,9 +167,9 @@ class NacosGrpcServer:
                       limit="request_rate", max_requests_per_second=conn.bucket.rate)
             return _failed(kind, OVER_THRESHOLD,
                            f"more than {conn.bucket.rate:g} requests per second on one connection", rid, answer_kind)
-        if kind in WRITES and not self._authorized(headers, body):
+        if not self._authorized(kind, headers, body):
             log_event(log, logging.WARNING, "nacos_grpc.denied", connection=conn.id, type=kind)
-            return _failed(kind, NO_RIGHT, "authorization failed: a valid accessToken is required to write", rid,
+            return _failed(kind, NO_RIGHT, "authorization failed: a valid accessToken is required", rid,
                           answer_kind)
         try:
             if kind in WRITES:
@@ -198,14 +198,16 @@ class NacosGrpcServer:
         host, _, port = peer.rpartition(":")
         return f"{int(time.time() * 1000)}_{host.partition(':')[2] or host}_{port}"
 
-    def _authorized(self, headers: dict[str, str], body: dict[str, Any]) -> bool:
-        if self.write_token is None:
-            return True
+    def _authorized(self, kind: str, headers: dict[str, str], body: dict[str, Any]) -> bool:
+        """Writes need the write token or a writing user's; with users configured, reads a user's."""
         token = headers.get("accessToken")
         inner = body.get("headers")
         if not token and isinstance(inner, dict):
             token = inner.get("accessToken")
-        return isinstance(token, str) and hmac.compare_digest(token.encode(), self.write_token.encode())
+        token = token if isinstance(token, str) else None
+        if kind in WRITES:
+            return self.credentials.may_write(token)
+        return kind == "HealthCheckRequest" or self.credentials.may_read(token)
 
     # -- the stream --------------------------------------------------------------------------
     async def _bi_stream(self, _requests: Any, context: aio.ServicerContext) -> None:
