@@ -1,0 +1,241 @@
+"""The embedded registry as a Nacos server: what one xdscp process takes from Nacos clients.
+
+One ``xdscp serve`` (embedded registry, SQLite) on loopback; the load generator is this
+process, speaking Nacos' protocols as the SDKs do (gRPC: ServerCheck, the bi-stream with
+ConnectionSetupRequest, InstanceRequest; HTTP: the v1 Open API), sharing the 2 cores.
+
+1. registrations per second over gRPC (``--grpc-clients`` connections, each registering
+   a service after another) and over HTTP v1 (``--http-clients`` concurrent requests);
+2. heartbeats per second over HTTP v1 (PUT /nacos/v1/ns/instance/beat);
+3. connected gRPC clients: ``--connections`` connections, each holding one ephemeral
+   instance; xdscp's RSS per connection, and its CPU while they idle (% of one core);
+4. from a client's connection closing to an ADS subscriber's assignment without its
+   instance: p50/p99 over ``--deaths`` closes.
+
+    python bench/nacos_capacity.py                          # about 2 minutes
+    python bench/nacos_capacity.py --connections 10000      # the 10,000-connection target
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import grpc
+import uvloop
+from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
+from fanout import cpu_seconds, rss_kib
+
+from xdscp.local.control_plane import XdscpProcess
+from xdscp.sources.nacos.protocol import BI_STREAM_METHOD, GRPC_PORT_OFFSET, REQUEST_METHOD, decode, encode
+from xdscp.type_urls import ENDPOINT
+
+ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+class NacosClient:
+    """One SDK-like connection: a transport of its own, set up, answering server requests."""
+
+    def __init__(self, port: int) -> None:
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
+        self.unary = self.channel.unary_unary(REQUEST_METHOD)
+        self._reader: asyncio.Task[None] | None = None
+        self._ids = 0
+
+    async def connect(self) -> None:
+        await self.call("ServerCheckRequest", {})
+        stream = self.channel.stream_stream(BI_STREAM_METHOD)()
+        await stream.write(encode("ConnectionSetupRequest", {"clientVersion": "bench", "tenant": "", "labels": {},
+                                                             "abilityTable": {}}))
+        acked = asyncio.Event()
+
+        async def read() -> None:
+            async for raw in stream:
+                kind, body, _ = decode(raw)
+                if kind == "SetupAckRequest":
+                    acked.set()
+                elif kind.endswith("Request"):
+                    await stream.write(encode(kind.removesuffix("Request") + "Response",
+                                              {"resultCode": 200, "requestId": body.get("requestId")}))
+
+        self._reader = asyncio.create_task(read())
+        await asyncio.wait_for(acked.wait(), 60)
+
+    async def call(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        self._ids += 1
+        _, answer, _ = decode(await self.unary(encode(kind, {"requestId": str(self._ids), **body}), timeout=60))
+        if answer.get("errorCode"):
+            raise RuntimeError(f"{kind}: {answer}")
+        return answer
+
+    async def register(self, service: str, port: int) -> None:
+        await self.call("InstanceRequest", {"namespace": "public", "serviceName": service, "groupName": "DEFAULT_GROUP",
+                                            "type": "registerInstance", "instance": {"ip": "127.0.0.1", "port": port}})
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+        await self.channel.close()
+
+
+async def grpc_registrations(port: int, clients: int, total: int) -> float:
+    conns = [NacosClient(port) for _ in range(clients)]
+    await asyncio.gather(*(c.connect() for c in conns))
+    per = total // clients
+
+    async def one(i: int, c: NacosClient) -> None:
+        for j in range(per):
+            await c.register(f"grpc-{i}-{j}", 20000 + j)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(i, c) for i, c in enumerate(conns)))
+    rate = per * clients / (time.perf_counter() - start)
+    await asyncio.gather(*(c.close() for c in conns))
+    return rate
+
+
+async def http_rate(admin: str, clients: int, total: int, beat: bool) -> float:
+    per = total // clients
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as http:
+        async def one(i: int) -> None:
+            for j in range(per):
+                # as over gRPC, each registration a service of its own (the first beat's too)
+                params = {"serviceName": f"http-{i}-{j}", "ip": "127.0.0.1", "port": str(30000 + j)}
+                if beat:
+                    async with http.put(f"http://{admin}/nacos/v1/ns/instance/beat", params=params) as r:
+                        assert r.status == 200, await r.text()
+                else:
+                    async with http.post(f"http://{admin}/nacos/v1/ns/instance", params=params) as r:
+                        assert r.status == 200, await r.text()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(clients)))
+        return per * clients / (time.perf_counter() - start)
+
+
+async def held_connections(port: int, pid: int, count: int, idle: float) -> tuple[int, float, float, float]:
+    """(connections held, RSS KiB per connection, idle CPU % of a core, seconds to connect all)."""
+    rss_before = rss_kib(pid)
+    conns = [NacosClient(port) for _ in range(count)]
+    start = time.perf_counter()
+    sem = asyncio.Semaphore(200)
+
+    async def one(i: int, c: NacosClient) -> None:
+        async with sem:
+            await c.connect()
+            await c.register(f"held-{i % 100}", 40000 + i // 100)  # 100 services, one instance per connection
+
+    await asyncio.gather(*(one(i, c) for i, c in enumerate(conns)))
+    took = time.perf_counter() - start
+    await asyncio.sleep(2)
+    rss_after = rss_kib(pid)
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    await asyncio.sleep(idle)
+    cpu = (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0) * 100
+    await asyncio.gather(*(c.close() for c in conns))
+    return count, (rss_after - rss_before) / count, cpu, took
+
+
+async def death_to_assignment(port: int, xds: str, deaths: int) -> list[float]:
+    """ms from a connection's close to an ADS subscriber's assignment no longer holding its instance."""
+    channel = grpc.aio.insecure_channel(xds)
+    stream = channel.stream_stream(ADS, request_serializer=DiscoveryRequest.SerializeToString,
+                                   response_deserializer=DiscoveryResponse.FromString)()
+    req = DiscoveryRequest(type_url=ENDPOINT, resource_names=["dying"])
+    req.node.id = "bench"
+    await stream.write(req)
+    current: list[int] = []
+    changed = asyncio.Event()
+
+    async def follow() -> None:
+        nonlocal current
+        async for resp in stream:
+            for any_msg in resp.resources:
+                cla = endpoint_pb2.ClusterLoadAssignment()
+                any_msg.Unpack(cla)
+                current = sorted(e.endpoint.address.socket_address.port_value
+                                 for loc in cla.endpoints for e in loc.lb_endpoints)
+            changed.set()
+            await stream.write(DiscoveryRequest(type_url=ENDPOINT, resource_names=["dying"],
+                                                version_info=resp.version_info, response_nonce=resp.nonce))
+
+    async def until(cond: Any) -> None:
+        while not cond():
+            changed.clear()
+            await asyncio.wait_for(changed.wait(), 30)
+
+    follower = asyncio.create_task(follow())
+    samples = []
+    try:
+        for i in range(deaths):
+            c = NacosClient(port)
+            await c.connect()
+            await c.register("dying", 50000 + i)
+            await until(lambda i=i: 50000 + i in current)
+            start = time.perf_counter()
+            await c.close()
+            await until(lambda i=i: 50000 + i not in current)
+            samples.append((time.perf_counter() - start) * 1000)
+    finally:
+        follower.cancel()
+        await channel.close()
+    return samples
+
+
+async def run(args: argparse.Namespace, work: Path) -> None:
+    xdscp = XdscpProcess(work, log_level="warning", sources=[{"kind": "embedded", "database": str(work / "r.db"),
+                                                              "instance_check": {"enabled": False}}])
+    await asyncio.to_thread(xdscp.start)
+    grpc_port = xdscp.admin_port + GRPC_PORT_OFFSET
+    assert xdscp._proc is not None
+    pid = xdscp._proc.pid
+    try:
+        rate = await grpc_registrations(grpc_port, args.grpc_clients, args.registrations)
+        print(f"registrations over gRPC     {rate:8.0f}/s  ({args.grpc_clients} connections, "
+              f"{args.registrations} registrations)")
+        rate = await http_rate(xdscp.admin_address, args.http_clients, args.registrations, beat=False)
+        print(f"registrations over HTTP v1  {rate:8.0f}/s  ({args.http_clients} concurrent, "
+              f"{args.registrations} registrations)")
+        rate = await http_rate(xdscp.admin_address, args.http_clients, args.registrations, beat=True)
+        print(f"heartbeats over HTTP v1     {rate:8.0f}/s  ({args.http_clients} concurrent; a fleet beating "
+              f"every 5 s: {rate * 5:,.0f} instances)")
+        held, kib, cpu, took = await held_connections(grpc_port, pid, args.connections, args.idle)
+        print(f"connected gRPC clients      {held:8d}    RSS {kib:5.1f} KiB per connection, idle CPU {cpu:4.1f}% "
+              f"of a core over {args.idle:.0f} s (connected in {took:.1f} s)")
+        samples = await death_to_assignment(grpc_port, xdscp.xds_address, args.deaths)
+        print(f"close -> assignment without it  n={len(samples)}  p50 {statistics.median(samples):6.1f} ms  "
+              f"p99 {pct(samples, 0.99):6.1f} ms  max {max(samples):6.1f} ms")
+    finally:
+        await asyncio.to_thread(xdscp.stop)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--registrations", type=int, default=4096)
+    p.add_argument("--grpc-clients", type=int, default=64)
+    p.add_argument("--http-clients", type=int, default=64)
+    p.add_argument("--connections", type=int, default=2000)
+    p.add_argument("--idle", type=float, default=10.0)
+    p.add_argument("--deaths", type=int, default=50)
+    args = p.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two descriptors a connection, both ends here
+    with tempfile.TemporaryDirectory(prefix="xdscp-bench-") as d:
+        uvloop.run(run(args, Path(d)))
+
+
+if __name__ == "__main__":
+    main()
