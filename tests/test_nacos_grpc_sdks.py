@@ -22,6 +22,7 @@ from xdscp.local.ports import free_port_pair
 from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET
 
 from conftest import Plane, embedded_source, eventually, start_plane
+from nacos_node_sdk import node_available, start_node_sdk
 from nacos_sdk_venv import PYTHON_3, RUST, Sdk, SdkProcess, start_sdk
 from xds_client import follow_assignments
 
@@ -173,3 +174,28 @@ async def test_dubbo_provider_names_register_over_grpc_and_http(stack: Stack) ->
                      what="both Dubbo providers registered")
     assert await app.do(f"list {name}") == "ok list"
     assert app.listed[-1] == (name, [9501, 9502])
+
+
+@pytest.mark.skipif(not node_available(), reason="node and npm are needed for the Node SDK")
+async def test_the_node_sdk_2_6_registers_over_http_and_its_instances_expire_with_it(tmp_path: Path) -> None:
+    # The HTTP clients keep working beside the gRPC ones: npm nacos 2.6 registers ephemeral
+    # instances and heartbeats; once its process is gone, the heartbeat rule removes them.
+    s = await start_stack(tmp_path, heartbeat_unhealthy_after=7.0, heartbeat_remove_after=8.0)
+    try:
+        s.follow("node-echo")
+        app = await start_node_sdk(s.http_port)
+        try:
+            assert await app.do("subscribe node-echo") == "ok subscribe"
+            assert await app.do("register node-echo 9601") == "ok register"
+            assert await app.do("register node-echo 9602") == "ok register"
+            await s.assignment("node-echo", [9601, 9602], "registered by the Node SDK")
+            await eventually(lambda: ("node-echo", [9601, 9602]) in app.pushes, timeout=30, what="Node SDK told")
+            assert await app.do("deregister node-echo 9601") == "ok deregister"
+            await s.assignment("node-echo", [9602], "deregistered by the Node SDK")
+            await asyncio.sleep(9)  # past heartbeat_remove_after (its beats come every 5 s): they keep 9602
+            assert s.held.get("node-echo") == [9602]
+        finally:
+            await app.close()
+        await s.assignment("node-echo", [], "its process gone, its beats stopped")
+    finally:
+        await s.close()

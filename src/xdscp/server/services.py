@@ -94,6 +94,8 @@ def _handler(stream_cls: type[Stream], env: ServerEnv, fixed_type: str | None) -
         except (asyncio.CancelledError, aio.AbortError):
             raise
         except Exception as e:  # a bug must end this stream only, and say where
+            if context.cancelled():
+                return  # the client is gone (an abort to it then fails): nothing to tell anyone
             log.exception("stream failed", extra={"xdscp_fields": {
                 "node": stream.node_id, "stream": stream.id, "peer": stream.peer}})
             await context.abort(grpc.StatusCode.INTERNAL, f"xdscp internal error: {type(e).__name__}")
