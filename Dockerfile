@@ -41,6 +41,6 @@ RUN mkdir -p /var/lib/xdscp && chown 10001:10001 /var/lib/xdscp
 USER 10001:10001
 WORKDIR /var/lib/xdscp
 ENV PATH=/opt/xdscp/bin:$PATH
-EXPOSE 18000 19000
+EXPOSE 18000 19000 20000
 ENTRYPOINT ["xdscp"]
 CMD ["serve", "--config", "/etc/xdscp/xdscp.yaml"]

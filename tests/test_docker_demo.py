@@ -29,7 +29,7 @@ from docker_harness import REPO, DockerDaemon, download_wheels, ensure_base_imag
 
 pytestmark = [pytest.mark.docker, pytest.mark.envoy]
 COMPOSE = Path(compose.__file__).parent / "docker-compose"
-PORT_VARS = ("XDSCP_XDS_PORT", "XDSCP_ADMIN_PORT", "ENVOY_LISTENER_PORT", "ENVOY_ADMIN_PORT",
+PORT_VARS = ("XDSCP_XDS_PORT", "XDSCP_ADMIN_PORT", "XDSCP_NACOS_GRPC_PORT", "ENVOY_LISTENER_PORT", "ENVOY_ADMIN_PORT",
              "ALPHA_PORT", "BETA_PORT", "GAMMA_PORT")
 
 
