@@ -97,8 +97,8 @@ async def grpc_registrations(port: int, clients: int, total: int) -> float:
     per = total // clients
 
     async def one(i: int, c: NacosClient) -> None:
-        for j in range(per):
-            await c.register(f"grpc-{i}-{j}", 20000 + j)
+        for j in range(per):  # connection i is instance i of services 0..per-1 (one registration each)
+            await c.register(f"grpc-{j}", 20000 + i)
 
     start = time.perf_counter()
     await asyncio.gather(*(one(i, c) for i, c in enumerate(conns)))
@@ -112,8 +112,8 @@ async def http_rate(admin: str, clients: int, total: int, beat: bool) -> float:
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as http:
         async def one(i: int) -> None:
             for j in range(per):
-                # as over gRPC, each registration a service of its own (the first beat's too)
-                params = {"serviceName": f"http-{i}-{j}", "ip": "127.0.0.1", "port": str(30000 + j)}
+                # as over gRPC: client i is instance i of services 0..per-1
+                params = {"serviceName": f"http-{j}", "ip": "127.0.0.1", "port": str(30000 + i)}
                 if beat:
                     async with http.put(f"http://{admin}/nacos/v1/ns/instance/beat", params=params) as r:
                         assert r.status == 200, await r.text()
@@ -195,24 +195,33 @@ async def death_to_assignment(port: int, xds: str, deaths: int) -> list[float]:
     return samples
 
 
+def start_xdscp(work: Path, name: str) -> XdscpProcess:
+    return XdscpProcess(work, log_level="warning", name=name, sources=[{
+        "kind": "embedded", "database": str(work / f"{name}.db"), "instance_check": {"enabled": False}}]).start()
+
+
 async def run(args: argparse.Namespace, work: Path) -> None:
-    xdscp = XdscpProcess(work, log_level="warning", sources=[{"kind": "embedded", "database": str(work / "r.db"),
-                                                              "instance_check": {"enabled": False}}])
-    await asyncio.to_thread(xdscp.start)
+    # 1 and 2 on one process; 3 and 4 on a fresh one, so the instances of 1 and 2 expiring
+    # (they stop beating) are not in its idle CPU
+    xdscp = await asyncio.to_thread(start_xdscp, work, "rates")
     grpc_port = xdscp.admin_port + GRPC_PORT_OFFSET
-    assert xdscp._proc is not None
-    pid = xdscp._proc.pid
     try:
         rate = await grpc_registrations(grpc_port, args.grpc_clients, args.registrations)
         print(f"registrations over gRPC     {rate:8.0f}/s  ({args.grpc_clients} connections, "
-              f"{args.registrations} registrations)")
+              f"{args.registrations} registrations into {args.registrations // args.grpc_clients} services)")
         rate = await http_rate(xdscp.admin_address, args.http_clients, args.registrations, beat=False)
         print(f"registrations over HTTP v1  {rate:8.0f}/s  ({args.http_clients} concurrent, "
-              f"{args.registrations} registrations)")
+              f"{args.registrations} registrations into {args.registrations // args.http_clients} services)")
         rate = await http_rate(xdscp.admin_address, args.http_clients, args.registrations, beat=True)
         print(f"heartbeats over HTTP v1     {rate:8.0f}/s  ({args.http_clients} concurrent; a fleet beating "
               f"every 5 s: {rate * 5:,.0f} instances)")
-        held, kib, cpu, took = await held_connections(grpc_port, pid, args.connections, args.idle)
+    finally:
+        await asyncio.to_thread(xdscp.stop)
+    xdscp = await asyncio.to_thread(start_xdscp, work, "held")
+    grpc_port = xdscp.admin_port + GRPC_PORT_OFFSET
+    assert xdscp.pid is not None
+    try:
+        held, kib, cpu, took = await held_connections(grpc_port, xdscp.pid, args.connections, args.idle)
         print(f"connected gRPC clients      {held:8d}    RSS {kib:5.1f} KiB per connection, idle CPU {cpu:4.1f}% "
               f"of a core over {args.idle:.0f} s (connected in {took:.1f} s)")
         samples = await death_to_assignment(grpc_port, xdscp.xds_address, args.deaths)

@@ -68,6 +68,10 @@ class XdscpProcess:
         return self
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None
 

@@ -116,3 +116,12 @@ def decode(raw: bytes) -> tuple[str, dict[str, Any], dict[str, str]]:
     if not isinstance(body, dict) or not msg.metadata.type:
         raise NacosWireError(f"a Nacos payload of type {msg.metadata.type!r} without a JSON object body")
     return str(msg.metadata.type), body, dict(msg.metadata.headers)
+
+
+def message_type(raw: bytes) -> str | None:
+    """The type of a serialized Payload, its JSON body unread; None if it is not one."""
+    try:
+        kind = Payload.FromString(raw).metadata.type
+    except DecodeError:
+        return None
+    return str(kind) or None

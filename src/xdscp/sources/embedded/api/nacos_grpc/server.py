@@ -53,7 +53,7 @@ from xdscp.sources.embedded.api.nacos_grpc.naming import (
 from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy
 from xdscp.sources.embedded.api.request_params import ParamError
 from xdscp.sources.embedded.contract import RegistryStore, StoreUnavailable
-from xdscp.sources.nacos.protocol import NacosWireError, decode, encode
+from xdscp.sources.nacos.protocol import NacosWireError, decode, encode, message_type
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ class NacosGrpcServer:
         self._server: aio.Server | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.port = 0
+        self._detection = encode("ClientDetectionRequest", {"requestId": "detect", "module": "internal",
+                                                            "headers": {}})
         store.add_listener(self._changed)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -217,36 +219,43 @@ class NacosGrpcServer:
 
         async def read() -> None:
             nonlocal conn
-            while True:
-                raw = await context.read()
-                if not isinstance(raw, bytes):
-                    return  # the client closed its side
-                try:
-                    kind, body, _ = decode(raw)
-                except NacosWireError as e:
-                    log_event(log, logging.WARNING, "nacos_grpc.bad_stream_message", peer=peer, reason=str(e))
-                    continue  # as Nacos: logged and dropped, the stream stays
-                if kind == "ConnectionSetupRequest":
+            try:
+                while True:
+                    raw = await context.read()
+                    if not isinstance(raw, bytes):
+                        return  # the client closed its side
+                    if conn is not None:
+                        # set up: what comes now are answers to our requests; their type is enough
+                        kind = message_type(raw)
+                        if kind is None:
+                            log_event(log, logging.WARNING, "nacos_grpc.bad_stream_message", connection=conn.id)
+                            continue
+                        conn.touch()
+                        if kind == "NotifySubscriberResponse":
+                            conn.acks += 1
+                        continue
+                    try:
+                        kind, body, _ = decode(raw)
+                    except NacosWireError as e:
+                        log_event(log, logging.WARNING, "nacos_grpc.bad_stream_message", peer=peer, reason=str(e))
+                        continue  # as Nacos: logged and dropped, the stream stays
+                    if kind != "ConnectionSetupRequest":
+                        log_event(log, logging.WARNING, "nacos_grpc.before_setup", peer=peer, type=kind)
+                        continue
+                    conn = self._open(peer, body)
                     if conn is None:
-                        conn = self._open(peer, body)
-                        if conn is None:
-                            return
-                        opened.set()
-                    continue
-                if conn is None:
-                    log_event(log, logging.WARNING, "nacos_grpc.before_setup", peer=peer, type=kind)
-                    continue
-                conn.touch()
-                if kind == "NotifySubscriberResponse":
-                    conn.acks += 1
+                        return
+                    opened.set()
+            finally:
+                opened.set()
+                if conn is not None:
+                    conn.close()  # wakes the writer: the stream is over
 
         reader = asyncio.create_task(read())
         try:
-            setup = asyncio.ensure_future(opened.wait())
-            await asyncio.wait([reader, setup], return_when=asyncio.FIRST_COMPLETED)
-            setup.cancel()
+            await opened.wait()
             if conn is not None:
-                await self._write(conn, context, reader)
+                await self._write(conn, context)
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -254,12 +263,10 @@ class NacosGrpcServer:
             if conn is not None:
                 await self._closed(conn, "stream ended")
 
-    async def _write(self, conn: NacosConnection, context: aio.ServicerContext, reader: asyncio.Task[None]) -> None:
+    async def _write(self, conn: NacosConnection, context: aio.ServicerContext) -> None:
         """Send what the connection has queued and its dirty services, until it closes."""
-        while not reader.done():
-            waiter = asyncio.ensure_future(conn.wake.wait())
-            await asyncio.wait([reader, waiter], return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
+        while True:
+            await conn.wake.wait()
             conn.wake.clear()
             if conn.closed:
                 return
@@ -339,8 +346,7 @@ class NacosGrpcServer:
                         await self._closed(conn, "no answer to client detection")
                 elif now - conn.last_active >= s.keepalive_time:
                     conn.detecting_since = now
-                    conn.send(encode("ClientDetectionRequest", {"requestId": str(next(self._push_ids)),
-                                                                "module": "internal", "headers": {}}))
+                    conn.send(self._detection)  # the same bytes for all: the answer is matched by connection
 
 
 def _response_type(request_type: str) -> str:
