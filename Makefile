@@ -61,6 +61,7 @@ bench: venv
 	$(PY) bench/fanout.py --streams $(FANOUT_STREAMS)
 	$(PY) bench/bandwidth.py
 	$(PY) bench/registry_writes.py --writes 500
+	$(PY) bench/nacos_capacity.py
 	$(PY) bench/peer.py
 
 clean:

@@ -205,16 +205,27 @@ async def run(args: argparse.Namespace, work: Path) -> None:
     # (they stop beating) are not in its idle CPU
     xdscp = await asyncio.to_thread(start_xdscp, work, "rates")
     grpc_port = xdscp.admin_port + GRPC_PORT_OFFSET
+    assert xdscp.pid is not None
+    pid = xdscp.pid
+
+    def cpu_ms_each(cpu0: float) -> str:  # xdscp's own CPU per operation, the load generator's excluded
+        return f"xdscp CPU {(cpu_seconds(pid) - cpu0) * 1000 / args.registrations:.2f} ms each"
+
     try:
+        cpu0 = cpu_seconds(pid)
         rate = await grpc_registrations(grpc_port, args.grpc_clients, args.registrations)
         print(f"registrations over gRPC     {rate:8.0f}/s  ({args.grpc_clients} connections, "
-              f"{args.registrations} registrations into {args.registrations // args.grpc_clients} services)")
+              f"{args.registrations} registrations into {args.registrations // args.grpc_clients} services; "
+              f"{cpu_ms_each(cpu0)})")
+        cpu0 = cpu_seconds(pid)
         rate = await http_rate(xdscp.admin_address, args.http_clients, args.registrations, beat=False)
         print(f"registrations over HTTP v1  {rate:8.0f}/s  ({args.http_clients} concurrent, "
-              f"{args.registrations} registrations into {args.registrations // args.http_clients} services)")
+              f"{args.registrations} registrations into {args.registrations // args.http_clients} services; "
+              f"{cpu_ms_each(cpu0)})")
+        cpu0 = cpu_seconds(pid)
         rate = await http_rate(xdscp.admin_address, args.http_clients, args.registrations, beat=True)
-        print(f"heartbeats over HTTP v1     {rate:8.0f}/s  ({args.http_clients} concurrent; a fleet beating "
-              f"every 5 s: {rate * 5:,.0f} instances)")
+        print(f"heartbeats over HTTP v1     {rate:8.0f}/s  ({args.http_clients} concurrent; {cpu_ms_each(cpu0)}; "
+              f"a fleet beating every 5 s: {rate * 5:,.0f} instances)")
     finally:
         await asyncio.to_thread(xdscp.stop)
     xdscp = await asyncio.to_thread(start_xdscp, work, "held")
