@@ -60,14 +60,6 @@ def install() -> Path:
 
 async def start_node_sdk(http_port: int) -> SdkProcess:
     prefix = await asyncio.to_thread(install)
-    proc = await asyncio.create_subprocess_exec(
-        "node", "-e", SCRIPT, f"127.0.0.1:{http_port}", cwd=str(prefix),
-        env={"PATH": "/usr/bin:/bin", "NODE_PATH": str(prefix / "node_modules"), "HOME": str(prefix)},
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    client = SdkProcess(proc)
-    try:
-        await client.ready()
-    except BaseException:
-        await client.close()
-        raise
-    return client
+    return await SdkProcess.launch(
+        ["node", "-e", SCRIPT, f"127.0.0.1:{http_port}"], cwd=prefix,
+        env={"PATH": "/usr/bin:/bin", "NODE_PATH": str(prefix / "node_modules"), "HOME": str(prefix)})

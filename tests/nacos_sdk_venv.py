@@ -147,6 +147,20 @@ class SdkProcess:
                 self._answers.put_nowait(" ".join(parts))
         self._answers.put_nowait("exited")
 
+    @classmethod
+    async def launch(cls, argv: list[str], cwd: Path, env: dict[str, str]) -> SdkProcess:
+        """Start a driver process (``argv``) and wait until it says it is ready."""
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            cwd=str(cwd), env=env)
+        client = cls(proc)
+        try:
+            await client.ready()
+        except BaseException:
+            await client.close()
+            raise
+        return client
+
     async def ready(self, timeout: float = 60) -> None:
         line = await asyncio.wait_for(self._answers.get(), timeout)
         if line != "ready":
@@ -181,14 +195,5 @@ async def start_sdk(sdk: Sdk, http_port: int | list[int], cache: Path, username:
     servers = ",".join(f"127.0.0.1:{p}" for p in (http_port if isinstance(http_port, list) else [http_port]))
     python = await asyncio.to_thread(sdk.python)
     cache.mkdir(parents=True, exist_ok=True)
-    proc = await asyncio.create_subprocess_exec(
-        str(python), "-c", sdk.script, servers, str(cache), username, password,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        cwd=str(cache), env={"HOME": str(cache), "PATH": "/usr/bin:/bin"})
-    client = SdkProcess(proc)
-    try:
-        await client.ready()
-    except BaseException:
-        await client.close()
-        raise
-    return client
+    return await SdkProcess.launch([str(python), "-c", sdk.script, servers, str(cache), username, password],
+                                   cwd=cache, env={"HOME": str(cache), "PATH": "/usr/bin:/bin"})

@@ -109,21 +109,19 @@ class Credentials:
     def may_write(self, token: str | None) -> bool:
         if not self.writes_guarded:
             return True
-        if not token:
-            return False
-        if self.write_token is not None and hmac.compare_digest(token.encode(), self.write_token.encode()):
+        if self._is_write_token(token):
             return True
-        user = self._user_of(token)
+        user = self._user_of(token) if token else None
         return user is not None and user.write
 
     def may_read(self, token: str | None) -> bool:
         if not self.reads_guarded:
             return True
-        if not token:
-            return False
-        if self.write_token is not None and hmac.compare_digest(token.encode(), self.write_token.encode()):
-            return True
-        return self._user_of(token) is not None
+        return self._is_write_token(token) or (bool(token) and self._user_of(token or "") is not None)
+
+    def _is_write_token(self, token: str | None) -> bool:
+        return bool(token) and self.write_token is not None and hmac.compare_digest(
+            (token or "").encode(), self.write_token.encode())
 
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
