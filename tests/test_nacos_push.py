@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from xdscp.admin.credentials import hash_password
 from xdscp.config import NacosSourceConfig
 from xdscp.local.ports import free_port_pair
 from xdscp.metrics import NACOS_GRPC_REQUESTS
@@ -142,4 +143,25 @@ async def test_a_real_sdk_registers_and_xdscps_nacos_source_is_pushed_it(tmp_pat
         await eventually(lambda: ports(plane) == [9001, 9002], timeout=10, what="gone with its connection")
     finally:
         await sdk.close()
+        await plane.cp.stop(0)
+
+
+async def test_a_refused_login_is_an_error_not_an_empty_registry(tmp_path: Path) -> None:
+    users = [{"username": "reader", "password_hash": hash_password("right", 1000)}]
+    plane = await start_plane(tmp_path / "nacos", None, sources=[embedded_source(tmp_path)],
+                              admin={"address": f"127.0.0.1:{free_port_pair(GRPC_PORT_OFFSET)}", "users": users})
+    server = NacosServer(plane)
+    await server.register("echo", 9001)
+    wrong = await push_plane(tmp_path / "a", server, username="reader", password="wrong")
+    right = await push_plane(tmp_path / "b", server, username="reader", password="right")
+    try:
+        await eventually(lambda: ports(right) == [9001], what="logged in, subscribed")
+        source = wrong.cp.sources[0]
+        await eventually(lambda: source.last_error is not None, what="login refused")
+        assert "HTTP 403" in (source.last_error or "") and wrong.cp.publisher.published == 0
+        await server.register("echo", 9002)
+        await eventually(lambda: ports(right) == [9001, 9002], what="pushed with the token")
+    finally:
+        await wrong.cp.stop(0)
+        await right.cp.stop(0)
         await plane.cp.stop(0)
