@@ -125,3 +125,29 @@ async def test_bulk_import_is_loaded_like_registrations(tmp_path: Path) -> None:
     _, reg, _ = make(tmp_path)
     assert {k.name: [i.port for i in s.instances] for k, s in reg.services.items()} == {
         "s0": [80], "s1": [81], "s2": [82]}  # ephemeral instances are never stored
+
+
+async def test_a_held_instance_needs_no_beats_and_only_its_holder_releases_it() -> None:
+    store, reg, clock = make()
+    changed: list[frozenset[ServiceKey] | None] = []
+    store.add_listener(changed.append)
+    await store.hold("conn-1", ECHO, Instance(host="10.0.0.1", port=80))
+    await store.hold("conn-1", ECHO, Instance(host="10.0.0.2", port=80))
+    assert changed == [frozenset({ECHO}), frozenset({ECHO})]
+    clock.now += 3600
+    store.expire(15, 30)
+    assert served(reg) == {"10.0.0.1:80": True, "10.0.0.2:80": True}  # its connection keeps it, not beats
+    assert await store.beat(ECHO, "10.0.0.1", 80) is True
+    await store.update(ECHO, "10.0.0.1", 80, {"weight": 5})  # an update keeps it held
+    clock.now += 3600
+    store.expire(15, 30)
+    assert served(reg) == {"10.0.0.1:80": True, "10.0.0.2:80": True}
+    assert await store.release("conn-2", ECHO, "10.0.0.1", 80) is False  # not its holder
+    # re-registered over HTTP: the old connection no longer holds it, and its close leaves it
+    await store.register(ECHO, Instance(host="10.0.0.2", port=80))
+    assert await store.release("conn-1", ECHO, "10.0.0.2", 80) is False
+    assert await store.release("conn-1", ECHO, "10.0.0.1", 80) is True
+    assert served(reg) == {"10.0.0.2:80": True}
+    clock.now += 31  # the HTTP one lives by heartbeats again
+    store.expire(15, 30)
+    assert served(reg) == {}

@@ -249,3 +249,19 @@ async def test_losing_the_etcd_member_in_use_moves_writes_and_watches_to_another
     finally:
         for m in members:
             m.stop()
+
+
+async def test_held_instances_live_by_the_replicas_lease_and_only_their_holder_releases_them(
+        pair: list[Replica]) -> None:
+    a, b = pair
+    await a.store.hold("conn-1", ECHO, Instance(host="10.0.0.1", port=80))
+    await a.store.hold("conn-1", ECHO, Instance(host="10.0.0.2", port=80))
+    await eventually(lambda: b.health() == {"10.0.0.1:80": True, "10.0.0.2:80": True}, what="b sees both")
+    await asyncio.sleep(5)  # past heartbeat_remove_after (4 s): no beats needed, the lease is renewed
+    assert b.health() == {"10.0.0.1:80": True, "10.0.0.2:80": True}
+    assert await a.store.release("conn-2", ECHO, "10.0.0.1", 80) is False
+    # registered again on b (a client's redo there): a's release must not delete b's record
+    await b.store.register(ECHO, Instance(host="10.0.0.2", port=80, ephemeral=False))
+    assert await a.store.release("conn-1", ECHO, "10.0.0.2", 80) is False
+    assert await a.store.release("conn-1", ECHO, "10.0.0.1", 80) is True
+    await eventually(lambda: a.health() == b.health() == {"10.0.0.2:80": True}, what="only the released one gone")
