@@ -89,7 +89,7 @@ async def nacos_plane(tmp_path: Path, admin: dict[str, Any] | None = None, **grp
 
 @pytest.fixture
 async def plane(tmp_path: Path) -> AsyncIterator[Plane]:
-    p = await nacos_plane(tmp_path, max_requests_per_second=20)
+    p = await nacos_plane(tmp_path)
     try:
         yield p
     finally:
@@ -163,7 +163,7 @@ async def test_bad_requests_get_a_nacos_error_and_the_server_keeps_serving(plane
         await other.close()
 
 
-async def test_bad_fields_an_oversized_message_and_a_flood_are_refused_on_that_call(
+async def test_bad_fields_and_an_oversized_message_are_refused_on_that_call(
         plane: Plane, client: Client) -> None:
     await client.setup()
     bad = register(9001)
@@ -180,21 +180,36 @@ async def test_bad_fields_an_oversized_message_and_a_flood_are_refused_on_that_c
     assert ports(plane) == []
     # the connection is still set up and serving
     assert (await client.call("InstanceRequest", register(9001)))[1]["errorCode"] == 0
-    # 20 requests/s, burst 40: a flood gets OVER_THRESHOLD (503), and nothing breaks
-    codes = [(await client.call("HealthCheckRequest", {"requestId": str(i)}))[1]["errorCode"] for i in range(80)]
-    assert 503 in codes and codes[0] == 0
     assert ports(plane) == [9001]
 
 
+async def test_a_flooding_connection_gets_over_threshold_and_others_are_served(tmp_path: Path) -> None:
+    # half a request a second, burst 1: only a client slower than 2 s a request would not be limited
+    plane = await nacos_plane(tmp_path, max_requests_per_second=0.5)
+    flood, other = Client(grpc_port(plane)), Client(grpc_port(plane))
+    try:
+        await flood.setup()
+        await other.setup()
+        codes = [(await flood.call("HealthCheckRequest", {"requestId": str(i)}))[1]["errorCode"] for i in range(20)]
+        assert codes[0] == 0 and 503 in codes
+        assert (await other.call("InstanceRequest", register(9001)))[1]["errorCode"] == 0
+        assert ports(plane) == [9001]
+    finally:
+        await flood.close()
+        await other.close()
+        await plane.cp.stop(0)
+
+
 async def test_client_detection_closes_a_connection_that_stops_answering(tmp_path: Path) -> None:
-    plane = await nacos_plane(tmp_path, keepalive_time=0.5, detection_interval=0.25, detection_timeout=0.5)
+    # a short silence before detection; a generous time to answer it (a busy machine answers late)
+    plane = await nacos_plane(tmp_path, keepalive_time=0.5, detection_interval=0.25, detection_timeout=5)
     alive, silent = Client(grpc_port(plane)), Client(grpc_port(plane))
     try:
         for c, port in ((alive, 9001), (silent, 9002)):
             await c.setup()
             assert (await c.call("InstanceRequest", register(port, f"svc{port}")))[1]["errorCode"] == 0
         silent.answer_detection = False  # a hung process: its TCP connection stays open
-        await eventually(lambda: ports(plane, "svc9002") == [], timeout=30, what="the silent one removed")
+        await eventually(lambda: ports(plane, "svc9002") == [], timeout=60, what="the silent one removed")
         await eventually(lambda: sum(k == "ClientDetectionRequest" for k, _ in alive.received) >= 2, timeout=30,
                          what=f"the live one asked, and answering, asked again later {[k for k, _ in alive.received]}")
         assert ports(plane, "svc9001") == [9001]  # the one that answers stays

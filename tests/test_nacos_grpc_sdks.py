@@ -180,7 +180,7 @@ async def test_dubbo_provider_names_register_over_grpc_and_http(stack: Stack) ->
 async def test_the_node_sdk_2_6_registers_over_http_and_its_instances_expire_with_it(tmp_path: Path) -> None:
     # The HTTP clients keep working beside the gRPC ones: npm nacos 2.6 registers ephemeral
     # instances and heartbeats; once its process is gone, the heartbeat rule removes them.
-    s = await start_stack(tmp_path, heartbeat_unhealthy_after=7.0, heartbeat_remove_after=8.0)
+    s = await start_stack(tmp_path, heartbeat_unhealthy_after=12.0, heartbeat_remove_after=15.0)
     try:
         s.follow("node-echo")
         app = await start_node_sdk(s.http_port)
@@ -192,10 +192,10 @@ async def test_the_node_sdk_2_6_registers_over_http_and_its_instances_expire_wit
             await eventually(lambda: ("node-echo", [9601, 9602]) in app.pushes, timeout=30, what="Node SDK told")
             assert await app.do("deregister node-echo 9601") == "ok deregister"
             await s.assignment("node-echo", [9602], "deregistered by the Node SDK")
-            await asyncio.sleep(9)  # past heartbeat_remove_after (its beats come every 5 s): they keep 9602
+            await asyncio.sleep(16)  # past heartbeat_remove_after (its beats come every 5 s): they keep 9602
             assert s.held.get("node-echo") == [9602]
         finally:
             await app.close()
-        await s.assignment("node-echo", [], "its process gone, its beats stopped")
+        await eventually(lambda: s.held.get("node-echo") == [], timeout=60, what="its process gone, its beats stopped")
     finally:
         await s.close()
