@@ -89,7 +89,7 @@ async def nacos_plane(tmp_path: Path, admin: dict[str, Any] | None = None, **grp
 
 @pytest.fixture
 async def plane(tmp_path: Path) -> AsyncIterator[Plane]:
-    p = await nacos_plane(tmp_path)
+    p = await nacos_plane(tmp_path, max_subscriptions=1)
     try:
         yield p
     finally:
@@ -163,7 +163,7 @@ async def test_bad_requests_get_a_nacos_error_and_the_server_keeps_serving(plane
         await other.close()
 
 
-async def test_bad_fields_and_an_oversized_message_are_refused_on_that_call(
+async def test_bad_fields_an_oversized_message_and_too_many_subscriptions_are_refused_on_that_call(
         plane: Plane, client: Client) -> None:
     await client.setup()
     bad = register(9001)
@@ -181,6 +181,10 @@ async def test_bad_fields_and_an_oversized_message_are_refused_on_that_call(
     # the connection is still set up and serving
     assert (await client.call("InstanceRequest", register(9001)))[1]["errorCode"] == 0
     assert ports(plane) == [9001]
+    sub = {"requestId": "s", "namespace": "public", "groupName": "DEFAULT_GROUP", "subscribe": True}
+    assert (await client.call("SubscribeServiceRequest", {**sub, "serviceName": "a"}))[1]["errorCode"] == 0
+    kind, body = await client.call("SubscribeServiceRequest", {**sub, "serviceName": "b"})
+    assert (kind, body["errorCode"]) == ("SubscribeServiceResponse", 503)  # past max_subscriptions (1 here)
 
 
 async def test_a_flooding_connection_gets_over_threshold_and_others_are_served(tmp_path: Path) -> None:
@@ -192,7 +196,7 @@ async def test_a_flooding_connection_gets_over_threshold_and_others_are_served(t
         await other.setup()
         codes = [(await flood.call("HealthCheckRequest", {"requestId": str(i)}))[1]["errorCode"] for i in range(20)]
         assert codes[0] == 0 and 503 in codes
-        assert (await other.call("InstanceRequest", register(9001)))[1]["errorCode"] == 0
+        assert (await other.call("InstanceRequest", register(9001)))[1]["errorCode"] == 0  # its own bucket
         assert ports(plane) == [9001]
     finally:
         await flood.close()

@@ -344,6 +344,7 @@ class NacosGrpcConfig(_Section):
     # Nacos' own limit on one message (10 MiB); a bigger one is refused, the connection stays.
     max_message_bytes: int = Field(default=10 * 1024 * 1024, ge=4096)
     max_connections: int = Field(default=20_000, ge=1)
+    max_subscriptions: int = Field(default=10_000, ge=1)  # services one connection may subscribe to
     # Per connection, with a burst of twice that; past it a request is answered with
     # Nacos' OVER_THRESHOLD error (503).
     max_requests_per_second: float = Field(default=200.0, gt=0)

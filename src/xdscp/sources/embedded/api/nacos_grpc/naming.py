@@ -53,9 +53,10 @@ class NacosRequestError(XdscpError):
 class NamingRequests:
     """The handlers by request type; each returns (response type, response fields)."""
 
-    def __init__(self, store: RegistryStore, beats: HeartbeatPolicy) -> None:
+    def __init__(self, store: RegistryStore, beats: HeartbeatPolicy, max_subscriptions: int) -> None:
         self.store = store
         self.beats = beats
+        self.max_subscriptions = max_subscriptions
         self.handlers: dict[str, Handler] = {
             "HealthCheckRequest": self.health_check,
             "InstanceRequest": self.instance,
@@ -113,6 +114,9 @@ class NamingRequests:
         key = _key(body)
         clusters = _clusters(body.get("clusters"))
         if body.get("subscribe", True):
+            if key not in conn.subscribed and len(conn.subscribed) >= self.max_subscriptions:
+                raise NacosRequestError(OVER_THRESHOLD, f"a connection may subscribe to {self.max_subscriptions} "
+                                                        "services at most")
             conn.subscribed[key] = clusters
         else:
             conn.subscribed.pop(key, None)

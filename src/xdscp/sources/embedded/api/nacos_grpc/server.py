@@ -82,7 +82,7 @@ class NacosGrpcServer:
                  credentials: Credentials) -> None:
         self.store = store
         self.settings = settings
-        self.naming = NamingRequests(store, beats)
+        self.naming = NamingRequests(store, beats, settings.max_subscriptions)
         self.credentials = credentials
         self.connections: dict[str, NacosConnection] = {}  # by peer
         self._push_ids = itertools.count(1)
