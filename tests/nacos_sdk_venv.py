@@ -15,6 +15,7 @@ port at + 1000 themselves. Commands (one per line): ``register SERVICE PORT``,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -182,9 +183,14 @@ class SdkProcess:
             self.proc.kill()
 
     async def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
         self.kill()
-        await self.proc.wait()
         self._reader.cancel()
+        # bounded: asyncio's wait also waits for every pipe to report closed; the replica test
+        # once hung in teardown with its SDKs already gone, most likely here
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.proc.wait(), 10)
 
 
 async def start_sdk(sdk: Sdk, http_port: int | list[int], cache: Path, username: str = "",
