@@ -57,6 +57,9 @@ class NamingRequests:
         self.store = store
         self.beats = beats
         self.max_subscriptions = max_subscriptions
+        # who subscribes to each service: a change is pushed to its subscribers without
+        # visiting every connection (kept with each connection's own ``subscribed``)
+        self.subscribers: dict[ServiceKey, set[NacosConnection]] = {}
         self.handlers: dict[str, Handler] = {
             "HealthCheckRequest": self.health_check,
             "InstanceRequest": self.instance,
@@ -118,8 +121,10 @@ class NamingRequests:
                 raise NacosRequestError(OVER_THRESHOLD, f"a connection may subscribe to {self.max_subscriptions} "
                                                         "services at most")
             conn.subscribed[key] = clusters
+            self.subscribers.setdefault(key, set()).add(conn)
         else:
             conn.subscribed.pop(key, None)
+            self._unsubscribe(conn, key)
         return "SubscribeServiceResponse", {"serviceInfo": self.service_info(key, clusters)}
 
     async def query(self, conn: NacosConnection, body: dict[str, Any]) -> Answer:
@@ -155,6 +160,19 @@ class NamingRequests:
             conn.held[key] = old
         else:
             conn.held.pop(key, None)
+
+    def forget(self, conn: NacosConnection) -> None:
+        """Drop a closed connection's subscriptions."""
+        for key in conn.subscribed:
+            self._unsubscribe(conn, key)
+        conn.subscribed.clear()
+
+    def _unsubscribe(self, conn: NacosConnection, key: ServiceKey) -> None:
+        subs = self.subscribers.get(key)
+        if subs is not None:
+            subs.discard(conn)
+            if not subs:
+                del self.subscribers[key]
 
     async def release_all(self, conn: NacosConnection) -> int:
         """Remove every instance the connection holds; how many there were."""

@@ -312,6 +312,7 @@ class NacosGrpcServer:
         if self.connections.get(conn.peer) is conn:
             del self.connections[conn.peer]
             NACOS_GRPC_CONNECTIONS.set(len(self.connections))
+        self.naming.forget(conn)
         async with conn.lock:
             try:
                 removed = await self.naming.release_all(conn)
@@ -328,8 +329,10 @@ class NacosGrpcServer:
             "serviceInfo": self.naming.service_info(key, clusters)})
 
     def _changed(self, keys: frozenset[ServiceKey] | None) -> None:
-        for conn in self.connections.values():
-            for key in (conn.subscribed if keys is None else keys & conn.subscribed.keys()):
+        if keys is None:  # a reload: every subscription may have changed
+            keys = frozenset(self.naming.subscribers)
+        for key in keys:
+            for conn in self.naming.subscribers.get(key, ()):
                 conn.mark_dirty(key)
 
     # -- client detection --------------------------------------------------------------------
