@@ -14,6 +14,7 @@ import grpc
 from grpc import aio
 
 from xdscp.errors import LimitExceeded, PermissionDenied, ProtocolError
+from xdscp.grpc_options import KEEPALIVE
 from xdscp.logfmt import log_event
 from xdscp.metrics import REJECTED_REQUESTS
 from xdscp.server.delta import DeltaStream
@@ -26,14 +27,7 @@ log = logging.getLogger("xdscp.server")
 SHUTTING_DOWN = "xdscp is shutting down; reconnect"
 PENDING_CALLS_LIMIT = 1_000_000
 GRPC_SERVER_OPTIONS = [
-    # Envoy's bootstraps ping every 30 s (connection_keepalive) on streams idle for
-    # hours; gRPC's default policy would count those pings as abuse and send GOAWAY.
-    ("grpc.keepalive_permit_without_calls", 1),
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-    # And the server pings too: a data plane that vanished without closing (a killed VM,
-    # a dropped NAT entry) is noticed within 80 s and its stream state released.
-    ("grpc.keepalive_time_ms", 60_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
+    *KEEPALIVE,
     # grpc.aio accepts new calls one at a time. When thousands of Envoys reconnect at
     # once (a restart, a failover), gRPC core queues the calls it has not handed over
     # yet and, past 1,000 queued (soft) to 3,000 (hard), cancels them at random: the

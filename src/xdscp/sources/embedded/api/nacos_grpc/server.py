@@ -33,6 +33,7 @@ from xdscp.admin.credentials import Credentials
 from xdscp.background import cancel_and_wait
 from xdscp.config import NacosGrpcConfig
 from xdscp.errors import BindError
+from xdscp.grpc_options import KEEPALIVE
 from xdscp.logfmt import log_event
 from xdscp.metrics import NACOS_GRPC_CONNECTIONS, NACOS_GRPC_PUSHES, NACOS_GRPC_REQUESTS
 from xdscp.model.service import DEFAULT_NAMESPACE, ServiceKey
@@ -100,12 +101,7 @@ class NacosGrpcServer:
         server = aio.server(options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", -1),
-            # SDKs ping (Java: keepAliveTime 6 min by default; Python: max_keep_alive_ms); allow it
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 10_000),
-            # a peer that vanished without closing is noticed by the transport too
-            ("grpc.keepalive_time_ms", 60_000),
-            ("grpc.keepalive_timeout_ms", 20_000),
+            *KEEPALIVE,  # SDKs ping (Java: keepAliveTime; Python: max_keep_alive_ms): allowed
         ])
         server.add_generic_rpc_handlers((
             grpc.method_handlers_generic_handler("Request", {
