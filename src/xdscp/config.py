@@ -20,6 +20,13 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _optional_address(v: str | None) -> str | None:
+    """``host:port`` or unset; ValueError naming the problem otherwise."""
+    if v is not None:
+        split_host_port(v)
+    return v
+
+
 class _Address(_Section):
     address: str
 
@@ -132,12 +139,7 @@ class AdminConfig(_Address):
     # this one (dashboards, xdscp status, REST-JSON pollers) and keep ``address`` private.
     read_only_address: str | None = None
 
-    @field_validator("read_only_address")
-    @classmethod
-    def _valid_read_only(cls, v: str | None) -> str | None:
-        if v is not None:
-            split_host_port(v)
-        return v
+    _valid_read_only = field_validator("read_only_address")(classmethod(lambda cls, v: _optional_address(v)))
 
 
 class ListenerConfig(_Section):
@@ -355,12 +357,7 @@ class NacosGrpcConfig(_Section):
     detection_timeout: float = Field(default=5.0, gt=0, le=600)
     detection_interval: float = Field(default=3.0, gt=0, le=600)
 
-    @field_validator("address")
-    @classmethod
-    def _valid_address(cls, v: str | None) -> str | None:
-        if v is not None:
-            split_host_port(v)
-        return v
+    _valid_address = field_validator("address")(classmethod(lambda cls, v: _optional_address(v)))
 
 
 class EmbeddedSourceConfig(_SourceSection):

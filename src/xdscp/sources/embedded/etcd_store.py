@@ -145,9 +145,7 @@ class EtcdStore:
         else:
             ops = [put_op(ik, inst.model_dump_json()), delete_op(ak)]
         self._checks.pop((key, (inst.host, inst.port)), None)
-        sk = self._key("services", key)
-        default = Service(name=key.name, namespace=key.namespace, group=key.group)
-        await self._commit(ops + [put_op(sk, default.model_dump_json(exclude={"instances"}))], ops, [key_absent(sk)])
+        await self._commit_instance(key, ops)
         log_event(log, logging.INFO, "instance.registered", service=repr(key), instance=f"{inst.host}:{inst.port}",
                   ephemeral=inst.ephemeral, healthy=inst.healthy, enabled=inst.enabled, store="etcd")
 
@@ -177,7 +175,10 @@ class EtcdStore:
 
     async def _put_held(self, key: ServiceKey, inst: Instance, lease: int) -> None:
         ik, ak = self._instance_keys(key, inst.host, inst.port)
-        ops = [put_op(ik, inst.model_dump_json(), lease), put_op(ak, _ALIVE, lease)]
+        await self._commit_instance(key, [put_op(ik, inst.model_dump_json(), lease), put_op(ak, _ALIVE, lease)])
+
+    async def _commit_instance(self, key: ServiceKey, ops: list[dict[str, Any]]) -> None:
+        """An instance's writes; a service not in etcd yet is created with default settings."""
         sk = self._key("services", key)
         default = Service(name=key.name, namespace=key.namespace, group=key.group)
         await self._commit(ops + [put_op(sk, default.model_dump_json(exclude={"instances"}))], ops, [key_absent(sk)])
