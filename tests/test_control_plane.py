@@ -43,6 +43,47 @@ async def test_not_ready_and_silent_until_the_registry_file_is_good(tmp_path: Pa
         await plane.cp.stop(0)
 
 
+async def test_an_optional_source_that_cannot_be_reached_is_served_without_after_its_grace(tmp_path: Path) -> None:
+    from xdscp.config import NacosSourceConfig
+    from xdscp.local.ports import free_port
+
+    nowhere = f"http://127.0.0.1:{free_port()}"  # no Nacos listens there, as on a fresh machine
+    plane = await start_plane(tmp_path, [service("echo", 9001)], sources=[
+        FileSourceConfig(kind="file", name="file", path=tmp_path / "registry.yaml"),
+        NacosSourceConfig(kind="nacos", name="nacos", servers=[nowhere], required=False, startup_grace=1.0)])
+    try:
+        async with grpc.aio.insecure_channel(plane.target) as ch:
+            s = sotw_stream(ch)
+            s.send(sotw_request(CLUSTER, with_node=node()))
+            resp = await s.recv()  # after the grace: the file's services, without Nacos'
+            assert [unpack(r).name for r in resp.resources] == ["echo"]
+            await s.close()
+        status, body = await plane.admin_json("/readyz")
+        assert status == 200 and body["missing"] == ["nacos"]
+        assert body["sources"]["nacos"]["required"] is False and body["sources"]["nacos"]["up"] is False
+        assert "cannot reach" in body["sources"]["nacos"]["last_error"]
+    finally:
+        await plane.cp.stop(0)
+
+
+async def test_a_required_source_that_cannot_be_reached_holds_the_first_snapshot(tmp_path: Path) -> None:
+    from xdscp.config import NacosSourceConfig
+    from xdscp.local.ports import free_port
+
+    plane = await start_plane(tmp_path, [service("echo", 9001)], sources=[
+        FileSourceConfig(kind="file", name="file", path=tmp_path / "registry.yaml"),
+        NacosSourceConfig(kind="nacos", name="nacos", servers=[f"http://127.0.0.1:{free_port()}"])])
+    try:
+        async def failed() -> dict | None:
+            _, body = await plane.admin_json("/readyz")
+            return body if body["sources"]["nacos"]["last_error"] else None
+
+        body = await eventually(failed, what="a failed read of Nacos")
+        assert body["ready"] is False and body["missing"] == ["nacos"] and plane.cp.publisher.published == 0
+    finally:
+        await plane.cp.stop(0)
+
+
 async def test_node_group_by_metadata(tmp_path: Path) -> None:
     plane = await start_plane(tmp_path, [service("echo", 9001)], node_group_by="metadata:gateway")
     try:

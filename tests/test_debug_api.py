@@ -40,8 +40,8 @@ async def test_registry_and_sources_views(plane: Plane) -> None:
     status, err = await plane.admin_json("/debug/registry?source=nosuch")
     assert status == 404
     status, sources = await plane.admin_json("/debug/sources")
-    assert sources["sources"] == [{"name": "file", "kind": "file", "priority": 0, "synced": True,
-                                   "last_error": None, "services": 2}]
+    assert sources["sources"] == [{"name": "file", "kind": "file", "priority": 0, "required": True, "synced": True,
+                                   "up": True, "last_error": None, "services": 2}]
 
 
 async def test_status_lists_streams_and_fails_while_a_node_rejects_its_config(plane: Plane) -> None:

@@ -89,11 +89,13 @@ def test_config_defaults_relative_paths_and_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("source", "expected"), [
-    ("{kind: zookeeper, hosts: ['zk:2181/dubbo']}", "is not host:port"),
+    ("{kind: zookeeper, hosts: ['zk:2181/dubbo']}", "the port '2181/dubbo' is not a number"),
     ("{kind: zookeeper, hosts: []}", "at least 1 item"),
     ("{kind: zookeeper, root: /}", "must start with '/' and not be '/' itself"),
     ("{kind: etcd, prefix: services}", "must start with '/' and not be '/' itself"),
     ("{kind: nacos, servers: ['nacos:8848']}", "is not an http:// or https:// URL"),
+    ("{kind: nacos, startup_grace: 5}", "startup_grace applies only with required: false"),
+    ("{kind: http, url: 'http://x/', required: false, startup_grace: -1}", "greater than or equal to 0"),
 ])
 def test_remote_source_settings_are_checked(tmp_path: Path, source: str, expected: str) -> None:
     cfg_path = tmp_path / "xdscp.yaml"

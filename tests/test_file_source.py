@@ -81,3 +81,47 @@ async def test_a_truncated_file_never_wipes_the_registry(tmp_path: Path) -> None
     await src.poll_once(reg)
     assert src.last_error is not None and "empty" in src.last_error
     assert ports(reg) == ["10.0.0.1", "10.0.0.2"]
+
+
+async def test_a_repaired_file_clears_its_error_even_when_its_content_is_the_last_good(tmp_path: Path) -> None:
+    path = tmp_path / "registry.yaml"
+    reg, src = await loaded(path, ONE)
+    path.write_text("services: [\n")
+    await src.poll_once(reg)
+    assert src.last_error is not None
+    path.write_text(ONE)  # the last good bytes again: nothing to apply, but the file is fine
+    await src.poll_once(reg)
+    assert src.last_error is None
+    path.write_text("services: [\n")
+    await src.poll_once(reg)
+    assert src.last_error is not None
+    path.write_text(ONE)
+    os.utime(path, ns=(5, 5))
+    await src.poll_once(reg)
+    assert src.last_error is None and ports(reg) == ["10.0.0.1"]
+
+
+async def test_source_up_follows_the_file_in_metrics_readyz_and_debug(tmp_path: Path) -> None:
+    from prometheus_client import REGISTRY
+
+    from conftest import eventually, service, start_plane
+
+    plane = await start_plane(tmp_path, [service("echo", 9001)])
+    try:
+        await plane.wait_published(1)
+
+        def up() -> float | None:
+            return REGISTRY.get_sample_value("xdscp_source_up", {"source": "file"})
+
+        assert up() == 1
+        plane.registry.write_text("services:\n  - name: echo\n    instances: [{host: 127.0.0.1, port: 0}]\n")
+        await eventually(lambda: up() == 0, what="the rejected file reported")
+        ready = plane.cp.readiness()
+        assert ready["sources"]["file"]["up"] is False and "port" in ready["sources"]["file"]["last_error"]
+        _, debug = await plane.admin_json("/debug/sources")
+        assert debug["sources"][0]["up"] is False and debug["sources"][0]["last_error"]
+        plane.write([service("echo", 9001)])  # the same content as the last good one
+        await eventually(lambda: up() == 1, what="the repaired file reported")
+        assert plane.cp.readiness()["sources"]["file"]["last_error"] is None
+    finally:
+        await plane.cp.stop(0)

@@ -32,7 +32,7 @@ async def publishing(debounce: float, debounce_max: float | None = None) -> Asyn
     """A publisher on a manual clock, past its first publish."""
     registry = Registry(["s"])
     clock = ManualClock(start=1024.0)
-    publisher = Publisher(registry, translator(Config()), SnapshotCache(), debounce, debounce_max,
+    publisher = Publisher(registry, translator(Config()), SnapshotCache(), debounce, debounce_max, {},
                           clock=clock)
     task = asyncio.create_task(publisher.run())
     try:
@@ -94,3 +94,60 @@ async def test_a_sliding_window_holds_steady_churn_until_debounce_max() -> None:
     assert await churn(0.25, 5.0) == 1
     # ... and never waits past debounce_max: 0.375 s caps it, at 0.375 and 0.75.
     assert await churn(0.25, 0.375) == 2
+
+
+async def test_the_first_snapshot_waits_for_a_required_source_however_long() -> None:
+    registry = Registry(["local", "remote"])
+    clock = ManualClock()
+    publisher = Publisher(registry, translator(Config()), SnapshotCache(), 0.0, None, {}, clock=clock)
+    task = asyncio.create_task(publisher.run())
+    try:
+        registry.apply("local", FullSnapshot.of([svc("a", 1)]))
+        await clock.advance(3600)
+        assert publisher.published == 0 and clock.sleeping == 0  # no timer: only "remote" loading can help
+        registry.apply("remote", FullSnapshot.of([svc("b", 2)]))
+        await eventually(lambda: publisher.published == 1, what="the first publish")
+        assert set(publisher.cache.get(DEFAULT_GROUP).get(ENDPOINT).resources) == {"a", "b"}
+    finally:
+        task.cancel()
+
+
+async def test_an_optional_source_is_waited_for_its_grace_then_joins_when_it_loads(caplog) -> None:
+    registry = Registry(["local", "remote"])
+    clock = ManualClock()
+    publisher = Publisher(registry, translator(Config()), SnapshotCache(), 0.0, None, {"remote": 10.0},
+                          clock=clock)
+    task = asyncio.create_task(publisher.run())
+    try:
+        await settle()
+        registry.apply("local", FullSnapshot.of([svc("a", 1)]))
+        await clock.advance(9.75)
+        assert publisher.published == 0 and publisher.first.blocking(clock.now()) == ["remote"]
+        await clock.advance(0.25)
+        await eventually(lambda: publisher.published == 1, what="the publish past the grace")
+        assert set(publisher.cache.get(DEFAULT_GROUP).get(ENDPOINT).resources) == {"a"}
+        assert publisher.first.missing() == ["remote"]
+        assert "publish.without_sources" in [r.getMessage() for r in caplog.records]
+        registry.apply("remote", FullSnapshot.of([svc("b", 2)]))
+        await eventually(lambda: publisher.published == 2, what="the late source published")
+        assert set(publisher.cache.get(DEFAULT_GROUP).get(ENDPOINT).resources) == {"a", "b"}
+    finally:
+        task.cancel()
+
+
+async def test_an_optional_source_that_loads_in_its_grace_is_in_the_first_snapshot() -> None:
+    registry = Registry(["local", "remote"])
+    clock = ManualClock()
+    publisher = Publisher(registry, translator(Config()), SnapshotCache(), 0.0, None, {"remote": 10.0},
+                          clock=clock)
+    task = asyncio.create_task(publisher.run())
+    try:
+        await settle()
+        registry.apply("local", FullSnapshot.of([svc("a", 1)]))
+        await clock.advance(5)
+        registry.apply("remote", FullSnapshot.of([svc("b", 2)]))
+        await eventually(lambda: publisher.published == 1, what="the first publish")
+        assert set(publisher.cache.get(DEFAULT_GROUP).get(ENDPOINT).resources) == {"a", "b"}
+        assert clock.sleeping == 0  # the grace timer is gone with the wait
+    finally:
+        task.cancel()

@@ -20,6 +20,7 @@ from xdscp.cache.cache import SnapshotCache
 from xdscp.config import Config
 from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
+from xdscp.metrics import SOURCE_UP
 from xdscp.model.registry import Registry
 from xdscp.server.authorization import TOKEN_PREFIX, Rule
 from xdscp.server.rest import RestXds
@@ -28,6 +29,7 @@ from xdscp.server.xds_server import XdsServer
 from xdscp.signals import stop_on_signals
 from xdscp.sources.base import AdminBinding
 from xdscp.sources.kinds import build_sources
+from xdscp.sources.states import SourceStates
 from xdscp.translation.publisher import Publisher
 from xdscp.workers.pool import WorkerPool
 from xdscp.workers.relay import WORKERS_CLUSTER
@@ -44,12 +46,14 @@ class ControlPlane:
         self.cfg = cfg
         self.sources = build_sources(cfg)
         self.registry = Registry((s.name for s in self.sources), cfg.source_priorities())
+        self.source_states = SourceStates(self.sources, self.registry, cfg.source_priorities(),
+                                          cfg.optional_sources())
         self.translator = runtime_settings.translator(cfg)
         self.credentials = runtime_settings.credentials(cfg.admin)
         self.cache = SnapshotCache()
         self.tracker = StreamTracker()
         self.publisher = Publisher(self.registry, self.translator, self.cache, cfg.xds.debounce,
-                                   cfg.xds.debounce_max)
+                                   cfg.xds.debounce_max, cfg.optional_sources())
         # Followers (serve --workers) relay this process's cache over a loopback stream; with a
         # node policy in force, they prove themselves with a token made for this run.
         self._relay_token = secrets.token_urlsafe(32)
@@ -68,13 +72,18 @@ class ControlPlane:
         self.admin_port = 0
 
     def readiness(self) -> dict[str, Any]:
+        """/readyz: ready once a snapshot is served (and every follower follows); ``missing``
+        names the sources not loaded yet: before the first snapshot, what it waits for;
+        after it, optional sources served without."""
         followers = self.cfg.xds.workers - 1
         following = self.tracker.count_cluster(WORKERS_CLUSTER) if followers else 0
+        states = self.source_states.states()
         return {
             "ready": self.publisher.published > 0 and self.xds_port > 0 and following >= followers,
             "workers": {"followers": followers, "following": following},
-            "sources": {s.name: {"synced": self.registry.is_synced(s.name),
-                                 "last_error": s.last_error} for s in self.sources},
+            "missing": [st.name for st in states if not st.synced],
+            "sources": {st.name: {"synced": st.synced, "required": st.required, "up": st.up,
+                                  "last_error": st.last_error} for st in states},
             "version": self.publisher.last_version,
         }
 
@@ -87,6 +96,7 @@ class ControlPlane:
             raise
 
     async def _start(self) -> None:
+        SOURCE_UP.observe(self.source_states.up)
         if not self.sources:
             self.publisher.publish(set())  # no sources: serve the listener with no services
         self._tasks.append(asyncio.create_task(supervised("publisher", self.publisher.run)))
@@ -108,7 +118,7 @@ class ControlPlane:
                                     self.cfg.node_group_by, self._follower_settings())
             await self._pool.start()
 
-        debug = DebugApi(self.cache, self.registry, self.sources, self.cfg.source_priorities())
+        debug = DebugApi(self.cache, self.registry, self.source_states)
         routes = [r for src in self.sources for r in src.routes()] + RestXds(xds.env).routes() + debug.routes()
         runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, routes, self.credentials),
                                access_log=None)
@@ -186,6 +196,7 @@ class ControlPlane:
             if runner is not None:
                 await runner.cleanup()
         self._admin = self._admin_ro = None
+        SOURCE_UP.forget(self.source_states.up)
         log_event(log, logging.INFO, "xdscp.stopped")
 
 

@@ -178,12 +178,26 @@ class McpConfig(_Section):
 
 
 class _SourceSection(_Section):
-    """What every source has: a name, and the Envoy priority of its instances."""
+    """What every source has: a name, the Envoy priority of its instances, and whether
+    the first snapshot waits for it."""
 
     name: str | None = None
     # 0 = preferred. Instances from a source with priority 1 get traffic only while the
     # priority-0 ones cannot take it (Envoy priority failover), e.g. a remote cluster.
     priority: int = Field(default=0, ge=0, le=100)
+    # true: nothing is published until this source has loaded once, however long that
+    # takes (a restart never serves a world without its services). false: after
+    # startup_grace seconds without it, the other sources are published, /readyz names it
+    # as missing, and its services join when it loads.
+    required: bool = True
+    startup_grace: float = Field(default=10.0, ge=0, le=3600)
+
+    @model_validator(mode="after")
+    def _grace_needs_optional(self) -> _SourceSection:
+        if self.required and "startup_grace" in self.model_fields_set:
+            raise ValueError("startup_grace applies only with required: false (a required source is waited for "
+                             "until it loads)")
+        return self
 
 
 class FileSourceConfig(_SourceSection):
@@ -418,6 +432,10 @@ class Config(_Section):
 
     def source_priorities(self) -> dict[str, int]:
         return {n: s.priority for n, s in zip(self.source_names(), self.sources, strict=True)}
+
+    def optional_sources(self) -> dict[str, float]:
+        """The sources with ``required: false``, and their startup grace in seconds."""
+        return {n: s.startup_grace for n, s in zip(self.source_names(), self.sources, strict=True) if not s.required}
 
     def source_names(self) -> list[str]:
         """Each source's name: its own, or ``<kind>-<index>``; names must be unique."""

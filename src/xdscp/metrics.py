@@ -6,10 +6,13 @@ rds, the Istio collections, or ``other``), since clients choose type URLs.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from xdscp.type_urls import MCP_TYPES, PUSH_ORDER, short
 
@@ -34,11 +37,33 @@ PROTECT_THRESHOLD_ACTIVE = Gauge(
     ["cluster"],
 )
 
-SOURCE_UP = Gauge(
-    "xdscp_source_up",
-    "1 when the source's last read of its registry succeeded, 0 while it fails (its last good view is served)",
-    ["source"],
-)
+class _SourceUp(Collector):
+    """``xdscp_source_up``, read at each scrape from the control planes that report it
+    (``observe``), so it says what /readyz says, for every source kind."""
+
+    def __init__(self) -> None:
+        self._readers: list[Callable[[], Mapping[str, bool]]] = []
+
+    def observe(self, read: Callable[[], Mapping[str, bool]]) -> None:
+        self._readers.append(read)
+
+    def forget(self, read: Callable[[], Mapping[str, bool]]) -> None:
+        self._readers = [r for r in self._readers if r != read]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "xdscp_source_up", "1 when the source has loaded and its last read of its registry succeeded; "
+            "0 before its first load and while reads fail (its last good view is served)", labels=["source"])
+        up: dict[str, bool] = {}
+        for read in self._readers:
+            up.update(read())
+        for name, value in up.items():
+            family.add_metric([name], 1.0 if value else 0.0)
+        yield family
+
+
+SOURCE_UP = _SourceUp()
+REGISTRY.register(SOURCE_UP)
 
 SOURCE_LAST_SYNC = Gauge(
     "xdscp_source_last_sync_timestamp_seconds",

@@ -8,7 +8,6 @@ source's own contribution), ``/debug/sources`` each source's state.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -18,18 +17,16 @@ from xdscp.cache.node_group import DEFAULT_GROUP
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service
 from xdscp.server.json_view import response_dict
-from xdscp.sources.base import Source
+from xdscp.sources.states import SourceStates
 
 
 class DebugApi:
     """The /debug/config_dump, /debug/registry and /debug/sources routes."""
 
-    def __init__(self, cache: SnapshotCache, registry: Registry, sources: Sequence[Source],
-                 priorities: dict[str, int]) -> None:
+    def __init__(self, cache: SnapshotCache, registry: Registry, sources: SourceStates) -> None:
         self.cache = cache
         self.registry = registry
         self.sources = sources
-        self.priorities = priorities
 
     def routes(self) -> list[web.RouteDef]:
         return [web.get("/debug/config_dump", self.config_dump), web.get("/debug/registry", self.registry_view),
@@ -61,11 +58,7 @@ class DebugApi:
         return web.json_response({"source": source, "services": [_service_json(services[k]) for k in sorted(services)]})
 
     async def sources_view(self, _: web.Request) -> web.Response:
-        return web.json_response({"sources": [{
-            "name": s.name, "kind": s.kind, "priority": self.priorities.get(s.name, 0),
-            "synced": self.registry.is_synced(s.name), "last_error": s.last_error,
-            "services": len(self.registry.source_services(s.name)),
-        } for s in self.sources]})
+        return web.json_response({"sources": [st.as_json() for st in self.sources.states()]})
 
 
 def _service_json(svc: Service) -> dict[str, Any]:

@@ -35,6 +35,11 @@ class Registry:
         return MappingProxyType(self._merged)
 
     @property
+    def sources(self) -> tuple[str, ...]:
+        """The sources' names, in config order."""
+        return tuple(self._order)
+
+    @property
     def ready(self) -> bool:
         """True once every source has delivered a first full snapshot."""
         return self._synced.issuperset(self._order)

@@ -12,9 +12,11 @@ from xdscp.config import FileSourceConfig
 from xdscp.errors import DocumentError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
-from xdscp.model.updates import FullSnapshot
+from xdscp.model.service import Service, ServiceKey
+from xdscp.model.updates import FullSnapshot, RegistryUpdate, ServiceChange
 from xdscp.sources.base import WatchingSource
-from xdscp.sources.registry_file import parse_registry_file
+from xdscp.sources.health import SourceHealth
+from xdscp.sources.registry_file import RegistryReader, parse_registry_file
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +30,12 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
 
 
 class FileSource(WatchingSource):
-    """Polls the file's stat cheaply and re-parses only when its content hash changes.
+    """Polls the file's stat cheaply and re-reads it only when its content hash changes.
 
     Polling (not inotify) sees every way files get replaced: in-place writes, editors'
     rename-over, Kubernetes ConfigMap symlink swaps. A file that fails to parse or
-    validate is logged with its line and field, and the last good snapshot stays.
+    validate is logged with its line and field, and the last good snapshot stays. Only
+    the services whose entries changed are validated and applied.
     """
 
     kind = "file"
@@ -41,9 +44,15 @@ class FileSource(WatchingSource):
         self.name = name
         self.path = cfg.path
         self.poll_interval = cfg.poll_interval
+        self.health = SourceHealth(name, log, None)  # no retry: the file is read again when it changes
+        self.reader = RegistryReader()
         self._last_signature: tuple[int, int, int] | None = None
         self._last_digest: bytes | None = None
-        self.last_error: str | None = None
+        self._applied: dict[ServiceKey, Service] | None = None  # None: nothing applied yet
+
+    @property
+    def last_error(self) -> str | None:
+        return self.health.last_error
 
     def check(self) -> list[str]:
         try:
@@ -80,21 +89,29 @@ class FileSource(WatchingSource):
             return
         digest = hashlib.blake2b(data, digest_size=16).digest()
         if digest == self._last_digest:
+            self.health.ok()  # the last good content again (repaired, or touched): nothing to apply
             return
         try:
-            services = await asyncio.to_thread(parse_registry_file, data, str(self.path))
+            services = await asyncio.to_thread(self.reader.read, data, str(self.path))
         except DocumentError as e:
             self._fail(str(e), problems=[str(p) for p in e.problems])
             return
         self._last_digest = digest
-        self.last_error = None
-        changed = registry.apply(self.name, FullSnapshot.of(services))
+        self.health.ok()
+        changed = registry.apply(self.name, self._update(services))
         log_event(log, logging.INFO, "source.loaded", source=self.name, file=str(self.path),
                   services=len(services), changed=len(changed))
 
+    def _update(self, current: dict[ServiceKey, Service]) -> RegistryUpdate:
+        """The first read whole; later ones as what changed since the last one applied."""
+        previous, self._applied = self._applied, current
+        if previous is None:
+            return FullSnapshot(current)
+        upserted = tuple(s for k, s in current.items() if previous.get(k) is not s)
+        removed = tuple(k for k in previous if k not in current)
+        return ServiceChange(upserted=upserted, removed=removed)
+
     def _fail(self, reason: str, problems: list[str] | None = None) -> None:
-        self.last_error = reason
         # The previous snapshot stays in force: nothing is pushed, nothing is wiped.
-        log_event(log, logging.ERROR, "source.rejected", source=self.name, file=str(self.path),
-                  reason=reason, kept_last_good=self._last_digest is not None,
-                  **({"problems": problems} if problems else {}))
+        self.health.failed(reason, file=str(self.path), kept_last_good=self._last_digest is not None,
+                           **({"problems": problems} if problems else {}))

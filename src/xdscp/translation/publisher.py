@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import replace
 
 from xdscp.cache.cache import SnapshotCache
@@ -12,6 +14,7 @@ from xdscp.logfmt import log_event
 from xdscp.metrics import DEBOUNCE_MERGED, RESOURCES, SNAPSHOT_BUILD, SNAPSHOTS_PUBLISHED, type_label
 from xdscp.model.registry import Registry
 from xdscp.model.service import ServiceKey
+from xdscp.translation.first_publish import FirstPublish
 from xdscp.translation.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -26,14 +29,17 @@ class Publisher:
     hundred. By default the wait is fixed, not extended by later changes; with a longer
     ``debounce_max`` each change extends it by ``debounce``, up to ``debounce_max``
     after the first, so steady churn can never postpone a push indefinitely.
-    Nothing is published until every source has synced once: a control plane that
-    restarts with one registry unreachable must not serve a world without its services.
+    The first snapshot waits for the sources as ``FirstPublish`` says: every required
+    source until it loads, an optional one for its grace; a control plane that restarts
+    with a required registry unreachable must not serve a world without its services.
     """
 
     def __init__(self, registry: Registry, translator: Translator, cache: SnapshotCache,
-                 debounce: float, debounce_max: float | None, clock: Clock = MONOTONIC) -> None:
+                 debounce: float, debounce_max: float | None, optional: Mapping[str, float],
+                 clock: Clock = MONOTONIC) -> None:
         self.registry = registry
         self.clock = clock
+        self.first = FirstPublish(registry, optional, clock.now())
         self.translator = translator
         self.cache = cache
         self.debounce = debounce
@@ -45,10 +51,14 @@ class Publisher:
         pending: set[ServiceKey] = set()
         first_change = 0.0
         while True:
-            pending |= await self.registry.wait_changes()
+            if self.published:
+                pending |= await self.registry.wait_changes()
+            else:
+                pending |= await self._first_changes()
+                if self.first.blocking(self.clock.now()):
+                    continue
+                self._log_first_without()
             first_change = first_change or self.clock.now()
-            if not self.registry.ready:
-                continue
             if not pending and self.published:
                 first_change = 0.0
                 continue
@@ -57,6 +67,26 @@ class Publisher:
             self.publish(pending, first_change)
             pending = set()
             first_change = 0.0
+
+    async def _first_changes(self) -> set[ServiceKey]:
+        """Before the first publish: the next changes, or none when a source's grace runs out."""
+        wait = self.first.seconds_left(self.clock.now())
+        if wait is None:
+            return await self.registry.wait_changes()
+        changes = asyncio.ensure_future(self.registry.wait_changes())
+        timer = asyncio.ensure_future(self.clock.sleep(wait))
+        try:
+            await asyncio.wait((changes, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            changes.cancel()
+        return changes.result() if changes.done() and not changes.cancelled() else set()
+
+    def _log_first_without(self) -> None:
+        missing = self.first.missing()
+        if missing:
+            log_event(log, logging.WARNING, "publish.without_sources", sources=missing,
+                      hint="optional sources past their startup_grace; their services join when they load")
 
     async def _gather(self, pending: set[ServiceKey], first_change: float) -> None:
         """Wait out the debounce window, adding what arrives to ``pending``."""

@@ -86,8 +86,8 @@ class RegistryApi:
         raw = request.match_info["address"]
         try:
             host, port = split_host_port(raw)
-        except ValueError:
-            raise _BadRequest(f"{raw!r} is not host:port") from None
+        except ValueError as e:
+            raise _BadRequest(str(e)) from None
         return host, port
 
     @staticmethod
