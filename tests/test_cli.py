@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import socket
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from xdscp.cli.main import main
+from xdscp.cli.main import _parser, main
 from xdscp.local.envoy import REPO_ENVOY_DIR
 from xdscp.local.ports import free_port
 from xdscp.local.processes import terminate
@@ -24,12 +25,18 @@ def test_validate_ok_and_failing(tmp_path: Path, capsys) -> None:
     cfg = tmp_path / "xdscp.yaml"
     cfg.write_text("sources:\n  - {kind: file, path: reg.yaml}\n")
     assert main(["validate", "--config", str(cfg)]) == 0
-    assert "ok (1 source(s))" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "source file-0 (file): ok, 1 service\n" in out and "ok (1 source(s))" in out
 
-    (tmp_path / "reg.yaml").write_text("services:\n  - {name: echo, instances: [{host: 10.0.0.1, port: 0}]}\n")
+    (tmp_path / "reg.yaml").write_text("services:\n  - {name: b, lb_policy: X}\n  - {name: echo, instances: "
+                                       "[{host: 10.0.0.1, port: 0}]}\n")
     assert main(["validate", "--config", str(cfg)]) == 1
-    err = capsys.readouterr().err
-    assert "source file-0 (file): line 2: services[0].instances[0].port" in err
+    err = capsys.readouterr().err.splitlines()
+    reg = tmp_path / "reg.yaml"
+    # one line for the source; its problems in line order; the file named once
+    assert err[0].startswith(f"source file-0 (file): FAILED, {reg}: line 2: services[0].lb_policy: ")
+    assert "; line 3: services[1].instances[0].port: Input should be greater than or equal to 1" in err[0]
+    assert err[0].count(str(reg)) == 1 and err[1] == f"{cfg}: 1 of 1 source(s) failed"
 
     (tmp_path / "reg.yaml").unlink()
     assert main(["validate", "--config", str(cfg)]) == 1
@@ -40,9 +47,72 @@ def test_validate_ok_and_failing(tmp_path: Path, capsys) -> None:
     assert main(["validate", "--config", str(cfg)]) == 1
     assert "cannot open the embedded registry database" in capsys.readouterr().err
 
-    cfg.write_text("admin: {address: 1.2.3.4}\n")
+    cfg.write_text("listener: {port: 0}\nadmin: {address: '127.0.0.1:99999'}\n")
     assert main(["validate", "--config", str(cfg)]) == 1
-    assert "admin.address" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count(str(cfg)) == 1, err  # the file named once
+    assert "line 1: listener.port" in err.splitlines()[0] and err.index("line 1: listener") < err.index("line 2")
+    assert "line 2: admin.address: Value error, '127.0.0.1:99999': the port 99999 is out of range (0-65535)" in err
+
+
+def test_validate_reads_every_source_and_offline_skips_the_network(tmp_path: Path, capsys) -> None:
+    closed = free_port()  # nothing listens: as a fresh machine with no registry running
+    cfg = tmp_path / "xdscp.yaml"
+    cfg.write_text(f"""sources:
+  - kind: embedded
+    database: reg.db
+  - {{kind: nacos, servers: ['http://127.0.0.1:{closed}']}}
+  - {{kind: http, url: 'http://127.0.0.1:{closed}/services'}}
+  - {{kind: etcd, endpoints: ['http://127.0.0.1:{closed}']}}
+  - {{kind: consul, address: 'http://127.0.0.1:{closed}'}}
+  - {{kind: zookeeper, hosts: ['127.0.0.1:{closed}'], timeout: 1}}
+""")
+    started = time.monotonic()
+    assert main(["validate", "--config", str(cfg), "--timeout", "3"]) == 1
+    took = time.monotonic() - started
+    out, err = capsys.readouterr()
+    assert "source embedded-0 (embedded): ok, 0 services" in out
+    failed = [line for line in err.splitlines() if "FAILED" in line]
+    assert [line.split(" ", 2)[1] for line in failed] == ["nacos-1", "http-2", "etcd-3", "consul-4", "zookeeper-5"]
+    assert all(str(closed) in line or "no answer within 3 s" in line for line in failed), failed
+    assert err.splitlines()[-1] == f"{cfg}: 5 of 6 source(s) failed"
+    print(f"validate with five unreachable sources took {took:.1f} s")  # read side by side, each bounded
+
+    assert main(["validate", "--config", str(cfg), "--offline"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped, it reads a server (--offline)") == 5 and "embedded-0 (embedded): ok" in out
+
+
+def test_cli_help_shows_defaults_and_hides_internal_commands(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "worker" not in out and "exit codes: 0 success" in out
+    for command, default in (("status", "(default: 127.0.0.1:19000)"), ("dump", "(default: 127.0.0.1:19000)"),
+                             ("bootstrap", "(default: 127.0.0.1:18000)"), ("validate", "(default: 5.0)")):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        out = " ".join(capsys.readouterr().out.split())
+        assert default in out and "(default: None)" not in out, out
+    commands = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in commands.choices.items():
+        undocumented = [a.dest for a in sub._actions if not a.help]
+        assert not undocumented, f"xdscp {name}: options without help: {undocumented}"
+    with pytest.raises(SystemExit):
+        main(["demo", "--help"])
+    assert "``" not in capsys.readouterr().out  # plain text, not reStructuredText
+
+
+def test_bootstrap_with_a_bad_template_says_so_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "not-envoy.yaml").write_text("hello: world\n")
+    (tmp_path / "broken.yaml").write_text("a: [\n")
+    for template, expected in ((tmp_path / "missing.yaml", "cannot read the template"),
+                               (tmp_path / "not-envoy.yaml", "is not an Envoy bootstrap like those in envoy/"),
+                               (tmp_path / "broken.yaml", "is not YAML")):
+        proc = subprocess.run([sys.executable, "-m", "xdscp", "bootstrap", "--template", str(template)],
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr, proc.stderr
 
 
 def test_demo_options_reach_the_demo(capsys) -> None:

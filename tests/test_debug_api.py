@@ -56,19 +56,39 @@ async def test_status_lists_streams_and_fails_while_a_node_rejects_its_config(pl
         assert code == 0, out
         row = next(line for line in out.splitlines() if line.startswith("gw-7"))
         assert "edge" in row and "sotw" in row and "cds" in row and row.count(resp.version_info) == 2
-        s.send(sotw_request(CLUSTER, nonce=resp.nonce, error="cluster api: bad"))
+        message = ("Error adding/updating cluster(s) api: envoy.config.cluster.v3.Cluster rejected because its "
+                   "connect_timeout\nis out of range, and this message is longer than any column")
+        s.send(sotw_request(CLUSTER, version=resp.version_info, nonce=resp.nonce, error=message))
         await s.expect_silence(0.2)
         code, out = await xdscp_cli("status", "--admin", admin)
-        assert code == 1 and "cluster api: bad (current)" in out, out
+        assert code == 1, out
+        row = next(line for line in out.splitlines() if line.startswith("gw-7"))
+        assert row.endswith("(current) " + " ".join(message.split())), out  # whole, on one line
         code, out = await xdscp_cli("status", "--admin", admin, "--json")
         assert code == 0 and any(n["node_id"] == "gw-7" for n in json.loads(out))
         await s.close()
 
 
 async def test_dump_prints_the_config_and_says_when_the_admin_api_is_away(plane: Plane) -> None:
-    code, out = await xdscp_cli("dump", "--admin", f"127.0.0.1:{plane.cp.admin_port}", "--type", "Listener")
+    admin = f"127.0.0.1:{plane.cp.admin_port}"
+    code, out = await xdscp_cli("dump", "--admin", admin, "--type", "Listener")
     assert code == 0, out
-    listeners = json.loads(out)["types"]
+    assert out.startswith("xdscp dump: no node of group 'default' is connected (groups connected: none)")
+    listeners = json.loads(out.split("\n", 1)[1])["types"]
     assert [r["name"] for t in listeners.values() for r in t["resources"]] == ["ingress_http"]
+    code, out = await xdscp_cli("dump", "--admin", admin, "--type", "Clusters")
+    assert code == 2 and out.strip() == ("xdscp dump: no type 'Clusters' is served; types: Cluster, "
+                                         "ClusterLoadAssignment, Listener, RouteConfiguration"), out
     code, out = await xdscp_cli("dump", "--admin", "127.0.0.1:1")
     assert code == 2 and "cannot read" in out
+
+
+async def test_dump_defaults_to_the_group_connected(plane: Plane) -> None:
+    admin = f"127.0.0.1:{plane.cp.admin_port}"
+    async with grpc.aio.insecure_channel(plane.target) as channel:
+        s = sotw_stream(channel)
+        s.send(sotw_request(CLUSTER, with_node=node("gw-1", "ingress")))
+        await s.recv()
+        code, out = await xdscp_cli("dump", "--admin", admin, "--type", "Cluster")
+        assert code == 0 and json.loads(out)["group"] == "ingress" and json.loads(out)["connected"] is True, out
+        await s.close()

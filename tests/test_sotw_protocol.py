@@ -87,6 +87,20 @@ async def test_nack_is_recorded_visible_and_not_answered_with_the_same_config(pl
     await s.close()
 
 
+async def test_a_nack_records_the_version_the_client_kept(plane: Plane, channel) -> None:
+    # An Envoy that held version "v-before" from an earlier stream (xdscp restarted) rejects the
+    # new one: it says it keeps "v-before", and that is what it holds.
+    s = sotw_stream(channel)
+    s.send(sotw_request(LISTENER, version="v-before", with_node=node("keeper")))
+    resp = await s.recv()
+    s.send(sotw_request(LISTENER, version="v-before", nonce=resp.nonce, error="listener: bad"))
+    await s.expect_silence(0.2)
+    _, body = await plane.admin_json("/debug/nodes")
+    lds = next(n for n in body["nodes"] if n["node_id"] == "keeper")["types"][LISTENER]
+    assert lds["version_acked"] == "v-before" and lds["last_nack_version"] == resp.version_info
+    await s.close()
+
+
 async def test_ack_is_recorded_in_debug_nodes(plane: Plane, channel) -> None:
     s = sotw_stream(channel)
     s.send(sotw_request(LISTENER, with_node=node("acker")))

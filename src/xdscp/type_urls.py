@@ -32,3 +32,8 @@ SHORT_NAMES: dict[str, str] = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds",
 def short(type_url: str) -> str:
     """A short label for logs: cds/eds/lds/rds, or the message name of other types."""
     return SHORT_NAMES.get(type_url) or type_url.rsplit("/", 1)[-1]
+
+
+def kind_name(type_url: str) -> str:
+    """The kind a type URL names: ``Cluster``, ``ClusterLoadAssignment``, ``ServiceEntry``."""
+    return type_url.rsplit("/", 1)[-1].rsplit(".", 1)[-1]

@@ -18,6 +18,7 @@ from xdscp.model.registry import Registry
 from xdscp.model.service import Service
 from xdscp.server.json_view import response_dict
 from xdscp.sources.states import SourceStates
+from xdscp.type_urls import kind_name
 
 
 class DebugApi:
@@ -33,18 +34,27 @@ class DebugApi:
                 web.get("/debug/sources", self.sources_view)]
 
     async def config_dump(self, request: web.Request) -> web.Response:
-        group = request.query.get("group", DEFAULT_GROUP)
+        """``group``: default, the one group whose nodes are connected, else ``default``;
+        ``connected`` says whether a node of the group is. An unknown ``type`` is a 404 that
+        lists the types served."""
+        groups = self.cache.groups()
+        group = request.query.get("group") or (groups[0] if len(groups) == 1 else DEFAULT_GROUP)
         snapshot = self.cache.get(group)
         if snapshot is None:
-            return web.json_response({"error": f"nothing published for group {group!r} yet"}, status=404)
+            return web.json_response({"error": f"nothing published for group {group!r} yet", "groups": groups},
+                                     status=404)
         wanted = request.query.get("type")
         types: dict[str, Any] = {}
         for type_url, ts in sorted(snapshot.types.items()):
-            if wanted and wanted not in (type_url, type_url.rsplit("/", 1)[-1], type_url.rsplit(".", 1)[-1]):
+            if wanted and wanted not in (type_url, kind_name(type_url)):
                 continue
             doc = response_dict(ts)
             types[type_url] = {"version": ts.version, "resources": doc.get("resources", [])}
-        return web.json_response({"group": group, "groups": self.cache.groups(), "types": types})
+        if wanted and not types:
+            served = sorted(kind_name(t) for t in snapshot.types)
+            return web.json_response({"error": f"no type {wanted!r} is served; types: {', '.join(served)}",
+                                      "types": served}, status=404)
+        return web.json_response({"group": group, "connected": group in groups, "groups": groups, "types": types})
 
     async def registry_view(self, request: web.Request) -> web.Response:
         source = request.query.get("source")

@@ -15,7 +15,6 @@ from xdscp.cache.node_group import DEFAULT_GROUP
 from xdscp.config import AdminConfig, Config, XdsConfig, load_config
 from xdscp.errors import ConfigError, XdscpError
 from xdscp.logfmt import configure_logging
-from xdscp.sources.kinds import build_sources
 
 
 def _address(value: str) -> str:
@@ -26,52 +25,98 @@ def _address(value: str) -> str:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="xdscp", description="An xDS control plane for Envoy, fed by service registries.")
-    p.add_argument("--version", action="version", version=f"xdscp {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+# Exit codes, the same for every command (docs/operations.md lists them).
+EXIT_OK = 0
+EXIT_FAILED = 1  # what was checked is wrong: validate found a problem, status a node rejecting its config,
+#                  serve could not start (a port taken, unusable TLS files)
+EXIT_USAGE = 2  # could not run as asked: bad arguments, a config serve cannot load, an unreadable
+#                 template, an admin API that cannot be reached, a group or type that is not served
 
-    serve = sub.add_parser("serve", help="run the control plane")
-    serve.add_argument("--config", type=Path, help="config file (YAML); defaults apply without one")
+COMMANDS = "{serve,validate,status,dump,bootstrap,demo,hash-password}"  # what --help lists (not worker)
+
+
+class _Help(argparse.HelpFormatter):
+    """Every option's default shown in --help (options without one, and flags, say nothing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+            help += " (default: %(default)s)"
+        return help
+
+
+def _command(sub: argparse._SubParsersAction, name: str, help: str | None, description: str | None = None
+             ) -> argparse.ArgumentParser:
+    if help is None:  # no help: left out of the listing
+        return sub.add_parser(name, description=description, formatter_class=_Help)
+    return sub.add_parser(name, help=help, description=description or help, formatter_class=_Help)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="xdscp", description="An xDS control plane for Envoy, fed by service registries.",
+        epilog=f"exit codes: {EXIT_OK} success; {EXIT_FAILED} what was checked is wrong (validate, status) or serve "
+               f"could not start; {EXIT_USAGE} could not run as asked (bad arguments or input, admin API away)")
+    p.add_argument("--version", action="version", version=f"xdscp {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar=COMMANDS)
+    levels = ["debug", "info", "warning", "error"]
+
+    serve = _command(sub, "serve", "run the control plane")
+    serve.add_argument("--config", type=Path, help="config file (YAML); without one, every default applies "
+                                                   "(the embedded registry)")
     serve.add_argument("--xds-address", type=_address, help="override xds.address (host:port)")
     serve.add_argument("--admin-address", type=_address, help="override admin.address (host:port)")
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    serve.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
+    serve.add_argument("--log-level", default="info", choices=levels, help="the least severe event logged")
+    serve.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"], help="one event per line, as")
     serve.add_argument("--workers", type=int, help="override xds.workers: processes sharing the xDS port")
 
-    worker = sub.add_parser("worker", help="(started by serve --workers) one follower worker process")
+    # Internal: started by ``serve --workers``, so it is not listed.
+    worker = _command(sub, "worker", None, "one follower worker process (started by serve --workers)")
     worker.add_argument("--upstream", type=_address, required=True, help="the owning process's relay port")
-    worker.add_argument("--xds-address", type=_address, required=True)
-    worker.add_argument("--node-group-by", default=Config().node_group_by)
-    worker.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    worker.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
+    worker.add_argument("--xds-address", type=_address, required=True, help="the shared xDS address")
+    worker.add_argument("--node-group-by", default=Config().node_group_by, help="as node_group_by")
+    worker.add_argument("--log-level", default="info", choices=levels, help="the least severe event logged")
+    worker.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"], help="one event per line, as")
 
-    validate = sub.add_parser("validate", help="check a config file and its sources; exit 1 with the reasons")
-    validate.add_argument("--config", type=Path, required=True)
+    validate = _command(sub, "validate", "check a config file, then read every source once; one line per source",
+                        f"Check a config file, then read every source once as serve would (nothing is written). "
+                        f"Exit {EXIT_FAILED} if the config or any source fails.")
+    validate.add_argument("--config", type=Path, required=True, help="the config file (YAML)")
+    validate.add_argument("--timeout", type=float, default=5.0, help="seconds each source gets to answer")
+    validate.add_argument("--offline", action="store_true",
+                          help="skip the sources that reach a server (http, etcd, nacos, consul, zookeeper, "
+                               "the embedded registry's etcd store)")
 
-    # Listed for --help; its own options are parsed by xdscp.local.demo (see main()).
-    sub.add_parser("demo", help="run xdscp, a real Envoy and three upstreams on loopback, with a scripted tour")
-
-    status = sub.add_parser("status", help="connected nodes, what they were sent, ACKed and NACKed; "
-                                           "exit 1 while a node rejects its current config")
+    status = _command(sub, "status", "every connected proxy: per type, the version sent and ACKed, and NACKs",
+                      f"Every open xDS stream: per type, the version sent, the version the proxy holds (ACKed, or "
+                      f"kept after a NACK), and its NACKs. Exit {EXIT_FAILED} while a proxy rejects the config it was "
+                      f"last sent, {EXIT_USAGE} if the admin API cannot be read.")
     status.add_argument("--admin", default=AdminConfig().address, help="xdscp's admin address (host:port or URL)")
     status.add_argument("--json", action="store_true", help="print /debug/nodes as JSON instead of a table")
     status.add_argument("--ca-file", help="CA certificate to trust for an https:// admin address")
 
-    dump = sub.add_parser("dump", help="print the config a node group is served (JSON, like Envoy's config_dump)")
+    dump = _command(sub, "dump", "print the config a node group is served (JSON, like Envoy's config_dump)",
+                    f"Print the config a node group is served, decoded from the bytes on the wire. Exit {EXIT_USAGE} "
+                    f"if the admin API cannot be read or the type is not served.")
     dump.add_argument("--admin", default=AdminConfig().address, help="xdscp's admin address (host:port or URL)")
-    dump.add_argument("--group", default=DEFAULT_GROUP, help="the node group (see node_group_by)")
-    dump.add_argument("--type", help="one type: a type URL, or its last part (Cluster, ServiceEntry...)")
+    dump.add_argument("--group", help="the node group (see node_group_by); default: the one group connected, "
+                                      f"else {DEFAULT_GROUP!r}")
+    dump.add_argument("--type", help="one type: a type URL, or its last part (Cluster, ServiceEntry...); "
+                                     "default: every type")
     dump.add_argument("--ca-file", help="CA certificate to trust for an https:// admin address")
 
-    sub.add_parser("hash-password", help="read a password on stdin; print its hash for admin.users[].password_hash")
+    boot = _command(sub, "bootstrap", "print an Envoy bootstrap from envoy/ pointed at a control plane")
+    boot.add_argument("--template", type=Path, required=True, help="a bootstrap to start from, e.g. "
+                                                                   "envoy/bootstrap-ads.yaml")
+    boot.add_argument("--xds-address", type=_address, default=XdsConfig().address,
+                      help="where the bootstrap's xdscp cluster points (host:port)")
+    boot.add_argument("--admin-port", type=int, help="Envoy's admin port; default: the template's")
+    boot.add_argument("--node-id", help="node.id; default: the template's")
+    boot.add_argument("--node-cluster", help="node.cluster (xdscp's node group by default); default: the template's")
 
-    boot = sub.add_parser("bootstrap", help="print an Envoy bootstrap from envoy/ pointed at a control plane")
-    boot.add_argument("--template", type=Path, required=True, help="e.g. envoy/bootstrap-ads.yaml")
-    boot.add_argument("--xds-address", type=_address, default=XdsConfig().address)
-    boot.add_argument("--admin-port", type=int)
-    boot.add_argument("--node-id")
-    boot.add_argument("--node-cluster")
+    # Listed for --help; its own options are parsed by xdscp.local.demo (see main()).
+    _command(sub, "demo", "run xdscp, a real Envoy and three upstreams on loopback, with a scripted tour")
+    _command(sub, "hash-password", "read a password on stdin; print its hash for admin.users[].password_hash")
     return p
 
 
@@ -80,23 +125,25 @@ def _load(path: Path | None) -> Config:
 
 
 def _admin_command(args: argparse.Namespace) -> int:
-    from xdscp.cli.admin_client import AdminUnavailable, fetch, status_table
+    from xdscp.cli.admin_client import AdminUnavailable, dump_config, fetch, status_table
 
     try:
         if args.command == "status":
             nodes = fetch(args.admin, "/debug/nodes", args.ca_file)["nodes"]
             if args.json:
                 print(json.dumps(nodes, indent=2))
-                return 0
+                return EXIT_OK
             table, rejected = status_table(nodes)
             sys.stdout.write(table)
-            return 1 if rejected else 0
-        query = {"group": args.group} | ({"type": args.type} if args.type else {})
-        print(json.dumps(fetch(args.admin, "/debug/config_dump", args.ca_file, **query), indent=2))
-        return 0
+            return EXIT_FAILED if rejected else EXIT_OK
+        dump, note = dump_config(args.admin, args.ca_file, args.group, args.type)
+        if note:
+            print(f"xdscp dump: {note}", file=sys.stderr)
+        print(json.dumps(dump, indent=2))
+        return EXIT_OK
     except AdminUnavailable as e:
         print(f"xdscp {args.command}: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,29 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         return demo_main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "serve":
-        configure_logging(args.log_level, args.log_format)
-        try:
-            cfg = _load(args.config)
-        except ConfigError as e:
-            print(f"xdscp: invalid config: {e}", file=sys.stderr)
-            return 2
-        if args.xds_address:
-            cfg.xds.address = args.xds_address
-        if args.admin_address:
-            cfg.admin.address = args.admin_address
-        if args.workers is not None:
-            if args.workers < 1:
-                print("xdscp: --workers must be at least 1", file=sys.stderr)
-                return 2
-            cfg.xds.workers = args.workers
-        import uvloop
-
-        try:
-            uvloop.run(serve_forever(cfg))
-        except XdscpError as e:
-            print(f"xdscp: {e}", file=sys.stderr)
-            return 1
-        return 0
+        return _serve(args)
     if args.command == "worker":
         configure_logging(args.log_level, args.log_format)
         import uvloop
@@ -144,26 +169,15 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.run(run_follower(args.upstream, args.xds_address, args.node_group_by, settings))
         except XdscpError as e:
             print(f"xdscp worker: {e}", file=sys.stderr)
-            return 1
-        return 0
+            return EXIT_FAILED
+        return EXIT_OK
     if args.command == "validate":
-        try:
-            cfg = load_config(args.config)
-            sources = build_sources(cfg)
-        except ConfigError as e:
-            print(f"config {args.config}: {e}", file=sys.stderr)
-            return 1
-        failed = False
-        for src in sources:
-            problems = src.check()
-            for problem in problems:
-                print(f"source {src.name} ({src.kind}): {problem}", file=sys.stderr)
-            failed |= bool(problems)
-            src.close()
-        if failed:
-            return 1
-        print(f"config {args.config}: ok ({len(cfg.sources)} source(s))")
-        return 0
+        from xdscp.cli.validate import validate
+
+        if args.timeout <= 0:
+            print("xdscp validate: --timeout must be more than 0", file=sys.stderr)
+            return EXIT_USAGE
+        return validate(args.config, args.timeout, args.offline)
     if args.command in ("status", "dump"):
         return _admin_command(args)
     if args.command == "hash-password":
@@ -172,15 +186,45 @@ def main(argv: list[str] | None = None) -> int:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             print("xdscp hash-password: give the password on stdin", file=sys.stderr)
-            return 2
+            return EXIT_USAGE
         print(hash_password(password))
-        return 0
+        return EXIT_OK
     if args.command == "bootstrap":
         import yaml
 
         from xdscp.cli.bootstrap import render_bootstrap
 
-        doc = render_bootstrap(args.template, args.xds_address, args.admin_port, args.node_id, args.node_cluster)
+        try:
+            doc = render_bootstrap(args.template, args.xds_address, args.admin_port, args.node_id, args.node_cluster)
+        except ConfigError as e:
+            print(f"xdscp bootstrap: {e}", file=sys.stderr)
+            return EXIT_USAGE
         sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
-        return 0
-    return 2  # pragma: no cover - argparse rejects unknown commands
+        return EXIT_OK
+    return EXIT_USAGE  # pragma: no cover - argparse rejects unknown commands
+
+
+def _serve(args: argparse.Namespace) -> int:
+    configure_logging(args.log_level, args.log_format)
+    try:
+        cfg = _load(args.config)
+    except ConfigError as e:
+        print(f"xdscp: invalid config: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.xds_address:
+        cfg.xds.address = args.xds_address
+    if args.admin_address:
+        cfg.admin.address = args.admin_address
+    if args.workers is not None:
+        if args.workers < 1:
+            print("xdscp: --workers must be at least 1", file=sys.stderr)
+            return EXIT_USAGE
+        cfg.xds.workers = args.workers
+    import uvloop
+
+    try:
+        uvloop.run(serve_forever(cfg))
+    except XdscpError as e:
+        print(f"xdscp: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK

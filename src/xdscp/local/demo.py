@@ -128,10 +128,15 @@ def _workdir(path: Path | None) -> Iterator[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="xdscp demo", description=__doc__)
-    p.add_argument("--mode", choices=["ads", "delta"], default="ads")
-    p.add_argument("--hold", action="store_true", help="keep everything running until Ctrl-C")
-    p.add_argument("--workdir", type=Path)
+    p = argparse.ArgumentParser(
+        prog="xdscp demo", description="Run xdscp's embedded registry, a real Envoy and three upstreams on "
+        "loopback. The tour changes the registry step by step and shows what Envoy then does, from Envoy's own "
+        "answers. Every process it starts is stopped on exit or Ctrl-C.")
+    p.add_argument("--mode", choices=["ads", "delta"], default="ads",
+                   help="the Envoy bootstrap: State-of-the-World ADS or Delta ADS (default: ads)")
+    p.add_argument("--hold", action="store_true", help="keep everything running after the tour, until Ctrl-C")
+    p.add_argument("--workdir", type=Path, help="where configs and logs go (default: a temporary directory, "
+                                                "removed on exit)")
     args = p.parse_args(argv)
     with _workdir(args.workdir) as wd:
         demo = Demo(wd, args.mode)

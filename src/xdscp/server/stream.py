@@ -255,6 +255,8 @@ class Stream(ABC):
             self.env.callbacks.acked(self, type_url, version, nonce)
             return
         status.nacks += 1
+        if version:  # a NACK carries the version the client kept: that is what it holds now
+            status.version_acked = version
         rejected = status.version_sent
         repeated = status.last_nack_version == rejected and status.last_nack == error_message
         self.env.callbacks.nacked(self, type_url, rejected, version, nonce, error_message, repeated)

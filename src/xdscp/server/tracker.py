@@ -15,7 +15,7 @@ class TypeStatus:
 
     version_sent: str = ""
     nonce_sent: str = ""
-    version_acked: str = ""
+    version_acked: str = ""  # what the client holds: its last ACK, or the version a NACK says it kept
     last_nack: str | None = None
     last_nack_version: str | None = None
     responses: int = 0

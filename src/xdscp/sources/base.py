@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -9,6 +10,8 @@ from aiohttp import web
 
 from xdscp.admin.credentials import Credentials
 from xdscp.model.registry import Registry
+
+_READ_POLL = 0.02  # seconds between looks at a read under way (xdscp validate only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,8 +40,15 @@ class Source(Protocol):
 
     async def run(self, registry: Registry) -> None: ...
 
-    def check(self) -> list[str]:
-        """Problems a one-off read of the registry finds now (for ``xdscp validate``)."""
+    @property
+    def reads_network(self) -> bool:
+        """Whether reading the registry means reaching a server (``xdscp validate --offline``
+        skips those)."""
+        ...
+
+    async def read_once(self, registry: Registry) -> None:
+        """Read the registry once into ``registry`` and return: synced there, or ``last_error``
+        set. Writes nothing anywhere (``xdscp validate``); the caller bounds the time."""
         ...
 
     def close(self) -> None:
@@ -61,7 +71,28 @@ class Source(Protocol):
 
 
 class WatchingSource:
-    """A source that only watches a registry: it serves nothing on the admin address."""
+    """A source that only watches a registry: it serves nothing on the admin address, and
+    watching writes nothing, so one read is its watch run until it loads or fails."""
+
+    name: str
+
+    @property
+    def last_error(self) -> str | None:
+        raise NotImplementedError
+
+    async def run(self, registry: Registry) -> None:
+        raise NotImplementedError
+
+    async def read_once(self, registry: Registry) -> None:
+        watch = asyncio.ensure_future(self.run(registry))
+        try:
+            while not (registry.is_synced(self.name) or self.last_error is not None or watch.done()):
+                await asyncio.sleep(_READ_POLL)
+            if watch.done():
+                watch.result()  # run() never returns while it works: say why it did
+        finally:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
 
     def routes(self) -> list[web.RouteDef]:
         return []

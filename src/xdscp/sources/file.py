@@ -16,7 +16,7 @@ from xdscp.model.service import Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, RegistryUpdate, ServiceChange
 from xdscp.sources.base import WatchingSource
 from xdscp.sources.health import SourceHealth
-from xdscp.sources.registry_file import RegistryReader, parse_registry_file
+from xdscp.sources.registry_file import RegistryReader
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,9 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+_UNREAD = (-1, -1, -1)  # the signature before the first poll: even a missing file is news then
 
 
 class FileSource(WatchingSource):
@@ -46,22 +49,15 @@ class FileSource(WatchingSource):
         self.poll_interval = cfg.poll_interval
         self.health = SourceHealth(name, log, None)  # no retry: the file is read again when it changes
         self.reader = RegistryReader()
-        self._last_signature: tuple[int, int, int] | None = None
+        self._last_signature: tuple[int, int, int] | None = _UNREAD
         self._last_digest: bytes | None = None
         self._applied: dict[ServiceKey, Service] | None = None  # None: nothing applied yet
+
+    reads_network = False
 
     @property
     def last_error(self) -> str | None:
         return self.health.last_error
-
-    def check(self) -> list[str]:
-        try:
-            parse_registry_file(self.path.read_bytes(), str(self.path))
-        except DocumentError as e:
-            return [str(p) for p in e.problems]
-        except OSError as e:
-            return [f"cannot read {self.path}: {e.strerror}"]
-        return []
 
     def close(self) -> None:
         pass  # nothing held open between polls

@@ -56,12 +56,11 @@ class RemoteSource(WatchingSource):
 
     health: SourceHealth
 
+    reads_network = True
+
     @property
     def last_error(self) -> str | None:
         return self.health.last_error
-
-    def check(self) -> list[str]:
-        return []  # reaching the registry is a runtime matter, reported by /readyz
 
     def close(self) -> None:
         pass  # connections live inside run()

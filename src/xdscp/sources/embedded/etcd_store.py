@@ -113,6 +113,15 @@ class EtcdStore:
         finally:
             await self.client.close()
 
+    async def read_once(self) -> None:
+        """List etcd once (``xdscp validate``); a failure is ``last_error``. No lease is taken."""
+        try:
+            await self.mirror.list_all()
+        except EtcdError as e:
+            self.health.failed(str(e))
+        finally:
+            await self.client.close()
+
     # -- reads ------------------------------------------------------------------------
     def service(self, key: ServiceKey) -> Service | None:
         return self._services.get(key)

@@ -65,8 +65,16 @@ class EmbeddedSource:
         store_error = self.store.last_error if isinstance(self.store, EtcdStore) else None
         return store_error or self._grpc_error
 
-    def check(self) -> list[str]:
-        return []  # the database was opened (and its schema checked) in __init__
+    @property
+    def reads_network(self) -> bool:
+        return isinstance(self.store, EtcdStore)
+
+    async def read_once(self, registry: Registry) -> None:
+        """The SQLite database was read when it was opened; etcd is listed once. Neither the
+        checks nor the connection lease run: one read writes nothing."""
+        self.store.bind(registry)
+        if isinstance(self.store, EtcdStore):
+            await self.store.read_once()
 
     @property
     def beats(self) -> HeartbeatPolicy:
