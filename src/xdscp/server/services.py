@@ -53,13 +53,15 @@ def _handler(stream_cls: type[Stream], env: ServerEnv, fixed_type: str | None) -
     # first response can be the whole snapshot.
     async def handle(_requests: AsyncIterator[bytes], context: aio.ServicerContext) -> None:
         if env.shutting_down.is_set():
-            await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+            await _end(context, None, grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+            return
         if len(env.tracker) >= env.limits.max_streams:
             REJECTED_REQUESTS.labels("streams").inc()
             log_event(log, logging.WARNING, "xds.limit", limit="streams", peer=context.peer(),
                       max_streams=env.limits.max_streams)
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                                f"xdscp is serving its limit of {env.limits.max_streams} streams")
+            await _end(context, None, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                       f"xdscp is serving its limit of {env.limits.max_streams} streams")
+            return
         stream = stream_cls(env, fixed_type, context.peer())
         if not env.policy.open:
             stream.identities = env.policy.identities(context)
@@ -69,33 +71,55 @@ def _handler(stream_cls: type[Stream], env: ServerEnv, fixed_type: str | None) -
                 del message
             if env.shutting_down.is_set():
                 # Every stream ends with a status the client can act on: reconnect elsewhere.
-                await context.abort(grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
+                await _end(context, stream, grpc.StatusCode.UNAVAILABLE, SHUTTING_DOWN)
         except ProtocolError as e:
             REJECTED_REQUESTS.labels(e.reason).inc()
             log_event(log, logging.WARNING, "xds.bad_request", node=stream.node_id, stream=stream.id,
                       peer=stream.peer, reason=str(e))
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            await _end(context, stream, grpc.StatusCode.INVALID_ARGUMENT, str(e))
         except LimitExceeded as e:
             REJECTED_REQUESTS.labels(e.limit).inc()
             log_event(log, logging.WARNING, "xds.limit", node=stream.node_id, stream=stream.id, peer=stream.peer,
                       limit=e.limit, reason=str(e))
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
+            await _end(context, stream, grpc.StatusCode.RESOURCE_EXHAUSTED, str(e))
         except PermissionDenied as e:
             REJECTED_REQUESTS.labels("permission").inc()
             log_event(log, logging.WARNING, "xds.denied", node=stream.node_id, stream=stream.id, peer=stream.peer,
                       identities=sorted(stream.identities), reason=str(e))
-            await context.abort(grpc.StatusCode.PERMISSION_DENIED, str(e))
+            await _end(context, stream, grpc.StatusCode.PERMISSION_DENIED, str(e))
         except (asyncio.CancelledError, aio.AbortError):
             raise
+        except aio.InternalError as e:
+            # gRPC could not write to the call: the client left (or the server is stopping)
+            # as the response went out. Nothing is wrong here, and nobody is left to tell.
+            _gone(stream, e)
         except Exception as e:  # a bug must end this stream only, and say where
-            if context.cancelled():
-                return  # the client is gone (an abort to it then fails): nothing to tell anyone
+            if context.cancelled() or env.shutting_down.is_set():
+                _gone(stream, e)  # the client or the process is going: the failure is that, not a bug
+                return
             log.exception("stream failed", extra={"xdscp_fields": {
                 "node": stream.node_id, "stream": stream.id, "peer": stream.peer}})
-            await context.abort(grpc.StatusCode.INTERNAL, f"xdscp internal error: {type(e).__name__}")
+            await _end(context, stream, grpc.StatusCode.INTERNAL, f"xdscp internal error: {type(e).__name__}")
 
     # No (de)serializers: bytes in, bytes out.
     return grpc.stream_stream_rpc_method_handler(handle)
+
+
+async def _end(context: aio.ServicerContext, stream: Stream | None, code: grpc.StatusCode, details: str) -> None:
+    """End the call with ``code``. When the status cannot be sent (the client is gone), say so
+    at debug level and return: ``abort`` is called once per call, whatever happens."""
+    try:
+        await context.abort(code, details)
+    except aio.AbortError:
+        raise  # sent: grpc expects the handler to end with this
+    except Exception as e:
+        _gone(stream, e)
+
+
+def _gone(stream: Stream | None, error: Exception) -> None:
+    log_event(log, logging.DEBUG, "stream.gone", node=stream.node_id if stream else "",
+              stream=stream.id if stream else 0, peer=stream.peer if stream else "",
+              reason=f"{type(error).__name__}: {error}".strip())
 
 
 def add_xds_services(server: aio.Server, env: ServerEnv) -> None:
