@@ -182,3 +182,29 @@ def test_a_source_priority_is_added_to_its_instances() -> None:
     merged = reg.services[local.key]
     assert [(i.host, i.priority) for i in merged.instances] == [("10.0.0.1", 0), ("10.9.0.1", 1), ("10.9.0.2", 2)]
     assert reg.apply("remote", FullSnapshot.of([remote])) == set()  # same content: no change
+
+
+async def test_an_embedded_registry_whose_nacos_grpc_port_is_taken_reports_it(tmp_path: Path) -> None:
+    import socket
+
+    from prometheus_client import REGISTRY
+
+    from xdscp.local.ports import free_port_pair
+    from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET
+
+    admin = free_port_pair(GRPC_PORT_OFFSET)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", admin + GRPC_PORT_OFFSET))
+        taken.listen()
+        plane = await start_plane(tmp_path, None, sources=[embedded_source(tmp_path)],
+                                  admin={"address": f"127.0.0.1:{admin}"})
+        try:
+            await plane.wait_published(1)
+            _, body = await plane.admin_json("/readyz")
+            state = body["sources"]["embedded"]
+            assert body["ready"] is True and state["synced"] is True and state["up"] is False
+            assert "Nacos gRPC not served" in state["last_error"]
+            assert REGISTRY.get_sample_value("xdscp_source_up", {"source": "embedded"}) == 0
+        finally:
+            await plane.cp.stop(0)
+    assert REGISTRY.get_sample_value("xdscp_source_up", {"source": "embedded"}) is None  # gone with its plane
