@@ -27,20 +27,35 @@ def svc(name: str, port: int) -> Service:
 
 
 @asynccontextmanager
-async def publishing(debounce: float, debounce_max: float | None = None) -> AsyncIterator[
-        tuple[Registry, Publisher, ManualClock]]:
-    """A publisher on a manual clock, past its first publish."""
-    registry = Registry(["s"])
+async def running(sources: list[str], debounce: float = 0.0, debounce_max: float | None = None,
+                  optional: dict[str, float] | None = None) -> AsyncIterator[tuple[Registry, Publisher, ManualClock]]:
+    """A publisher running on a manual clock, over a registry of ``sources`` none has loaded yet."""
+    registry = Registry(sources)
     clock = ManualClock(start=1024.0)
-    publisher = Publisher(registry, translator(Config()), SnapshotCache(), debounce, debounce_max, {},
+    publisher = Publisher(registry, translator(Config()), SnapshotCache(), debounce, debounce_max, optional or {},
                           clock=clock)
     task = asyncio.create_task(publisher.run())
     try:
-        registry.apply("s", FullSnapshot.of([svc("a", 1)]))
-        await eventually(lambda: publisher.published == 1, what="the first publish")
+        await settle()
         yield registry, publisher, clock
     finally:
         task.cancel()
+
+
+@asynccontextmanager
+async def publishing(debounce: float, debounce_max: float | None = None) -> AsyncIterator[
+        tuple[Registry, Publisher, ManualClock]]:
+    """A publisher on a manual clock, past its first publish."""
+    async with running(["s"], debounce, debounce_max) as (registry, publisher, clock):
+        registry.apply("s", FullSnapshot.of([svc("a", 1)]))
+        await eventually(lambda: publisher.published == 1, what="the first publish")
+        yield registry, publisher, clock
+
+
+def served(publisher: Publisher) -> set[str]:
+    snapshot = publisher.cache.get(DEFAULT_GROUP)
+    assert snapshot is not None
+    return set(snapshot.get(ENDPOINT).resources)
 
 
 def change(registry: Registry, port: int) -> None:
@@ -97,57 +112,34 @@ async def test_a_sliding_window_holds_steady_churn_until_debounce_max() -> None:
 
 
 async def test_the_first_snapshot_waits_for_a_required_source_however_long() -> None:
-    registry = Registry(["local", "remote"])
-    clock = ManualClock()
-    publisher = Publisher(registry, translator(Config()), SnapshotCache(), 0.0, None, {}, clock=clock)
-    task = asyncio.create_task(publisher.run())
-    try:
+    async with running(["local", "remote"]) as (registry, publisher, clock):
         registry.apply("local", FullSnapshot.of([svc("a", 1)]))
         await clock.advance(3600)
         assert publisher.published == 0 and clock.sleeping == 0  # no timer: only "remote" loading can help
         registry.apply("remote", FullSnapshot.of([svc("b", 2)]))
         await eventually(lambda: publisher.published == 1, what="the first publish")
-        assert set(publisher.cache.get(DEFAULT_GROUP).get(ENDPOINT).resources) == {"a", "b"}
-    finally:
-        task.cancel()
+        assert served(publisher) == {"a", "b"}
 
 
 async def test_an_optional_source_is_waited_for_its_grace_then_joins_when_it_loads(caplog) -> None:
-    registry = Registry(["local", "remote"])
-    clock = ManualClock()
-    publisher = Publisher(registry, translator(Config()), SnapshotCache(), 0.0, None, {"remote": 10.0},
-                          clock=clock)
-    task = asyncio.create_task(publisher.run())
-    try:
-        await settle()
+    async with running(["local", "remote"], optional={"remote": 10.0}) as (registry, publisher, clock):
         registry.apply("local", FullSnapshot.of([svc("a", 1)]))
         await clock.advance(9.75)
         assert publisher.published == 0 and publisher.first.blocking(clock.now()) == ["remote"]
         await clock.advance(0.25)
         await eventually(lambda: publisher.published == 1, what="the publish past the grace")
-        assert set(publisher.cache.get(DEFAULT_GROUP).get(ENDPOINT).resources) == {"a"}
-        assert publisher.first.missing() == ["remote"]
+        assert served(publisher) == {"a"} and publisher.first.missing() == ["remote"]
         assert "publish.without_sources" in [r.getMessage() for r in caplog.records]
         registry.apply("remote", FullSnapshot.of([svc("b", 2)]))
         await eventually(lambda: publisher.published == 2, what="the late source published")
-        assert set(publisher.cache.get(DEFAULT_GROUP).get(ENDPOINT).resources) == {"a", "b"}
-    finally:
-        task.cancel()
+        assert served(publisher) == {"a", "b"}
 
 
 async def test_an_optional_source_that_loads_in_its_grace_is_in_the_first_snapshot() -> None:
-    registry = Registry(["local", "remote"])
-    clock = ManualClock()
-    publisher = Publisher(registry, translator(Config()), SnapshotCache(), 0.0, None, {"remote": 10.0},
-                          clock=clock)
-    task = asyncio.create_task(publisher.run())
-    try:
-        await settle()
+    async with running(["local", "remote"], optional={"remote": 10.0}) as (registry, publisher, clock):
         registry.apply("local", FullSnapshot.of([svc("a", 1)]))
         await clock.advance(5)
         registry.apply("remote", FullSnapshot.of([svc("b", 2)]))
         await eventually(lambda: publisher.published == 1, what="the first publish")
-        assert set(publisher.cache.get(DEFAULT_GROUP).get(ENDPOINT).resources) == {"a", "b"}
+        assert served(publisher) == {"a", "b"}
         assert clock.sleeping == 0  # the grace timer is gone with the wait
-    finally:
-        task.cancel()

@@ -133,3 +133,34 @@ def test_errors_name_lines_in_order_and_duplicates() -> None:
             "line 5: services[2]: service public/DEFAULT_GROUP/a is listed twice (first as services[1])",
             "line 7: services[3].instances[0].port: Input should be less than or equal to 65535",
         ]
+
+
+def test_the_collector_is_paused_for_a_read_and_resumed_after() -> None:
+    import gc
+
+    from xdscp.gc_pause import gc_paused
+
+    seen = []
+    real = registry_file.RegistryReader._read
+
+    def spy(self: RegistryReader, data: bytes, path: str) -> object:
+        seen.append(gc.isenabled())
+        with gc_paused():  # nested (another read in another thread): still paused after it
+            pass
+        seen.append(gc.isenabled())
+        return real(self, data, path)
+
+    assert gc.isenabled()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(registry_file.RegistryReader, "_read", spy)
+        RegistryReader().read(as_yaml(services(3)), "reg.yaml")
+        with pytest.raises(DocumentError):
+            RegistryReader().read(b"services: [\n", "reg.yaml")
+    assert seen == [False, False, False, False] and gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
