@@ -42,6 +42,7 @@ class FileSource(WatchingSource):
     """
 
     kind = "file"
+    reads_network = False
 
     def __init__(self, name: str, cfg: FileSourceConfig) -> None:
         self.name = name
@@ -52,8 +53,6 @@ class FileSource(WatchingSource):
         self._last_signature: tuple[int, int, int] | None = _UNREAD
         self._last_digest: bytes | None = None
         self._applied: dict[ServiceKey, Service] | None = None  # None: nothing applied yet
-
-    reads_network = False
 
     @property
     def last_error(self) -> str | None:
