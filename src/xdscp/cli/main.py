@@ -12,6 +12,7 @@ from xdscp import __version__
 from xdscp.addresses import split_host_port
 from xdscp.app import serve_forever
 from xdscp.cache.node_group import DEFAULT_GROUP
+from xdscp.cli import exit_codes
 from xdscp.config import AdminConfig, Config, XdsConfig, load_config
 from xdscp.errors import ConfigError, XdscpError
 from xdscp.logfmt import configure_logging
@@ -24,13 +25,6 @@ def _address(value: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
     return value
 
-
-# Exit codes, the same for every command (docs/operations.md lists them).
-EXIT_OK = 0
-EXIT_FAILED = 1  # what was checked is wrong: validate found a problem, status a node rejecting its config,
-#                  serve could not start (a port taken, unusable TLS files)
-EXIT_USAGE = 2  # could not run as asked: bad arguments, a config serve cannot load, an unreadable
-#                 template, an admin API that cannot be reached, a group or type that is not served
 
 COMMANDS = "{serve,validate,status,dump,bootstrap,demo,hash-password}"  # what --help lists (not worker)
 
@@ -55,8 +49,9 @@ def _command(sub: argparse._SubParsersAction, name: str, help: str | None, descr
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="xdscp", description="An xDS control plane for Envoy, fed by service registries.",
-        epilog=f"exit codes: {EXIT_OK} success; {EXIT_FAILED} what was checked is wrong (validate, status) or serve "
-               f"could not start; {EXIT_USAGE} could not run as asked (bad arguments or input, admin API away)")
+        epilog=f"exit codes: {exit_codes.OK} success; {exit_codes.FAILED} what was checked is wrong (validate, "
+               f"status) or serve could not start; {exit_codes.USAGE} could not run as asked (bad arguments or "
+               f"input, admin API away)")
     p.add_argument("--version", action="version", version=f"xdscp {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar=COMMANDS)
     levels = ["debug", "info", "warning", "error"]
@@ -80,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = _command(sub, "validate", "check a config file, then read every source once; one line per source",
                         f"Check a config file, then read every source once as serve would (nothing is written). "
-                        f"Exit {EXIT_FAILED} if the config or any source fails.")
+                        f"Exit {exit_codes.FAILED} if the config or any source fails.")
     validate.add_argument("--config", type=Path, required=True, help="the config file (YAML)")
     validate.add_argument("--timeout", type=float, default=5.0, help="seconds each source gets to answer")
     validate.add_argument("--offline", action="store_true",
@@ -88,16 +83,16 @@ def _parser() -> argparse.ArgumentParser:
                                "the embedded registry's etcd store)")
 
     status = _command(sub, "status", "every connected proxy: per type, the version sent and ACKed, and NACKs",
-                      f"Every open xDS stream: per type, the version sent, the version the proxy holds (ACKed, or "
-                      f"kept after a NACK), and its NACKs. Exit {EXIT_FAILED} while a proxy rejects the config it was "
-                      f"last sent, {EXIT_USAGE} if the admin API cannot be read.")
+                      f"Every open xDS stream: per type, the version sent, the version the proxy holds (ACKed, "
+                      f"or kept after a NACK), and its NACKs. Exit {exit_codes.FAILED} while a proxy rejects the "
+                      f"config it was last sent, {exit_codes.USAGE} if the admin API cannot be read.")
     status.add_argument("--admin", default=AdminConfig().address, help="xdscp's admin address (host:port or URL)")
     status.add_argument("--json", action="store_true", help="print /debug/nodes as JSON instead of a table")
     status.add_argument("--ca-file", help="CA certificate to trust for an https:// admin address")
 
     dump = _command(sub, "dump", "print the config a node group is served (JSON, like Envoy's config_dump)",
-                    f"Print the config a node group is served, decoded from the bytes on the wire. Exit {EXIT_USAGE} "
-                    f"if the admin API cannot be read or the type is not served.")
+                    f"Print the config a node group is served, decoded from the bytes on the wire. Exit "
+                    f"{exit_codes.USAGE} if the admin API cannot be read or the type is not served.")
     dump.add_argument("--admin", default=AdminConfig().address, help="xdscp's admin address (host:port or URL)")
     dump.add_argument("--group", help="the node group (see node_group_by); default: the one group connected, "
                                       f"else {DEFAULT_GROUP!r}")
@@ -132,18 +127,18 @@ def _admin_command(args: argparse.Namespace) -> int:
             nodes = fetch(args.admin, "/debug/nodes", args.ca_file)["nodes"]
             if args.json:
                 print(json.dumps(nodes, indent=2))
-                return EXIT_OK
+                return exit_codes.OK
             table, rejected = status_table(nodes)
             sys.stdout.write(table)
-            return EXIT_FAILED if rejected else EXIT_OK
+            return exit_codes.FAILED if rejected else exit_codes.OK
         dump, note = dump_config(args.admin, args.ca_file, args.group, args.type)
         if note:
             print(f"xdscp dump: {note}", file=sys.stderr)
         print(json.dumps(dump, indent=2))
-        return EXIT_OK
+        return exit_codes.OK
     except AdminUnavailable as e:
         print(f"xdscp {args.command}: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_codes.USAGE
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -169,14 +164,14 @@ def main(argv: list[str] | None = None) -> int:
             uvloop.run(run_follower(args.upstream, args.xds_address, args.node_group_by, settings))
         except XdscpError as e:
             print(f"xdscp worker: {e}", file=sys.stderr)
-            return EXIT_FAILED
-        return EXIT_OK
+            return exit_codes.FAILED
+        return exit_codes.OK
     if args.command == "validate":
         from xdscp.cli.validate import validate
 
         if args.timeout <= 0:
             print("xdscp validate: --timeout must be more than 0", file=sys.stderr)
-            return EXIT_USAGE
+            return exit_codes.USAGE
         return validate(args.config, args.timeout, args.offline)
     if args.command in ("status", "dump"):
         return _admin_command(args)
@@ -186,9 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             print("xdscp hash-password: give the password on stdin", file=sys.stderr)
-            return EXIT_USAGE
+            return exit_codes.USAGE
         print(hash_password(password))
-        return EXIT_OK
+        return exit_codes.OK
     if args.command == "bootstrap":
         import yaml
 
@@ -198,10 +193,10 @@ def main(argv: list[str] | None = None) -> int:
             doc = render_bootstrap(args.template, args.xds_address, args.admin_port, args.node_id, args.node_cluster)
         except ConfigError as e:
             print(f"xdscp bootstrap: {e}", file=sys.stderr)
-            return EXIT_USAGE
+            return exit_codes.USAGE
         sys.stdout.write(yaml.safe_dump(doc, sort_keys=False))
-        return EXIT_OK
-    return EXIT_USAGE  # pragma: no cover - argparse rejects unknown commands
+        return exit_codes.OK
+    return exit_codes.USAGE  # pragma: no cover - argparse rejects unknown commands
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -210,7 +205,7 @@ def _serve(args: argparse.Namespace) -> int:
         cfg = _load(args.config)
     except ConfigError as e:
         print(f"xdscp: invalid config: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_codes.USAGE
     if args.xds_address:
         cfg.xds.address = args.xds_address
     if args.admin_address:
@@ -218,7 +213,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers is not None:
         if args.workers < 1:
             print("xdscp: --workers must be at least 1", file=sys.stderr)
-            return EXIT_USAGE
+            return exit_codes.USAGE
         cfg.xds.workers = args.workers
     import uvloop
 
@@ -226,5 +221,5 @@ def _serve(args: argparse.Namespace) -> int:
         uvloop.run(serve_forever(cfg))
     except XdscpError as e:
         print(f"xdscp: {e}", file=sys.stderr)
-        return EXIT_FAILED
-    return EXIT_OK
+        return exit_codes.FAILED
+    return exit_codes.OK

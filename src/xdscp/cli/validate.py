@@ -13,13 +13,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from xdscp.cli import exit_codes
 from xdscp.config import load_config
 from xdscp.errors import ConfigError
 from xdscp.model.registry import Registry
 from xdscp.sources.base import Source
 from xdscp.sources.kinds import build_sources
-
-EXIT_OK, EXIT_INVALID = 0, 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +53,7 @@ async def read_source(src: Source, timeout: float) -> SourceReport:
 async def read_sources(sources: list[Source], timeout: float, offline: bool) -> list[SourceReport]:
     async def one(src: Source) -> SourceReport:
         if offline and src.reads_network:
+            src.close()
             return SourceReport(src.name, src.kind, "skipped", "it reads a server (--offline)")
         return await read_source(src, timeout)
 
@@ -67,7 +67,7 @@ def validate(path: Path, timeout: float, offline: bool) -> int:
         sources = build_sources(cfg)
     except ConfigError as e:
         print(f"invalid config: {e}", file=sys.stderr)
-        return EXIT_INVALID
+        return exit_codes.FAILED
     logging.disable(logging.CRITICAL)  # each source's failure is its one line below, not a log
     try:
         reports = asyncio.run(read_sources(sources, timeout, offline))
@@ -78,6 +78,6 @@ def validate(path: Path, timeout: float, offline: bool) -> int:
     failed = sum(1 for r in reports if r.outcome == "FAILED")
     if failed:
         print(f"{path}: {failed} of {len(reports)} source(s) failed", file=sys.stderr)
-        return EXIT_INVALID
+        return exit_codes.FAILED
     print(f"{path}: ok ({len(reports)} source(s))")
-    return EXIT_OK
+    return exit_codes.OK
