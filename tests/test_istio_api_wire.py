@@ -35,9 +35,14 @@ THEIRS = ("mcp/v1alpha1/metadata.proto", "mcp/v1alpha1/resource.proto", "network
 ISTIO_API = os.environ.get("ISTIO_API_DIR")
 
 
-def _index(files: Any) -> tuple[dict[str, descriptor_pb2.DescriptorProto], dict[str, descriptor_pb2.EnumDescriptorProto]]:
-    messages: dict[str, descriptor_pb2.DescriptorProto] = {}
-    enums: dict[str, descriptor_pb2.EnumDescriptorProto] = {}
+Messages = dict[str, descriptor_pb2.DescriptorProto]
+Enums = dict[str, descriptor_pb2.EnumDescriptorProto]
+
+
+def _index(files: Any) -> tuple[Messages, Enums]:
+    """Every message and enum of ``files`` by full name, nested ones included."""
+    messages: Messages = {}
+    enums: Enums = {}
 
     def walk(prefix: str, msgs: Any, ens: Any) -> None:
         for e in ens:
