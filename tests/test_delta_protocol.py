@@ -170,3 +170,19 @@ async def test_legacy_wildcard_survives_a_later_named_subscription(plane: Plane,
     resp = await s.recv()
     assert names(resp) == ["newcomer"]  # still wildcard: an unnamed new cluster arrives
     await s.close()
+
+
+async def test_a_deleted_services_assignment_is_reported_removed(plane: Plane, channel) -> None:
+    s = delta_stream(channel)
+    s.send(delta_request(ENDPOINT, ["api", "echo"], with_node=node()))
+    first = await s.recv()
+    assert sorted(names(first)) == ["api", "echo"]
+    s.send(delta_request(ENDPOINT, nonce=first.nonce))
+    plane.write([service("echo", 9001, 9002)])  # "api" deleted; its client is still subscribed
+    resp = await s.recv()
+    assert list(resp.removed_resources) == ["api"] and len(resp.resources) == 0
+    s.send(delta_request(ENDPOINT, nonce=resp.nonce))
+    plane.write([service("echo", 9001), service("api", 9101)])  # back, and echo changed
+    resp = await s.recv()
+    assert sorted(names(resp)) == ["api", "echo"] and not resp.removed_resources
+    await s.close()

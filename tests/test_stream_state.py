@@ -122,8 +122,29 @@ def test_delta_stream_several_versions_behind_gets_exactly_what_changed() -> Non
     v2 = V1.evolve({"svc-1": cla("svc-1", 81)}, ())
     v3 = v2.evolve({"svc-2": cla("svc-2", 82)}, ["svc-3"])
     v4 = v3.evolve({"svc-1": cla("svc-1", 80)}, ())
-    # A subscribed EDS name that disappears gets the empty stand-in, not a removal.
-    assert delta_parts(s.respond(ENDPOINT, snap(v4))) == (["svc-2", "svc-3"], [])
+    # A subscribed assignment the client held and that is gone is reported removed (xDS: Delta
+    # says a subscribed resource does not exist), not replaced by the empty stand-in.
+    assert delta_parts(s.respond(ENDPOINT, snap(v4))) == (["svc-2"], ["svc-3"])
+
+
+def test_delta_a_gone_assignment_is_removed_once_and_comes_back_when_its_service_does() -> None:
+    s, _ = delta_synced(env(), NAMES)
+    v2 = V1.evolve({}, ["svc-3"])
+    assert delta_parts(s.respond(ENDPOINT, snap(v2))) == ([], ["svc-3"])
+    v3 = v2.evolve({"svc-1": cla("svc-1", 81)}, ())
+    assert delta_parts(s.respond(ENDPOINT, snap(v3))) == (["svc-1"], [])  # said once: no stand-in, no repeat
+    s.types[ENDPOINT].full = True  # a full comparison (as after a reconnect) says nothing more either
+    assert s.respond(ENDPOINT, snap(v3)) is None
+    v4 = v3.evolve({"svc-3": cla("svc-3", 90)}, ())
+    assert delta_parts(s.respond(ENDPOINT, snap(v4))) == (["svc-3"], [])
+    v5 = v4.evolve({}, ["svc-3"])
+    assert delta_parts(s.respond(ENDPOINT, snap(v5))) == ([], ["svc-3"])
+
+
+def test_delta_a_name_never_served_still_gets_the_empty_stand_in() -> None:
+    s = DeltaStream(env(), None, "test")
+    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=["later"], node={"id": "n"}))
+    assert delta_parts(s.respond(ENDPOINT, snap(V1))) == (["later"], [])  # no cluster warms forever
 
 
 def test_delta_unsubscribe_then_subscribe_again_resends() -> None:

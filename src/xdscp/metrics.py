@@ -14,14 +14,15 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from xdscp.type_urls import MCP_TYPES, PUSH_ORDER, short
+from xdscp.type_urls import MCP_TYPES, PUSH_ORDER, canonical, short
 
 _KNOWN = frozenset(PUSH_ORDER) | frozenset(MCP_TYPES)
 
 
 def type_label(type_url: str) -> str:
-    """A bounded label for a type URL."""
-    return short(type_url) if type_url in _KNOWN else "other"
+    """A bounded label for a type URL (an Istio kind's, whatever version it was asked by)."""
+    url = canonical(type_url)
+    return short(url) if url in _KNOWN else "other"
 
 
 @lru_cache(maxsize=512)

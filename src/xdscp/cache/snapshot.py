@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from xdscp.cache.resource import Resource
+from xdscp.type_urls import canonical
 
 # Distinct subscriptions whose bodies one snapshot keeps; a fleet has a few.
 _MAX_SUBSETS = 8
@@ -122,9 +123,13 @@ class Snapshot:
     changed_at: float = 0.0
 
     def get(self, type_url: str) -> TypeSnapshot:
-        ts = self.types.get(type_url)
+        """The type's resources (an Istio kind under any of its versions); empty if not served."""
+        ts = self.types.get(canonical(type_url))
         # Not cached: type URLs come from clients, and a cache keyed by them would grow unbounded.
         return ts if ts is not None else TypeSnapshot.empty(type_url)
+
+    def serves(self, type_url: str) -> bool:
+        return canonical(type_url) in self.types
 
     @property
     def version(self) -> str:

@@ -15,11 +15,17 @@ from xdscp.logfmt import log_event
 from xdscp.server.names_pool import EMPTY
 from xdscp.server.stream import Stream, log
 from xdscp.server.subscription import Subscription
+from xdscp.type_urls import ENDPOINT
 
 # DeltaDiscoveryResponse field numbers.
 _SYSTEM_VERSION, _TYPE_URL, _NONCE, _REMOVED = 1, 4, 5, 6
 # What a client holds of a subscribed name that does not exist: it was told so.
 _ABSENT = "\0absent"
+# Types whose stand-in (an empty assignment) answers a name never served, but not one that
+# was: a client that held a service's assignment is told it is gone (removed_resources), as
+# the xDS protocol has Delta say of a subscribed resource that does not exist. SotW has no
+# way to say so and keeps the stand-in.
+_REMOVED_WHEN_GONE = frozenset({ENDPOINT})
 
 
 @dataclass(slots=True)
@@ -35,6 +41,7 @@ class _TypeState(Subscription):
     pending: set[str] = field(default_factory=set)  # names to check on the next response
     full: bool = True  # compare everything, not only what changed
     resumed: bool = False  # the first request listed initial_resource_versions
+    gone: set[str] = field(default_factory=set)  # subscribed names told removed (_REMOVED_WHEN_GONE)
 
 
 class DeltaStream(Stream):
@@ -78,6 +85,7 @@ class DeltaStream(Stream):
                 added = added - {"*"}
             names = names | added
             st.pending |= added
+            st.gone -= added
             if not first:
                 for name in added:
                     st.overrides[name] = None  # subscribing again asks for the resource again
@@ -89,6 +97,7 @@ class DeltaStream(Stream):
                 gone = gone - {"*"}
             names = names - gone
             st.pending -= gone
+            st.gone -= gone
             for name in gone:
                 st.overrides[name] = None
         if names is not st.names:
@@ -98,6 +107,8 @@ class DeltaStream(Stream):
         """The version of ``name`` the client holds, _ABSENT, or None for nothing."""
         if name in st.overrides:
             return st.overrides[name]
+        if name in st.gone:
+            return _ABSENT
         if st.held is None or not (st.held_wildcard or name in st.held_names):
             return None
         res = st.held.resources.get(name)
@@ -138,13 +149,16 @@ class DeltaStream(Stream):
             holds = self._holds(st, type_url, name)
             res = ts.resources.get(name)
             if res is None and subscribed:
-                res = self.env.placeholder(type_url, name)
+                res = self._stand_in(st, type_url, name, holds)
             if res is None:
                 # Removed: what the client holds, and a subscribed name it was never told of.
                 if holds != _ABSENT and (subscribed or holds is not None):
                     removed.append(name)
+                    if subscribed and type_url in _REMOVED_WHEN_GONE:
+                        st.gone.add(name)
             elif holds != res.version:
                 send.append(res)
+                st.gone.discard(name)
         # A new subscription is always answered, even with nothing: Envoy's (and a
         # relay's) initialization waits for the first response of each type. A
         # reconnect that holds everything already gets nothing.
@@ -158,6 +172,16 @@ class DeltaStream(Stream):
             return None
         return self._emit(st, type_url, ts, b"".join(r.delta_entry for r in send), len(send),
                           b"".join(wire.string_field(_REMOVED, n) for n in removed), len(removed))
+
+    def _stand_in(self, st: _TypeState, type_url: str, name: str, holds: str | None) -> Resource | None:
+        """What a subscribed name missing from the snapshot is answered with: its stand-in,
+        unless the client was served the real resource (or told it was gone)."""
+        stand_in = self.env.placeholder(type_url, name)
+        if stand_in is None or type_url not in _REMOVED_WHEN_GONE:
+            return stand_in
+        if holds == _ABSENT or (holds is not None and holds != stand_in.version):
+            return None
+        return stand_in
 
     def _first_body(self, st: _TypeState, type_url: str, ts: TypeSnapshot) -> tuple[bytes, int] | None:
         """A first answer the fleet shares (everything, or a pooled subscription), if it is one."""

@@ -107,7 +107,7 @@ class SotwStream(Stream):
             st.resume_version = None
             if resumed:
                 return None
-        if type_url in FULL_STATE or type_url not in snapshot.types:
+        if type_url in FULL_STATE or not snapshot.serves(type_url):
             return self._respond_full(st, type_url, ts)
         return self._respond_changes(st, type_url, ts)
 

@@ -26,7 +26,7 @@ from xdscp.server.authorization import NodePolicy
 from xdscp.server.callbacks import StreamCallbacks
 from xdscp.server.names_pool import NamesPool
 from xdscp.server.tracker import StreamTracker, TypeStatus
-from xdscp.type_urls import MCP_TYPES, PUSH_ORDER
+from xdscp.type_urls import MCP_TYPES, PUSH_ORDER, canonical
 
 log = logging.getLogger("xdscp.server")
 
@@ -123,10 +123,11 @@ class Stream(ABC):
 
     def _warn_if_not_served(self, type_url: str) -> None:
         snapshot = self.env.cache.get(self.group) if self.group is not None else None
-        if snapshot is None or type_url in snapshot.types:
+        if snapshot is None or snapshot.serves(type_url):
             return
-        hint = "set mcp.enabled: true to serve it" if type_url in MCP_TYPES else "answered empty"
-        log_event(log, logging.WARNING if type_url in MCP_TYPES else logging.INFO, "xds.type_not_served",
+        mcp = canonical(type_url) in MCP_TYPES
+        hint = "set mcp.enabled: true to serve it" if mcp else "answered empty"
+        log_event(log, logging.WARNING if mcp else logging.INFO, "xds.type_not_served",
                   node=self.node_id, type=type_url, stream=self.id, hint=hint)
 
     def resolve_type(self, type_url: str) -> str:

@@ -17,9 +17,7 @@ The mapping, documented in docs/istio-higress.md:
 * with ``workload_entries``, the endpoints are WorkloadEntry resources instead, chosen
   by a ``workload_selector`` on the label ``xdscp.io/service``.
 
-``metadata.version`` is a hash of the resource's content, so Istio (which applies a
-resource only when its version changes) sees every change and nothing else, and two
-replicas agree. ``create_time`` is left unset for the same reason.
+Each is wrapped as an MCP resource by ``mcp_resources`` (content-hash versions).
 """
 
 from __future__ import annotations
@@ -29,14 +27,13 @@ import re
 from dataclasses import dataclass
 
 from envoy.config.core.v3 import health_check_pb2
-from google.protobuf.message import Message
 
-from xdscp.cache.resource import Resource, content_version
-from xdscp.istio_api.mcp.v1alpha1 import resource_pb2
+from xdscp.cache.resource import Resource
 from xdscp.istio_api.networking.v1alpha3 import service_entry_pb2, workload_entry_pb2
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.translation.endpoints import envoy_weight, health_status, protection_active
-from xdscp.type_urls import MCP_RESOURCE, SERVICE_ENTRY, WORKLOAD_ENTRY
+from xdscp.translation.mcp_resources import mcp_resource
+from xdscp.type_urls import SERVICE_ENTRY, WORKLOAD_ENTRY
 
 _NOT_DNS = re.compile(r"[^a-z0-9.-]+")
 # Kubernetes label syntax (Istio validates endpoint labels with it).
@@ -44,7 +41,6 @@ _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 _LABEL_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
 _PROTOCOLS = {"http": "HTTP", "https": "HTTPS", "grpc": "GRPC", "http2": "HTTP2", "tcp": "TCP", "tls": "TLS"}
-_TYPE_PREFIX = "type.googleapis.com/"
 SERVICE_LABEL = "xdscp.io/service"
 
 
@@ -64,7 +60,7 @@ def istio_host(key: ServiceKey, suffix: str) -> str:
     return _NOT_DNS.sub("-", raw.replace("_", "-")).strip(".-")
 
 
-def build_mcp_resources(key: ServiceKey, svc: Service, settings: McpSettings) -> list[Resource]:
+def build_service_entries(key: ServiceKey, svc: Service, settings: McpSettings) -> list[Resource]:
     """The service's ServiceEntry, then its WorkloadEntries (with ``workload_entries``)."""
     host = istio_host(key, settings.host_suffix)
     port_name = svc.metadata.get("protocol", "http").lower()
@@ -79,7 +75,6 @@ def build_mcp_resources(key: ServiceKey, svc: Service, settings: McpSettings) ->
     protected = protection_active(svc)
     serving = sorted((i for i in svc.instances if _receives_traffic(i, protected)), key=lambda i: (i.host, i.port))
     entries = [_workload_entry(inst, port_name) for inst in serving]
-    annotations = {"xdscp.io/service-key": repr(key)}
     out: list[Resource] = []
     if settings.workload_entries:
         selector = _selector_value(host)
@@ -87,10 +82,10 @@ def build_mcp_resources(key: ServiceKey, svc: Service, settings: McpSettings) ->
         for inst, we in zip(serving, entries, strict=True):
             we.labels[SERVICE_LABEL] = selector
             name = f"{host}-{_NOT_DNS.sub('-', inst.host.lower())}-{inst.port}"
-            out.append(_mcp(WORKLOAD_ENTRY, settings.namespace, name, we, annotations))
+            out.append(mcp_resource(WORKLOAD_ENTRY, settings.namespace, name, we, key))
     else:
         se.endpoints.extend(entries)
-    return [_mcp(SERVICE_ENTRY, settings.namespace, host, se, annotations), *out]
+    return [mcp_resource(SERVICE_ENTRY, settings.namespace, host, se, key), *out]
 
 
 def _receives_traffic(inst: Instance, protected: bool) -> bool:
@@ -103,12 +98,12 @@ def _workload_entry(inst: Instance, port_name: str) -> workload_entry_pb2.Worklo
     if inst.region or inst.zone:
         we.locality = "/".join(p for p in (inst.region, inst.zone) if p)
     for k, v in inst.metadata.items():
-        if _is_label(k, v):
+        if is_label(k, v):
             we.labels[k] = v
     return we
 
 
-def _is_label(key: str, value: str) -> bool:
+def is_label(key: str, value: str) -> bool:
     prefix, _, name = key.rpartition("/")
     return (bool(_LABEL_NAME.match(name)) and (not prefix or bool(_LABEL_PREFIX.match(prefix)))
             and bool(_LABEL_VALUE.match(value)))
@@ -119,15 +114,3 @@ def _selector_value(host: str) -> str:
     if len(host) <= 63:
         return host
     return f"{host[:46]}-{hashlib.blake2b(host.encode(), digest_size=8).hexdigest()}"
-
-
-def _mcp(collection: str, namespace: str, name: str, body: Message, annotations: dict[str, str]) -> Resource:
-    """An MCP resource whose metadata.version is the hash of everything else in it."""
-    payload = body.SerializeToString(deterministic=True)
-    res = resource_pb2.Resource()
-    res.metadata.name = f"{namespace}/{name}"
-    res.metadata.annotations.update(annotations)
-    res.body.type_url = _TYPE_PREFIX + body.DESCRIPTOR.full_name
-    res.body.value = payload
-    res.metadata.version = content_version(res.SerializeToString(deterministic=True))
-    return Resource.of(collection, res.metadata.name, res, any_type_url=MCP_RESOURCE)

@@ -26,10 +26,11 @@ from xdscp.model.service import Service, ServiceKey
 from xdscp.translation.clusters import build_cluster
 from xdscp.translation.config_sources import ConfigSourceMode, build_config_source
 from xdscp.translation.endpoints import build_load_assignment, protection_active
+from xdscp.translation.istio_traffic import build_traffic_rules
 from xdscp.translation.listeners import build_listener
 from xdscp.translation.routes import build_route_configuration, build_virtual_host
-from xdscp.translation.service_entries import McpSettings, build_mcp_resources, istio_host
-from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SERVICE_ENTRY, WORKLOAD_ENTRY
+from xdscp.translation.service_entries import McpSettings, build_service_entries, istio_host
+from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, MCP_TYPES, ROUTE
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,12 @@ class _Translated:
     cluster: Resource
     endpoints: Resource
     vhost: route_components_pb2.VirtualHost
-    mcp: tuple[Resource, ...]  # ServiceEntry (+ WorkloadEntries); empty with MCP off
+    entries: tuple[Resource, ...]  # Istio: ServiceEntry (+ WorkloadEntries); empty with MCP off
+    rules: tuple[Resource, ...]  # Istio: DestinationRule (+ VirtualService); empty with MCP off
+
+    @property
+    def mcp(self) -> tuple[Resource, ...]:
+        return self.entries + self.rules
 
 
 class Translator:
@@ -87,8 +93,8 @@ class Translator:
             ROUTE: TypeSnapshot.build(ROUTE, [self._route_config()]),
         }
         if mcp is not None:  # off, the collections are not served (answered empty)
-            self._types[SERVICE_ENTRY] = TypeSnapshot.empty(SERVICE_ENTRY)
-            self._types[WORKLOAD_ENTRY] = TypeSnapshot.empty(WORKLOAD_ENTRY)
+            for url in MCP_TYPES:
+                self._types[url] = TypeSnapshot.empty(url)
         self.errors: dict[ServiceKey, TranslationError] = {}
 
     @property
@@ -99,8 +105,8 @@ class Translator:
         """Re-translate the ``changed`` services against the current view."""
         clusters: dict[str, Resource] = {}
         endpoints: dict[str, Resource] = {}
-        mcp: dict[str, dict[str, Resource]] = {SERVICE_ENTRY: {}, WORKLOAD_ENTRY: {}}
-        mcp_removed: dict[str, list[str]] = {SERVICE_ENTRY: [], WORKLOAD_ENTRY: []}
+        mcp: dict[str, dict[str, Resource]] = {url: {} for url in MCP_TYPES}
+        mcp_removed: dict[str, list[str]] = {url: [] for url in MCP_TYPES}
         removed: list[str] = []
         routes_dirty = False
         for key in sorted(changed):
@@ -136,10 +142,10 @@ class Translator:
                 endpoints[new.name] = new.endpoints
             if old is None or new.vhost is not old.vhost:
                 routes_dirty = True
-            if old is None or new.mcp is not old.mcp:
-                kept = {r.name for r in new.mcp}
+            if old is None or new.entries is not old.entries or new.rules is not old.rules:
+                kept = {(r.type_url, r.name) for r in new.mcp}
                 for r in old.mcp if old is not None else ():
-                    if r.name not in kept:
+                    if (r.type_url, r.name) not in kept:
                         mcp_removed[r.type_url].append(r.name)
                 for r in new.mcp:
                     mcp[r.type_url][r.name] = r
@@ -147,7 +153,7 @@ class Translator:
         types[CLUSTER] = types[CLUSTER].evolve(clusters, removed)
         types[ENDPOINT] = types[ENDPOINT].evolve(endpoints, removed)
         if self._mcp is not None:
-            for url in (SERVICE_ENTRY, WORKLOAD_ENTRY):
+            for url in MCP_TYPES:
                 types[url] = types[url].evolve(mcp[url], mcp_removed[url])
         if routes_dirty:
             rc = self._route_config()
@@ -166,11 +172,14 @@ class Translator:
         if owner is not None and owner != key:
             raise TranslationError(repr(key), f"Istio host {host!r} is already used by service {owner!r}")
         same_spec = old is not None and old.service.spec_equals(svc)
+        rules: tuple[Resource, ...] = ()
         if old is not None and same_spec:
-            cluster, vhost = old.cluster, old.vhost
+            cluster, vhost, rules = old.cluster, old.vhost, old.rules
         else:
             cluster = Resource.of(CLUSTER, name, build_cluster(name, svc, self._config_source))
             vhost = build_virtual_host(name, svc)
+            if self._mcp is not None:
+                rules = tuple(build_traffic_rules(key, svc, self._mcp))
         same_endpoints = old is not None and (old.service.instances, old.service.protect_threshold) == (
             svc.instances, svc.protect_threshold)
         if old is not None and same_endpoints:
@@ -178,10 +187,10 @@ class Translator:
         else:
             eds = Resource.of(ENDPOINT, name, build_load_assignment(name, svc))
             self._report_protection(name, svc, old)
-        mcp = tuple(build_mcp_resources(key, svc, self._mcp)) if self._mcp is not None else ()
+        entries = tuple(build_service_entries(key, svc, self._mcp)) if self._mcp is not None else ()
         if host:
             self._hosts[host] = key
-        return _Translated(svc, name, cluster, eds, vhost, mcp)
+        return _Translated(svc, name, cluster, eds, vhost, entries, rules)
 
     def _host(self, key: ServiceKey) -> str:
         return istio_host(key, self._mcp.host_suffix) if self._mcp is not None else ""
