@@ -1,4 +1,5 @@
-"""MCP-over-xDS (Istio configSources, Higress): ServiceEntry/WorkloadEntry collections.
+"""MCP-over-xDS (Istio configSources, Higress): the ServiceEntry/WorkloadEntry collections
+over SotW and Delta (tests/test_istio_client.py follows Istio's own client through them all).
 
 No Istio can run here (istiod needs Kubernetes or its images, and Docker Hub is out of
 reach), so the client is a real gRPC ADS client that decodes every resource with the
@@ -20,17 +21,14 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryResponse
 
 from xdscp.config import McpConfig
 from xdscp.istio_api.mcp.v1alpha1 import resource_pb2
-from xdscp.istio_api.networking.v1alpha3 import service_entry_pb2, workload_entry_pb2
+from xdscp.istio_api.networking.v1alpha3 import service_entry_pb2
 from xdscp.type_urls import MCP_RESOURCE, SERVICE_ENTRY, WORKLOAD_ENTRY
 
 from conftest import Plane, service, start_plane
+from istio_client import BODIES
 from xds_client import delta_request, delta_stream, node, sotw_request, sotw_stream
 
 SE = service_entry_pb2.ServiceEntry
-BODY_TYPES = {
-    "type.googleapis.com/istio.networking.v1alpha3.ServiceEntry": service_entry_pb2.ServiceEntry,
-    "type.googleapis.com/istio.networking.v1alpha3.WorkloadEntry": workload_entry_pb2.WorkloadEntry,
-}
 ECHO = "istio-system/echo.default-group.public.xdscp"
 
 
@@ -49,7 +47,7 @@ def decode(resp: DiscoveryResponse) -> dict[str, tuple[resource_pb2.Resource, An
     for any_msg in resp.resources:
         assert any_msg.type_url == MCP_RESOURCE
         res = resource_pb2.Resource.FromString(any_msg.value)
-        body = BODY_TYPES[res.body.type_url].FromString(res.body.value)
+        body = BODIES[res.body.type_url].FromString(res.body.value)
         out[res.metadata.name] = (res, body)
     return out
 
@@ -135,7 +133,8 @@ async def test_nack_on_a_collection_is_recorded_and_not_answered_with_the_same_s
 
 async def test_collections_not_served_are_answered_empty_so_istio_can_sync(mcp_plane: Plane) -> None:
     async with grpc.aio.insecure_channel(mcp_plane.target) as channel:
-        for collection in ("networking.istio.io/v1alpha3/VirtualService", WORKLOAD_ENTRY):
+        for collection in ("networking.istio.io/v1/Gateway", "core/v1alpha1/MeshConfig", WORKLOAD_ENTRY,
+                           "networking.istio.io/v1beta1/VirtualService"):  # no gray release: none
             s, resp = await first_response(channel, collection)
             assert resp.type_url == collection and len(resp.resources) == 0 and resp.nonce
             await s.close()
