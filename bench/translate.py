@@ -1,9 +1,13 @@
-"""Translation cost: a full snapshot build, and a one-instance change.
+"""Translation cost: a full snapshot build, a one-instance change, and each collection's share.
 
-    python bench/translate.py --services 10000 --instances 10 [--mcp]
+    python bench/translate.py --services 10000 --instances 10 [--gray-share 0.1]
 
-The one-instance change must touch a single ClusterLoadAssignment; the benchmark
-checks that, and prints p50/max over the repeated changes.
+Run side by side in one process: Envoy resources only, then with MCP on (Istio
+ServiceEntry, DestinationRule, and a VirtualService for the services with a gray
+release). The one-instance change must touch a single ClusterLoadAssignment (and, with
+MCP, a single ServiceEntry); the benchmark checks that, and prints p50/max over the
+repeated changes. Then each collection's builder alone, over every service: what one
+collection costs, built and serialized.
 """
 
 from __future__ import annotations
@@ -11,12 +15,72 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 
 from synthetic_registry import synthetic_registry
 
 from xdscp import runtime_settings
+from xdscp.cache.resource import Resource
 from xdscp.config import Config, McpConfig
-from xdscp.type_urls import CLUSTER, ENDPOINT
+from xdscp.model.naming import cluster_name
+from xdscp.model.service import GrayRelease, Service
+from xdscp.translation.clusters import build_cluster
+from xdscp.translation.config_sources import build_config_source
+from xdscp.translation.endpoints import build_load_assignment
+from xdscp.translation.istio_traffic import build_traffic_rules
+from xdscp.translation.service_entries import build_service_entries
+from xdscp.type_urls import CLUSTER, DESTINATION_RULE, ENDPOINT, SERVICE_ENTRY, VIRTUAL_SERVICE
+
+GRAY = GrayRelease(key="version", stable="v1", canary="v2", header="x-canary", canary_weight=10)
+
+
+def services_with_gray(services: int, instances: int, share: float) -> list[Service]:
+    out = synthetic_registry(services, instances, ephemeral=True)
+    every = round(1 / share) if share > 0 else 0
+    return [s.model_copy(update={"gray": GRAY}) if every and i % every == 0 else s for i, s in enumerate(out)]
+
+
+def translation(services: list[Service], mcp: bool, changes: int) -> tuple[float, list[float]]:
+    translator = runtime_settings.translator(Config(mcp=McpConfig(enabled=mcp)))
+    view = {s.key: s for s in services}
+    started = time.perf_counter()
+    first = translator.update(view, list(view))
+    full = time.perf_counter() - started
+    target = services[len(services) // 2 + 1]
+    flipped = target.model_copy(update={"instances": (
+        target.instances[0].model_copy(update={"healthy": False}), *target.instances[1:])})
+    times = []
+    for i in range(changes):
+        view[target.key] = flipped if i % 2 == 0 else target
+        started = time.perf_counter()
+        snap = translator.update(view, [target.key])
+        times.append((time.perf_counter() - started) * 1000)
+        assert snap.get(ENDPOINT).changed == {target.name}, "a one-instance change touched other assignments"
+        assert snap.get(CLUSTER) is first.get(CLUSTER), "a one-instance change rebuilt clusters"
+        if mcp:
+            assert len(snap.get(SERVICE_ENTRY).changed) == 1, "a one-instance change touched other ServiceEntries"
+            assert snap.get(DESTINATION_RULE) is first.get(DESTINATION_RULE), "a one-instance change touched rules"
+    return full, times
+
+
+def collection_costs(services: list[Service]) -> list[tuple[str, float, int]]:
+    """(collection, seconds to build and serialize it for every service, resources built)."""
+    settings = runtime_settings.mcp_settings(McpConfig(enabled=True))
+    eds_source = build_config_source("ads", "xdscp", 1.0)
+    builders: list[tuple[str, Callable[[Service], list[Resource]]]] = [
+        ("Cluster", lambda s: [Resource.of(CLUSTER, cluster_name(s.key), build_cluster(cluster_name(s.key), s,
+                                                                                        eds_source))]),
+        ("ClusterLoadAssignment", lambda s: [Resource.of(ENDPOINT, cluster_name(s.key),
+                                                         build_load_assignment(cluster_name(s.key), s))]),
+        ("ServiceEntry", lambda s: build_service_entries(s.key, s, settings)),
+        ("DestinationRule + VirtualService", lambda s: build_traffic_rules(s.key, s, settings)),
+    ]
+    out = []
+    for label, build in builders:
+        started = time.perf_counter()
+        built = sum(len(build(s)) for s in services)
+        out.append((label, time.perf_counter() - started, built))
+    return out
 
 
 def main() -> None:
@@ -24,35 +88,26 @@ def main() -> None:
     p.add_argument("--services", type=int, default=10000)
     p.add_argument("--instances", type=int, default=10)
     p.add_argument("--changes", type=int, default=200)
-    p.add_argument("--mcp", action="store_true", help="also build Istio ServiceEntries (mcp.enabled)")
+    p.add_argument("--gray-share", type=float, default=0.1, help="share of services with a gray release")
     args = p.parse_args()
 
-    t0 = time.perf_counter()
-    services = synthetic_registry(args.services, args.instances, ephemeral=True)
-    t1 = time.perf_counter()
-    translator = runtime_settings.translator(Config(mcp=McpConfig(enabled=args.mcp)))
-    view = {s.key: s for s in services}
-    first = translator.update(view, list(view))
-    t2 = time.perf_counter()
-
-    target = services[len(services) // 2]
-    flipped = target.model_copy(update={"instances": (
-        target.instances[0].model_copy(update={"healthy": False}), *target.instances[1:])})
-    times = []
-    for i in range(args.changes):
-        view[target.key] = flipped if i % 2 == 0 else target
-        start = time.perf_counter()
-        snap = translator.update(view, [target.key])
-        times.append((time.perf_counter() - start) * 1000)
-        assert snap.get(ENDPOINT).changed == {target.name}, "a one-instance change touched other assignments"
-        assert snap.get(CLUSTER) is first.get(CLUSTER), "a one-instance change rebuilt clusters"
-
-    print(f"{args.services} services x {args.instances} instances" + (", with ServiceEntries" if args.mcp else ""))
-    print(f"  build the registry model (pydantic validation)  {t1 - t0:8.2f} s")
-    print(f"  full translation + serialization                 {t2 - t1:8.2f} s")
-    print(f"  one-instance change ({args.changes}x): p50 {statistics.median(times):.2f} ms, "
-          f"max {max(times):.2f} ms; one ClusterLoadAssignment" + (" and ServiceEntry" if args.mcp else "")
-          + " re-serialized, nothing else")
+    started = time.perf_counter()
+    services = services_with_gray(args.services, args.instances, args.gray_share)
+    model = time.perf_counter() - started
+    print(f"{args.services} services x {args.instances} instances, {args.gray_share:.0%} with a gray release; "
+          f"building the registry model (pydantic validation): {model:.2f} s")
+    print("| | full translation | one-instance change p50 / max |")
+    print("|---|---|---|")
+    for mcp in (False, True):
+        full, times = translation(services, mcp, args.changes)
+        label = "plus Istio collections (mcp.enabled)" if mcp else "Envoy resources only"
+        print(f"| {label} | {full:.2f} s | {statistics.median(times):.2f} / {max(times):.2f} ms |")
+    print("\n| collection | built for every service | per service | resources |")
+    print("|---|---|---|---|")
+    for label, seconds, built in collection_costs(services):
+        print(f"| {label} | {seconds:.2f} s | {seconds / args.services * 1e6:.0f} us | {built:,} |")
+    print(f"\n(VirtualServices: one per gray release; types {VIRTUAL_SERVICE.rsplit('/', 1)[1]} "
+          f"and {DESTINATION_RULE.rsplit('/', 1)[1]} are served under v1, v1beta1 and v1alpha3 at no cost)")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,15 @@ import grpc
 
 from xdscp.admin.credentials import Credentials, User
 from xdscp.cache.node_group import node_grouper
-from xdscp.config import AdminConfig, AuthorizationConfig, Config, XdsConfig, XdsLimitsConfig, XdsTlsConfig
+from xdscp.config import (
+    AdminConfig,
+    AuthorizationConfig,
+    Config,
+    McpConfig,
+    XdsConfig,
+    XdsLimitsConfig,
+    XdsTlsConfig,
+)
 from xdscp.server.authorization import NodePolicy, Rule
 from xdscp.server.stream import StreamLimits
 from xdscp.server.tls import TlsSettings, server_credentials
@@ -25,12 +33,16 @@ from xdscp.translation.translator import ConfigSourceSettings, ListenerSettings,
 
 
 def translator(cfg: Config) -> Translator:
-    lc, xds, mcp = cfg.listener, cfg.xds, cfg.mcp
+    lc, xds = cfg.listener, cfg.xds
     return Translator(
         ListenerSettings(lc.name, lc.address, lc.port, lc.route_config_name or lc.name),
         ConfigSourceSettings(xds.config_source, xds.xds_cluster, xds.rest_refresh_delay),
-        McpSettings(mcp.namespace, mcp.host_suffix, mcp.service_port, mcp.workload_entries) if mcp.enabled else None,
+        mcp_settings(cfg.mcp) if cfg.mcp.enabled else None,
     )
+
+
+def mcp_settings(mcp: McpConfig) -> McpSettings:
+    return McpSettings(mcp.namespace, mcp.host_suffix, mcp.service_port, mcp.workload_entries)
 
 
 def node_policy(authz: AuthorizationConfig, extra_rules: Iterable[Rule] = (),
