@@ -42,7 +42,7 @@ class Resource:
         """The resource whose serialized message is ``payload``; its version is the payload's.
 
         ``any_type_url`` is the Any's type when it is not the collection's own: an MCP
-        collection (``networking.istio.io/v1alpha3/ServiceEntry``) carries
+        collection (``networking.istio.io/v1/ServiceEntry``) carries
         ``istio.mcp.v1alpha1.Resource`` messages.
         """
         version = content_version(payload)
