@@ -122,14 +122,21 @@ def etcd(tmp_path: Path) -> Iterator[EtcdServer]:
         server.stop()
 
 
-@pytest.fixture
-async def plane(tmp_path: Path) -> AsyncIterator[Plane]:
-    p = await start_plane(tmp_path, [service("echo", 9001, 9002), service("api", 9101)])
-    await p.wait_published(1)
+@asynccontextmanager
+async def running_plane(tmp_path: Path, services: list[dict[str, Any]] | None, **config: Any) -> AsyncIterator[Plane]:
+    """``start_plane``, past its first publish; stopped on exit."""
+    p = await start_plane(tmp_path, services, **config)
     try:
+        await p.wait_published(1)
         yield p
     finally:
         await p.cp.stop(0)
+
+
+@pytest.fixture
+async def plane(tmp_path: Path) -> AsyncIterator[Plane]:
+    async with running_plane(tmp_path, [service("echo", 9001, 9002), service("api", 9101)]) as p:
+        yield p
 
 
 def embedded_source(tmp_path: Path, **settings: Any) -> EmbeddedSourceConfig:
@@ -139,12 +146,8 @@ def embedded_source(tmp_path: Path, **settings: Any) -> EmbeddedSourceConfig:
 @pytest.fixture
 async def embedded(tmp_path: Path) -> AsyncIterator[Plane]:
     """A plane whose only source is the embedded registry (empty at start)."""
-    p = await start_plane(tmp_path, None, sources=[embedded_source(tmp_path)])
-    await p.wait_published(1)
-    try:
+    async with running_plane(tmp_path, None, sources=[embedded_source(tmp_path)]) as p:
         yield p
-    finally:
-        await p.cp.stop(0)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from xdscp.config import McpConfig
 from xdscp.istio_api.networking.v1alpha3 import destination_rule_pb2
 
-from conftest import Plane, service, start_plane
+from conftest import Plane, running_plane, service
 from istio_client import ISTIO_COLLECTIONS, OLDER_ISTIO_COLLECTIONS, IstioMcpClient
 
 SE = "networking.istio.io/v1/ServiceEntry"
@@ -38,12 +38,8 @@ def registry(canary_weight: int = 20, api_lb: str = "RING_HASH", echo_weight: fl
 
 @pytest.fixture
 async def mcp_plane(tmp_path: Path) -> AsyncIterator[Plane]:
-    plane = await start_plane(tmp_path, registry(), mcp=McpConfig(enabled=True))
-    await plane.wait_published(1)
-    try:
+    async with running_plane(tmp_path, registry(), mcp=McpConfig(enabled=True)) as plane:
         yield plane
-    finally:
-        await plane.cp.stop(0)
 
 
 async def synced_client(plane: Plane, collections: tuple[str, ...] = ISTIO_COLLECTIONS) -> IstioMcpClient:
@@ -133,11 +129,9 @@ async def test_older_istio_gets_the_same_resources_and_versions_under_its_gvks(m
 
 async def test_a_gray_key_istio_cannot_select_is_served_without_subsets(tmp_path: Path) -> None:
     echo = service("echo", 9001, gray={"key": "release track", "stable": "a", "canary": "b"})
-    plane = await start_plane(tmp_path, [echo], mcp=McpConfig(enabled=True))
-    await plane.wait_published(1)
-    client = await synced_client(plane)
-    try:
-        assert not client.store[DR][ECHO].spec.subsets and not client.store[VS]
-    finally:
-        await client.close()
-        await plane.cp.stop(0)
+    async with running_plane(tmp_path, [echo], mcp=McpConfig(enabled=True)) as plane:
+        client = await synced_client(plane)
+        try:
+            assert not client.store[DR][ECHO].spec.subsets and not client.store[VS]
+        finally:
+            await client.close()

@@ -24,7 +24,7 @@ from xdscp.istio_api.mcp.v1alpha1 import resource_pb2
 from xdscp.istio_api.networking.v1alpha3 import service_entry_pb2
 from xdscp.type_urls import MCP_RESOURCE, SERVICE_ENTRY, WORKLOAD_ENTRY
 
-from conftest import Plane, service, start_plane
+from conftest import Plane, running_plane, service, start_plane
 from istio_client import BODIES
 from xds_client import delta_request, delta_stream, node, sotw_request, sotw_stream
 
@@ -54,12 +54,8 @@ def decode(resp: DiscoveryResponse) -> dict[str, tuple[resource_pb2.Resource, An
 
 @pytest.fixture
 async def mcp_plane(tmp_path: Path) -> AsyncIterator[Plane]:
-    plane = await start_plane(tmp_path, registry(), mcp=McpConfig(enabled=True))
-    await plane.wait_published(1)
-    try:
+    async with running_plane(tmp_path, registry(), mcp=McpConfig(enabled=True)) as plane:
         yield plane
-    finally:
-        await plane.cp.stop(0)
 
 
 async def first_response(channel: grpc.aio.Channel, type_url: str = SERVICE_ENTRY) -> tuple[Any, DiscoveryResponse]:
