@@ -10,6 +10,7 @@ the replicas keep serving their last view, and catch up when it returns.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.error
@@ -27,7 +28,6 @@ from xdscp.cli.bootstrap import render_bootstrap
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
 from xdscp.local.etcd import EtcdServer, etcd_binary
-from xdscp.local.ports import free_port
 from xdscp.local.traffic import count_responses
 from xdscp.local.upstream import NamedUpstream
 
@@ -90,7 +90,11 @@ class Cluster:
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     etcd = EtcdServer(tmp_path).start()
-    listener_port = free_port()
+    # Envoy's listener port, held until Envoy starts: no port picked meanwhile (a replica's,
+    # Envoy's admin) can be the same one.
+    reserved = socket.socket()
+    reserved.bind(("127.0.0.1", 0))
+    listener_port = reserved.getsockname()[1]
     replicas: list[XdscpProcess] = []
     envoy: EnvoyProcess | None = None
     try:
@@ -103,11 +107,16 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             for r, u in zip(replicas, ups, strict=True):
                 assert call(r, "POST", "/v1/services/echo/instances",
                             {"host": "127.0.0.1", "port": u.port, "ephemeral": False}) == 201
-            envoy = EnvoyProcess(bootstrap_listing(replicas), replicas[0].xds_address, tmp_path).start()
+            envoy = EnvoyProcess(bootstrap_listing(replicas), replicas[0].xds_address, tmp_path)
+            reserved.close()
+            envoy.start()
             until(lambda: envoy is not None and len(envoy.cluster_hosts("echo")) == 3 and envoy.ready(),
                   timeout=30, what="Envoy warm with echo's three instances")
+            until(lambda: set(count_responses(listener_port, "echo", 30)) == {"alpha", "beta", "gamma"},
+                  timeout=30, what="traffic through Envoy's listener to echo's three instances")
             yield Cluster(etcd, replicas, envoy, ups)
     finally:
+        reserved.close()
         if envoy is not None:
             envoy.stop()
         for r in replicas:
@@ -157,7 +166,12 @@ def test_registrations_spread_over_replicas_survive_killing_the_serving_one(clus
             done.acquire()
         victim.kill()  # mid-run, the replica Envoy streams from
         # traffic goes on: Envoy keeps its config while it moves to another replica
-        assert set(count_responses(victim.listener_port, "echo", 30)) == {"alpha", "beta", "gamma"}
+        try:
+            spread = set(count_responses(victim.listener_port, "echo", 30))
+        except OSError as e:
+            raise AssertionError(f"no traffic through Envoy after the kill ({e}); Envoy's log:\n"
+                                 f"{envoy.log_tail(40)}") from None
+        assert spread == {"alpha", "beta", "gamma"}
         for f in futures:
             f.result()
     elapsed = time.monotonic() - started
