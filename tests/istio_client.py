@@ -42,8 +42,8 @@ from xdscp.istio_api.networking.v1alpha3 import (
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"
 MESH_CONFIG = "core/v1alpha1/MeshConfig"
 # collections.Pilot in istio/istio master (August 2026), each under its current GVK: what
-# Istio 1.22+ asks for (1.22-1.28 without TrafficExtension, which came later). Higress' fork
-# of 1.27 asks the same, without TrafficExtension.
+# Istio 1.30 and later ask for. 1.22 to 1.29 ask the same without TrafficExtension (added in
+# 1.30), and so does Higress, on an istio-1.27 fork.
 ISTIO_COLLECTIONS = (
     "security.istio.io/v1/AuthorizationPolicy",
     "networking.istio.io/v1/DestinationRule",
@@ -61,7 +61,8 @@ ISTIO_COLLECTIONS = (
     "networking.istio.io/v1/WorkloadEntry",
     "networking.istio.io/v1/WorkloadGroup",
 )
-# What Istio 1.21 and older asked for: the networking kinds as v1alpha3, security as v1beta1.
+# What Istio 1.21 asks for (checked against its collections.Pilot): the networking kinds as
+# v1alpha3, security as v1beta1, telemetry as v1alpha1, and no TrafficExtension.
 OLDER_ISTIO_COLLECTIONS = tuple(
     c.replace("networking.istio.io/v1/", "networking.istio.io/v1alpha3/")
      .replace("security.istio.io/v1/", "security.istio.io/v1beta1/")
