@@ -10,8 +10,11 @@ sends the same pre-serialized bytes to the same streams.
 
     python bench/fanout.py --streams 100,1000 --services 1000 --instances 10
 
-Printed: p50/p99/max latency over clients, xdscp / floor ratios, server CPU seconds
-for the push, and server RSS per connected stream.
+Printed: p50/p99/max latency over clients; the server's CPU for the push, whole and per
+stream (the window ends when the last client has ACKed; tearing streams down comes after
+it); server RSS per connected stream; xdscp / floor ratios; and the streams one core could
+push to in a second at that CPU per stream. With ``--workers``, each server process's
+streams and CPU.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from envoy.service.discovery.v3.discovery_pb2 import (
@@ -52,8 +57,25 @@ STREAMS_PER_WORKER = 1250
 
 
 # -- clients (worker processes) --------------------------------------------------------
+@dataclass
+class _Round:
+    """One push: when it may start, and when each client ACKed it."""
+
+    go: asyncio.Event
+    stamps: list[float]
+    all_acked: asyncio.Event
+    expected: int = 0
+
+    def acked(self) -> None:
+        self.stamps.append(time.time())
+        if len(self.stamps) >= self.expected:
+            self.all_acked.set()
+
+
 async def _client(target: str, delta: bool, names: list[str], changed: str, synced: asyncio.Queue,
-                  results: list[float], go: asyncio.Event) -> None:
+                  rounds: list[_Round]) -> tuple[Any, grpc.aio.Channel]:
+    """Sync; then, each round, ACK the changed assignment and stamp the time. The call and
+    channel are returned open: tearing them down is not part of any push."""
     queue: asyncio.Queue = asyncio.Queue()
 
     async def requests():  # type: ignore[no-untyped-def]
@@ -81,54 +103,77 @@ async def _client(target: str, delta: bool, names: list[str], changed: str, sync
         queue.put_nowait(DiscoveryRequest(type_url=ENDPOINT, resource_names=names, version_info=r.version_info,
                                           response_nonce=r.nonce))
     await synced.put(1)
-    await go.wait()
-    while True:
-        r = await call.read()
-        got = [x.name for x in r.resources] if delta else [changed] * len(r.resources)
-        if r.type_url == ENDPOINT and changed in got:
-            if delta:
-                queue.put_nowait(DeltaDiscoveryRequest(type_url=ENDPOINT, response_nonce=r.nonce))
-            else:
-                queue.put_nowait(DiscoveryRequest(type_url=ENDPOINT, resource_names=names,
-                                                  version_info=r.version_info, response_nonce=r.nonce))
-            await asyncio.sleep(0)  # let the ACK go out before the clock stops
-            results.append(time.time())
-            break
-    await asyncio.sleep(1.0)
-    call.cancel()
-    await ch.close()
+    for rd in rounds:
+        await rd.go.wait()
+        while True:
+            r = await call.read()
+            got = [x.name for x in r.resources] if delta else [changed] * len(r.resources)
+            if r.type_url == ENDPOINT and changed in got:
+                if delta:
+                    queue.put_nowait(DeltaDiscoveryRequest(type_url=ENDPOINT, response_nonce=r.nonce))
+                else:
+                    queue.put_nowait(DiscoveryRequest(type_url=ENDPOINT, resource_names=names,
+                                                      version_info=r.version_info, response_nonce=r.nonce))
+                await asyncio.sleep(0)  # let the ACK go out before the clock stops
+                rd.acked()
+                break
+    return call, ch
 
 
-def _worker(target: str, delta: bool, count: int, names: list[str], changed: str, conn) -> None:  # type: ignore[no-untyped-def]
+def _worker(target: str, delta: bool, count: int, names: list[str], changed: str, rounds: int,
+            conn) -> None:  # type: ignore[no-untyped-def]
     import uvloop
 
     async def main() -> None:
         synced: asyncio.Queue = asyncio.Queue()
-        go = asyncio.Event()
-        results: list[float] = []
+        plan = [_Round(asyncio.Event(), [], asyncio.Event()) for _ in range(rounds)]
         failures: list[str] = []
 
-        async def client() -> None:
+        async def client() -> tuple[Any, grpc.aio.Channel] | None:
             # A failed client must not hang the run: it counts as synced, and is reported.
             try:
-                await _client(target, delta, names, changed, synced, results, go)
+                return await _client(target, delta, names, changed, synced, plan)
             except grpc.aio.AioRpcError as e:
                 failures.append(f"{e.code().name}: {e.details()}")
                 await synced.put(0)
+                return None
 
         tasks = [asyncio.create_task(client()) for _ in range(count)]
         for _ in range(count):
             await synced.get()
+        for rd in plan:
+            rd.expected = count - len(failures)
         conn.send(failures)
-        await asyncio.get_running_loop().run_in_executor(None, conn.recv)  # the driver says go
-        go.set()
-        await asyncio.wait(tasks, timeout=60)
-        conn.send(results)
+        loop = asyncio.get_running_loop()
+        for rd in plan:
+            await loop.run_in_executor(None, conn.recv)  # the driver says go
+            rd.go.set()
+            try:
+                await asyncio.wait_for(rd.all_acked.wait(), 60)
+            except TimeoutError:
+                pass  # reported by the driver: fewer stamps than streams
+            conn.send(rd.stamps)  # every client ACKed: the driver reads the server's CPU now
+        await loop.run_in_executor(None, conn.recv)  # then tear down, outside every measured window
+        for t in tasks:
+            opened = t.result() if t.done() and not t.exception() else None
+            if opened is not None:
+                opened[0].cancel()
+                await opened[1].close()
+        conn.send("closed")
 
     uvloop.run(main())
 
 
 # -- the floor: a bare grpc.aio server with the same pre-serialized bytes ----------------
+class _FloorStream:
+    __slots__ = ("wake", "pending", "nonce")
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        self.pending: list[bytes] = []
+        self.nonce = ""
+
+
 def _floor_server(port: int, control_port: int, services: int, instances: int, delta: bool) -> None:
     import uvloop
     from aiohttp import web
@@ -159,31 +204,46 @@ def _floor_server(port: int, control_port: int, services: int, instances: int, d
         first = {CLUSTER: sotw(CLUSTER, cds.sotw_body(), "1"), ENDPOINT: sotw(ENDPOINT, eds.sotw_body(), "2")}
         push = sotw(ENDPOINT, changed.sotw_entry, "3")
         req_cls = DiscoveryRequest
-    outboxes: list[asyncio.Queue] = []
+    streams: set[_FloorStream] = set()
 
-    async def handler(requests, context):  # type: ignore[no-untyped-def]
-        box: asyncio.Queue = asyncio.Queue()
-        outboxes.append(box)
+    # Written as xdscp's fast path is (xdscp.server.services): context.read/context.write,
+    # not the async-generator API; one wake event per stream; every request parsed (the
+    # nonce of each ACK read); each type's first request answered once.
+    async def handle(_requests, context):  # type: ignore[no-untyped-def]
+        st = _FloorStream()
+        streams.add(st)
+        answered: set[str] = set()
 
         async def read() -> None:
-            answered: set[str] = set()
-            async for raw in requests:
-                t = req_cls.FromString(raw).type_url
-                if t not in answered:
-                    answered.add(t)
-                    box.put_nowait(first[t])
+            while True:
+                raw = await context.read()
+                if not isinstance(raw, bytes):
+                    return
+                req = req_cls.FromString(raw)
+                st.nonce = req.response_nonce
+                if req.type_url not in answered:
+                    answered.add(req.type_url)
+                    st.pending.append(first[req.type_url])
+                    st.wake.set()
 
         reader = asyncio.ensure_future(read())
+        reader.add_done_callback(lambda _: st.wake.set())
         try:
             while True:
-                yield await box.get()
+                await st.wake.wait()
+                st.wake.clear()
+                if reader.done():
+                    return
+                while st.pending:
+                    await context.write(st.pending.pop(0))
         finally:
             reader.cancel()
-            outboxes.remove(box)
+            streams.discard(st)
 
     async def push_all(_: web.Request) -> web.Response:
-        for box in outboxes:
-            box.put_nowait(push)
+        for st in streams:
+            st.pending.append(push)
+            st.wake.set()
         return web.Response(text="ok")
 
     async def main() -> None:
@@ -191,7 +251,7 @@ def _floor_server(port: int, control_port: int, services: int, instances: int, d
         method = "DeltaAggregatedResources" if delta else "StreamAggregatedResources"
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             "envoy.service.discovery.v3.AggregatedDiscoveryService",
-            {method: grpc.stream_stream_rpc_method_handler(handler)}),))
+            {method: grpc.stream_stream_rpc_method_handler(handle)}),))
         server.add_insecure_port(f"127.0.0.1:{port}")
         await server.start()
         app = web.Application()
@@ -213,12 +273,19 @@ def tree(pid: int) -> list[int]:
     return [pid] + [p for k in kids for p in tree(k)]
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds of every thread of ``pid``, to the nanosecond (schedstat, not 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that just ended
+    return total / 1e9
+
+
 def cpu_seconds(pid: int) -> float:
-    total = 0.0
-    for p in tree(pid):
-        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(process_cpu(p) for p in tree(pid))
 
 
 def rss_kib(pid: int) -> int:
@@ -230,15 +297,41 @@ def rss_kib(pid: int) -> int:
     return total
 
 
+def streams_by_process(pid: int, port: int) -> dict[int, int]:
+    """Established connections to ``port``, by the server process (of ``pid``'s tree) holding them."""
+    inodes: dict[str, int] = {}
+    for p in tree(pid):
+        for fd in Path(f"/proc/{p}/fd").iterdir():
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes[link[8:-1]] = p
+    counts = dict.fromkeys(tree(pid), 0)
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "01" and cols[9] in inodes:
+                counts[inodes[cols[9]]] += 1
+    return counts
+
+
 @dataclass
 class Result:
     latencies_ms: list[float]
     cpu_s: float
     rss_per_stream_kib: float
+    processes: list[tuple[int, int, float]]  # (pid, streams it serves, CPU seconds per push)
+
+    def us_per_stream(self, streams: int) -> float:
+        return self.cpu_s / streams * 1e6
 
 
 def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: list[str], changed: str,
-                trigger) -> Result:  # type: ignore[no-untyped-def]
+                trigger: Callable[[int], None], rounds: int) -> Result:
+    """``rounds`` pushes to ``streams`` synced clients. Each round's CPU window runs from just
+    before ``trigger(round)`` to the last client's ACK; the rounds are summed."""
     ctx = mp.get_context("spawn")
     workers = max(1, -(-streams // STREAMS_PER_WORKER))
     sizes = [streams // workers + (1 if i < streams % workers else 0) for i in range(workers)]
@@ -246,7 +339,7 @@ def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: 
     pipes, procs = [], []
     for size in sizes:
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=_worker, args=(target, delta, size, names, changed, child), daemon=True)
+        p = ctx.Process(target=_worker, args=(target, delta, size, names, changed, rounds, child), daemon=True)
         p.start()
         pipes.append(parent)
         procs.append(p)
@@ -258,20 +351,35 @@ def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: 
             print(f"  ! {len(failures)} clients failed, e.g. {failures[0]}", file=sys.stderr)
     time.sleep(1.0)  # let the initial ACKs settle
     rss_after = rss_kib(server_pid)
-    cpu0 = cpu_seconds(server_pid)
-    t0 = time.time()
-    trigger()
+    served = streams_by_process(server_pid, int(target.rsplit(":", 1)[1]))
+    latencies: list[float] = []
+    cpu = 0.0
+    per_process = dict.fromkeys(served, 0.0)
+    for rnd in range(rounds):
+        time.sleep(0.3)  # the last round's stragglers (its last ACKs) are processed outside any window
+        per0 = {p: process_cpu(p) for p in served}
+        cpu0 = cpu_seconds(server_pid)
+        t0 = time.time()
+        trigger(rnd)
+        for parent in pipes:
+            parent.send("go")
+        stamps: list[float] = []
+        for parent in pipes:
+            stamps += parent.recv()
+        cpu += cpu_seconds(server_pid) - cpu0  # the window ends at the last ACK
+        for pid in served:
+            per_process[pid] += process_cpu(pid) - per0[pid]
+        if len(stamps) != streams:
+            print(f"  ! round {rnd}: only {len(stamps)} of {streams} clients saw the change", file=sys.stderr)
+        latencies += [(s - t0) * 1000 for s in stamps]
     for parent in pipes:
-        parent.send("go")
-    stamps: list[float] = []
+        parent.send("close")
     for parent in pipes:
-        stamps += parent.recv()
-    cpu = cpu_seconds(server_pid) - cpu0
+        parent.poll(120) and parent.recv()
     for p in procs:
         p.join(10)
-    if len(stamps) != streams:
-        print(f"  ! only {len(stamps)} of {streams} clients saw the change", file=sys.stderr)
-    return Result([(s - t0) * 1000 for s in stamps], cpu, (rss_after - rss_before) / streams)
+    return Result(latencies, cpu / rounds, (rss_after - rss_before) / streams,
+                  [(pid, served[pid], per_process[pid] / rounds) for pid in served])
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -286,6 +394,7 @@ def main() -> None:
     p.add_argument("--instances", type=int, default=10)
     p.add_argument("--modes", default="sotw,delta")
     p.add_argument("--workers", type=int, default=1, help="xdscp processes sharing the xDS port")
+    p.add_argument("--rounds", type=int, default=5, help="pushes per run; CPU is their mean, latencies pooled")
     args = p.parse_args()
     svcs = synthetic_registry(args.services, args.instances)
     names = [s.name for s in svcs]
@@ -293,7 +402,8 @@ def main() -> None:
     victim = target.instances[0]
     print(f"fan-out of one instance change, {args.services} services x {args.instances} instances, "
           f"{os.cpu_count()} cores, xdscp workers: {args.workers}")
-    print(f"{'mode':<6}{'N':>7} {'server':<7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu s':>8}{'KiB/stream':>11}")
+    print(f"{'mode':<6}{'N':>7} {'server':<7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu s':>8}"
+          f"{'us/stream':>10}{'KiB/stream':>11}")
     for mode in args.modes.split(","):
         delta = mode == "delta"
         for n in (int(x) for x in args.streams.split(",")):
@@ -307,8 +417,8 @@ def main() -> None:
                     "kind": "embedded", "database": str(work / "registry.db"),
                     "instance_check": {"enabled": False}}]).start()
 
-                def change(x: XdscpProcess = xdscp) -> None:
-                    body = json.dumps({"healthy": False}).encode()
+                def change(rnd: int, x: XdscpProcess = xdscp) -> None:
+                    body = json.dumps({"healthy": rnd % 2 == 1}).encode()  # down, up, down...
                     req = urllib.request.Request(
                         f"http://{x.admin_address}/v1/services/{target.name}/instances/{victim.host}:{victim.port}",
                         data=body, method="PATCH", headers={"Content-Type": "application/json"})
@@ -316,7 +426,8 @@ def main() -> None:
 
                 try:
                     pid = xdscp._proc.pid  # type: ignore[union-attr]
-                    rows["xdscp"] = run_clients(xdscp.xds_address, pid, n, delta, names, target.name, change)
+                    rows["xdscp"] = run_clients(xdscp.xds_address, pid, n, delta, names, target.name, change,
+                                                args.rounds)
                 finally:
                     xdscp.stop()
             port, control = free_port(), free_port()
@@ -335,23 +446,32 @@ def main() -> None:
                         raise
                     time.sleep(0.2)
 
-            def push(c: int = control) -> None:
+            def push(rnd: int, c: int = control) -> None:
                 urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{c}/push", method="POST"),
                                        timeout=10).close()
 
             try:
                 assert floor.pid is not None
-                rows["floor"] = run_clients(f"127.0.0.1:{port}", floor.pid, n, delta, names, target.name, push)
+                rows["floor"] = run_clients(f"127.0.0.1:{port}", floor.pid, n, delta, names, target.name, push,
+                                            args.rounds)
             finally:
                 floor.terminate()
                 floor.join(10)
             for name, r in rows.items():
                 lat = r.latencies_ms
                 print(f"{mode:<6}{n:>7} {name:<7}{statistics.median(lat):9.1f}{pct(lat, 0.99):9.1f}"
-                      f"{max(lat):9.1f}{r.cpu_s:8.2f}{r.rss_per_stream_kib:11.1f}")
-            x, f = rows["xdscp"].latencies_ms, rows["floor"].latencies_ms
+                      f"{max(lat):9.1f}{r.cpu_s:8.2f}{r.us_per_stream(n):10.0f}{r.rss_per_stream_kib:11.1f}")
+                if len(r.processes) > 1:
+                    for pid, count, cpu in r.processes:
+                        per = f"{cpu / count * 1e6:.0f} us/stream" if count else "no streams"
+                        print(f"{'':<14}  process {pid}: {count} streams, {cpu:.2f} cpu s, {per}")
+            xr, fr = rows["xdscp"], rows["floor"]
+            x, f = xr.latencies_ms, fr.latencies_ms
             print(f"{mode:<6}{n:>7} {'ratio':<7}{statistics.median(x) / statistics.median(f):9.2f}"
-                  f"{pct(x, 0.99) / pct(f, 0.99):9.2f}{max(x) / max(f):9.2f}")
+                  f"{pct(x, 0.99) / pct(f, 0.99):9.2f}{max(x) / max(f):9.2f}{xr.cpu_s / fr.cpu_s:8.2f}"
+                  f"{xr.us_per_stream(n) / fr.us_per_stream(n):10.2f}")
+            print(f"{mode:<6}{n:>7} streams one core pushes to in 1 s, from CPU per stream: "
+                  f"xdscp {1e6 / xr.us_per_stream(n):,.0f}, floor {1e6 / fr.us_per_stream(n):,.0f}")
 
 
 if __name__ == "__main__":
