@@ -215,10 +215,10 @@ async def test_a_failing_stream_is_internal_and_others_carry_on(plane: Plane, ch
 
     real = SotwStream.on_request
 
-    def broken(self, req):  # a bug that only bites one node
+    def broken(self, req, raw):  # a bug that only bites one node
         if req.node.id == "doomed":
             raise RuntimeError("boom")
-        return real(self, req)
+        return real(self, req, raw)
 
     monkeypatch.setattr(SotwStream, "on_request", broken)
     bad = sotw_stream(channel)

@@ -27,6 +27,11 @@ from xdscp.translation.placeholders import missing_resource
 from xdscp.type_urls import CLUSTER, ENDPOINT
 
 
+def feed(stream: SotwStream | DeltaStream, req: DiscoveryRequest | DeltaDiscoveryRequest) -> None:
+    """Apply ``req`` as the stream would on receiving its bytes."""
+    stream.on_request(req, req.SerializeToString())
+
+
 def env() -> ServerEnv:
     tracker = StreamTracker()
     return ServerEnv(SnapshotCache(), node_grouper("cluster"), tracker, missing_resource,
@@ -66,11 +71,11 @@ V1 = TypeSnapshot.build(ENDPOINT, [cla(n, 80) for n in NAMES])
 
 def sotw_synced(e: ServerEnv, names: list[str]) -> tuple[SotwStream, str]:
     s = SotwStream(e, None, "test")
-    s.on_request(DiscoveryRequest(type_url=ENDPOINT, resource_names=names, node={"id": "n"}))
+    feed(s, DiscoveryRequest(type_url=ENDPOINT, resource_names=names, node={"id": "n"}))
     first = s.respond(ENDPOINT, snap(V1))
     assert sorted(sotw_names(first)) == sorted(names)
     nonce = DiscoveryResponse.FromString(first).nonce  # type: ignore[arg-type]
-    s.on_request(DiscoveryRequest(type_url=ENDPOINT, resource_names=names, version_info=V1.version,
+    feed(s, DiscoveryRequest(type_url=ENDPOINT, resource_names=names, version_info=V1.version,
                                   response_nonce=nonce))
     assert s.respond(ENDPOINT, snap(V1)) is None  # the ACK asks for nothing new
     return s, nonce
@@ -88,12 +93,12 @@ def test_sotw_stream_several_versions_behind_gets_exactly_what_changed() -> None
 
 def test_sotw_subscription_change_sends_only_new_names_and_resends_a_returning_one() -> None:
     s, nonce = sotw_synced(env(), NAMES[:5])
-    s.on_request(DiscoveryRequest(type_url=ENDPOINT, resource_names=NAMES[:3] + NAMES[5:7],
+    feed(s, DiscoveryRequest(type_url=ENDPOINT, resource_names=NAMES[:3] + NAMES[5:7],
                                   version_info=V1.version, response_nonce=nonce))
     out = s.respond(ENDPOINT, snap(V1))
     assert sotw_names(out) == ["svc-5", "svc-6"]
     nonce = DiscoveryResponse.FromString(out).nonce  # type: ignore[arg-type]
-    s.on_request(DiscoveryRequest(type_url=ENDPOINT, resource_names=NAMES[:5],
+    feed(s, DiscoveryRequest(type_url=ENDPOINT, resource_names=NAMES[:5],
                                   version_info=V1.version, response_nonce=nonce))
     assert sotw_names(s.respond(ENDPOINT, snap(V1))) == ["svc-3", "svc-4"]  # dropped, then asked again
 
@@ -108,11 +113,11 @@ def test_sotw_streams_with_one_subscription_share_its_names() -> None:
 
 def delta_synced(e: ServerEnv, names: list[str]) -> tuple[DeltaStream, str]:
     s = DeltaStream(e, None, "test")
-    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=names, node={"id": "n"}))
+    feed(s, DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=names, node={"id": "n"}))
     first = s.respond(ENDPOINT, snap(V1))
     assert sorted(delta_parts(first)[0]) == sorted(names)
     nonce = DeltaDiscoveryResponse.FromString(first).nonce  # type: ignore[arg-type]
-    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, response_nonce=nonce))
+    feed(s, DeltaDiscoveryRequest(type_url=ENDPOINT, response_nonce=nonce))
     assert s.respond(ENDPOINT, snap(V1)) is None
     return s, nonce
 
@@ -143,18 +148,18 @@ def test_delta_a_gone_assignment_is_removed_once_and_comes_back_when_its_service
 
 def test_delta_a_name_never_served_still_gets_the_empty_stand_in() -> None:
     s = DeltaStream(env(), None, "test")
-    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=["later"], node={"id": "n"}))
+    feed(s, DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=["later"], node={"id": "n"}))
     assert delta_parts(s.respond(ENDPOINT, snap(V1))) == (["later"], [])  # no cluster warms forever
 
 
 def test_delta_unsubscribe_then_subscribe_again_resends() -> None:
     s, nonce = delta_synced(env(), NAMES[:4])
-    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_unsubscribe=["svc-0"],
+    feed(s, DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_unsubscribe=["svc-0"],
                                        resource_names_subscribe=["svc-5"], response_nonce=nonce))
     out = s.respond(ENDPOINT, snap(V1))
     assert delta_parts(out) == (["svc-5"], [])
     nonce = DeltaDiscoveryResponse.FromString(out).nonce  # type: ignore[arg-type]
-    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=["svc-0", "svc-1"],
+    feed(s, DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=["svc-0", "svc-1"],
                                        response_nonce=nonce))
     # svc-0 came back, svc-1 was asked again: both are sent (xDS: re-subscribing re-requests).
     assert delta_parts(s.respond(ENDPOINT, snap(V1))) == (["svc-0", "svc-1"], [])
@@ -162,7 +167,7 @@ def test_delta_unsubscribe_then_subscribe_again_resends() -> None:
 
 def test_delta_wildcard_removal_after_lagging() -> None:
     s = DeltaStream(env(), None, "test")
-    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, node={"id": "n"}))  # legacy wildcard
+    feed(s, DeltaDiscoveryRequest(type_url=ENDPOINT, node={"id": "n"}))  # legacy wildcard
     assert sorted(delta_parts(s.respond(ENDPOINT, snap(V1)))[0]) == NAMES
     v2 = V1.evolve({}, ["svc-4"])
     v3 = v2.evolve({"svc-11": cla("svc-11", 80)}, ["svc-5"])
@@ -182,21 +187,21 @@ def test_delta_streams_with_one_subscription_share_its_names_and_keep_no_map() -
 
 def test_delta_leaving_and_rejoining_the_wildcard_between_responses_resends() -> None:
     s = DeltaStream(env(), None, "test")
-    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, node={"id": "n"}))  # legacy wildcard
+    feed(s, DeltaDiscoveryRequest(type_url=ENDPOINT, node={"id": "n"}))  # legacy wildcard
     first = s.respond(ENDPOINT, snap(V1))
     nonce = DeltaDiscoveryResponse.FromString(first).nonce  # type: ignore[arg-type]
     # Two requests before the stream answers: leaving the wildcard lets the client drop
     # what only the wildcard gave it, so rejoining must send those again.
-    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_unsubscribe=["*"],
+    feed(s, DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_unsubscribe=["*"],
                                        resource_names_subscribe=["svc-0"], response_nonce=nonce))
-    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=["*"]))
+    feed(s, DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=["*"]))
     # (svc-0 is sent too: naming a resource in a subscribe asks for it again.)
     assert sorted(delta_parts(s.respond(ENDPOINT, snap(V1)))[0]) == NAMES
 
 
 def test_delta_answers_a_new_subscription_even_when_there_is_nothing() -> None:
     s = DeltaStream(env(), None, "test")
-    s.on_request(DeltaDiscoveryRequest(type_url=ENDPOINT, node={"id": "n"}))  # wildcard, none exist
+    feed(s, DeltaDiscoveryRequest(type_url=ENDPOINT, node={"id": "n"}))  # wildcard, none exist
     empty = TypeSnapshot.empty(ENDPOINT)
     out = s.respond(ENDPOINT, snap(empty))
     assert out is not None and delta_parts(out) == ([], [])
@@ -215,3 +220,30 @@ def test_first_answers_to_one_subscription_share_one_body() -> None:
     assert again is not None and again[0] is body[0]  # joined once, not per stream
     # A name with neither a resource nor a stand-in (CDS has none) takes the slow path.
     assert TypeSnapshot.build(CLUSTER, []).subset_body(frozenset({"x"}), False, missing_resource) is None
+
+
+def test_the_names_digest_is_the_same_in_place_or_re_encoded() -> None:
+    from xdscp.cache import wire
+    from xdscp.server.sotw import _names_block, _names_digest
+
+    names = [f"svc-{i}" for i in range(50)]
+    ack = DiscoveryRequest(version_info="v7", type_url=ENDPOINT, resource_names=names, response_nonce="3-9")
+    first = DiscoveryRequest(type_url=ENDPOINT, resource_names=names, node={"id": "envoy-1", "cluster": "c"})
+    raw = ack.SerializeToString()
+    assert _names_block(raw, ack) is not None  # field order: hashed in place
+    digest = _names_digest(raw, DiscoveryRequest.FromString(raw))
+    assert _names_digest(first.SerializeToString(), first) == digest  # the node before the names is skipped
+    # The same request with its fields in another order (any encoder may): re-encoded, same digest.
+    shuffled = (wire.string_field(4, ENDPOINT) + b"".join(wire.string_field(3, n) for n in names)
+                + wire.string_field(5, "3-9") + wire.string_field(1, "v7"))
+    parsed = DiscoveryRequest.FromString(shuffled)
+    assert list(parsed.resource_names) == names and _names_block(shuffled, parsed) is None
+    assert _names_digest(shuffled, parsed) == digest
+    nack = DiscoveryRequest(type_url=ENDPOINT, resource_names=names, response_nonce="3-9",
+                            error_detail={"message": "no"})
+    assert _names_block(nack.SerializeToString(), nack) is None
+    assert _names_digest(nack.SerializeToString(), nack) == digest
+    other = DiscoveryRequest(version_info="v7", type_url=ENDPOINT, resource_names=names[:-1], response_nonce="3-9")
+    assert _names_digest(other.SerializeToString(), other) != digest
+    empty = DiscoveryRequest(version_info="v7", type_url=ENDPOINT, response_nonce="3-9")
+    assert _names_block(empty.SerializeToString(), empty) == b""

@@ -1,4 +1,5 @@
-"""Just enough protobuf wire encoding to assemble responses from pre-serialized parts.
+"""Just enough protobuf wire encoding to assemble responses from pre-serialized parts (and to
+find a field's bytes in a request without re-encoding it).
 
 A DiscoveryResponse is a sequence of fields; concatenating already-encoded fields is a
 valid encoding of the message. So each resource is encoded once per version and every
@@ -26,3 +27,17 @@ def field(number: int, payload: bytes) -> bytes:
 
 def string_field(number: int, text: str) -> bytes:
     return field(number, text.encode("utf-8")) if text else b""
+
+
+def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``buf[pos:]`` and the position after it; ValueError if it runs off the end."""
+    value = shift = 0
+    while True:
+        if pos >= len(buf):
+            raise ValueError("truncated varint")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7

@@ -54,7 +54,7 @@ class DeltaStream(Stream):
     state_cls = _TypeState
     types: dict[str, _TypeState]
 
-    def on_request(self, req: DeltaDiscoveryRequest) -> None:
+    def on_request(self, req: DeltaDiscoveryRequest, raw: bytes) -> None:
         type_url, st = self.state_for(req)
         self.check_names(len(st.names) + len(req.resource_names_subscribe))
         nonce = req.response_nonce

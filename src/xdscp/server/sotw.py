@@ -20,15 +20,45 @@ from xdscp.type_urls import FULL_STATE
 
 # DiscoveryResponse field numbers.
 _VERSION, _TYPE_URL, _NONCE = 1, 4, 5
+# DiscoveryRequest: the tags of version_info (1) and node (2), which precede resource_names
+# (3) in field order, then the field numbers of type_url and response_nonce, which follow it.
+_HEAD_TAGS = (0x0A, 0x12)
+_NAMES_TAG = 0x1A
+_REQ_TYPE_URL, _REQ_NONCE = 4, 5
 _NOT_NAMES = ("version_info", "node", "type_url", "response_nonce", "error_detail", "resource_locators")
 
 
-def _names_digest(req: DiscoveryRequest) -> bytes:
-    """A digest of the requested names, computed in C: turning 1000 names into a Python set
-    took ~230 us per ACK, this ~15 us. Clears every other field of ``req``."""
-    for name in _NOT_NAMES:
-        req.ClearField(name)
-    return hashlib.blake2b(req.SerializeToString(deterministic=True), digest_size=16).digest()
+def _names_digest(raw: bytes, req: DiscoveryRequest) -> bytes:
+    """A digest of the requested names: of their encoded entries, as they stand in ``raw``
+    when the request is encoded in field order (Envoy's, grpc's: the names after the version
+    and node, before the type URL and nonce), else as ``req`` re-encodes them alone. Both
+    are the same bytes for the same names. Hashing the block in place costs a few us for
+    1,000 names; re-encoding them, tens (Envoy's EDS ACKs list every cluster)."""
+    block = _names_block(raw, req)
+    if block is None:
+        for name in _NOT_NAMES:
+            req.ClearField(name)
+        block = req.SerializeToString(deterministic=True)
+    return hashlib.blake2b(block, digest_size=16).digest()
+
+
+def _names_block(raw: bytes, req: DiscoveryRequest) -> bytes | None:
+    """The resource_names entries of ``raw`` in place; None when ``raw`` is not laid out so."""
+    if req.HasField("error_detail") or req.resource_locators:
+        return None
+    pos = 0
+    try:
+        for tag in _HEAD_TAGS:
+            if pos < len(raw) and raw[pos] == tag:
+                size, pos = wire.read_varint(raw, pos + 1)
+                pos += size
+    except ValueError:
+        return None
+    tail = wire.string_field(_REQ_TYPE_URL, req.type_url) + wire.string_field(_REQ_NONCE, req.response_nonce)
+    end = len(raw) - len(tail)
+    if end < pos or not raw.endswith(tail) or (pos < end and raw[pos] != _NAMES_TAG):
+        return None
+    return raw[pos:end]
 
 
 @dataclass(slots=True)
@@ -52,7 +82,7 @@ class SotwStream(Stream):
     state_cls = _TypeState
     types: dict[str, _TypeState]
 
-    def on_request(self, req: DiscoveryRequest) -> None:
+    def on_request(self, req: DiscoveryRequest, raw: bytes) -> None:
         self.check_names(len(req.resource_names))
         type_url, st = self.state_for(req)
         nonce = req.response_nonce
@@ -68,10 +98,10 @@ class SotwStream(Stream):
         st.requested = True
         if first and req.version_info:
             st.resume_version = req.version_info
-        self._subscribe(st, req, first)
+        self._subscribe(st, req, raw, first)
 
-    def _subscribe(self, st: _TypeState, req: DiscoveryRequest, first: bool) -> None:
-        digest = _names_digest(req)
+    def _subscribe(self, st: _TypeState, req: DiscoveryRequest, raw: bytes, first: bool) -> None:
+        digest = _names_digest(raw, req)
         if digest == st.names_digest:
             return  # an ACK repeating its names (Envoy's EDS ACKs list every cluster): nothing changed
         st.names_digest = digest

@@ -93,7 +93,8 @@ class Stream(ABC):
 
     # -- subclass hooks -------------------------------------------------------------
     @abstractmethod
-    def on_request(self, req: Any) -> None: ...
+    def on_request(self, req: Any, raw: bytes) -> None:
+        """Apply one request (``raw``: its bytes as received)."""
 
     @abstractmethod
     def respond(self, type_url: str, snapshot: Snapshot) -> bytes | None: ...
@@ -218,7 +219,7 @@ class Stream(ABC):
                 if not bucket.take():
                     raise LimitExceeded(f"more than {bucket.rate:g} requests per second on one stream",
                                         "request_rate")
-            self.on_request(req)
+            self.on_request(req, raw)
             del req
             del raw  # nor its last request while it waits for the next
             self.wake.set()
