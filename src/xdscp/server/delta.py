@@ -54,7 +54,7 @@ class DeltaStream(Stream):
     state_cls = _TypeState
     types: dict[str, _TypeState]
 
-    def on_request(self, req: DeltaDiscoveryRequest, raw: bytes) -> None:
+    def on_request(self, req: DeltaDiscoveryRequest, raw: bytes) -> bool:
         type_url, st = self.state_for(req)
         self.check_names(len(st.names) + len(req.resource_names_subscribe))
         nonce = req.response_nonce
@@ -102,6 +102,7 @@ class DeltaStream(Stream):
                 st.overrides[name] = None
         if names is not st.names:
             st.names = self.env.names.canonical(names)
+        return first or bool(subscribe) or bool(unsubscribe)
 
     def _holds(self, st: _TypeState, type_url: str, name: str) -> str | None:
         """The version of ``name`` the client holds, _ABSENT, or None for nothing."""

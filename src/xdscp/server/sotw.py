@@ -82,7 +82,7 @@ class SotwStream(Stream):
     state_cls = _TypeState
     types: dict[str, _TypeState]
 
-    def on_request(self, req: DiscoveryRequest, raw: bytes) -> None:
+    def on_request(self, req: DiscoveryRequest, raw: bytes) -> bool:
         self.check_names(len(req.resource_names))
         type_url, st = self.state_for(req)
         nonce = req.response_nonce
@@ -92,18 +92,19 @@ class SotwStream(Stream):
                 # newest one yet, so its names and version are out of date.
                 log_event(log, logging.DEBUG, "xds.stale_nonce", node=self.node_id, type=type_url,
                           nonce=nonce, expected=st.nonce, stream=self.id)
-                return
+                return False
             self.record_ack(st.status, type_url, req.version_info, nonce, self.nack_error(req))
         first = not st.requested
         st.requested = True
         if first and req.version_info:
             st.resume_version = req.version_info
-        self._subscribe(st, req, raw, first)
+        return self._subscribe(st, req, raw, first) or first
 
-    def _subscribe(self, st: _TypeState, req: DiscoveryRequest, raw: bytes, first: bool) -> None:
+    def _subscribe(self, st: _TypeState, req: DiscoveryRequest, raw: bytes, first: bool) -> bool:
+        """Apply the request's names; whether the subscription changed."""
         digest = _names_digest(raw, req)
         if digest == st.names_digest:
-            return  # an ACK repeating its names (Envoy's EDS ACKs list every cluster): nothing changed
+            return False  # an ACK repeating its names (Envoy's EDS ACKs list every cluster): nothing changed
         st.names_digest = digest
         names = self.env.names.by_digest(digest, req.resource_names)
         legacy = False
@@ -117,7 +118,7 @@ class SotwStream(Stream):
         else:
             wildcard = False
         if wildcard == st.wildcard and (names is st.names or names == st.names):
-            return
+            return False
         st.dirty = True
         if wildcard != st.wildcard:
             st.held = None  # what the client holds no longer follows from the names: resend all
@@ -126,6 +127,7 @@ class SotwStream(Stream):
         else:
             st.added = (st.added | (names - st.names)) & names
         st.wildcard, st.legacy_wildcard, st.names = wildcard, legacy, names
+        return True
 
     def respond(self, type_url: str, snapshot: Snapshot) -> bytes | None:
         st = self.types[type_url]

@@ -93,8 +93,10 @@ class Stream(ABC):
 
     # -- subclass hooks -------------------------------------------------------------
     @abstractmethod
-    def on_request(self, req: Any, raw: bytes) -> None:
-        """Apply one request (``raw``: its bytes as received)."""
+    def on_request(self, req: Any, raw: bytes) -> bool:
+        """Apply one request (``raw``: its bytes as received); whether the writer has anything
+        to look at. A plain ACK has nothing: what the client holds changes nothing to send,
+        and a new snapshot wakes the writer itself."""
 
     @abstractmethod
     def respond(self, type_url: str, snapshot: Snapshot) -> bytes | None: ...
@@ -219,10 +221,11 @@ class Stream(ABC):
                 if not bucket.take():
                     raise LimitExceeded(f"more than {bucket.rate:g} requests per second on one stream",
                                         "request_rate")
-            self.on_request(req, raw)
+            respond = self.on_request(req, raw)
             del req
             del raw  # nor its last request while it waits for the next
-            self.wake.set()
+            if respond:
+                self.wake.set()
 
     def _answers_last_response(self, req: Any) -> bool:
         """True for the first request answering our latest response of its type (its ACK or NACK)."""
