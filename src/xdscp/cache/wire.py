@@ -8,6 +8,8 @@ stream's response is a ``bytes.join`` of shared parts plus its own nonce.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 _LEN = 2  # wire type: length-delimited
 
 
@@ -27,6 +29,13 @@ def field(number: int, payload: bytes) -> bytes:
 
 def string_field(number: int, text: str) -> bytes:
     return field(number, text.encode("utf-8")) if text else b""
+
+
+@lru_cache(maxsize=4096)
+def shared_string_field(number: int, text: str) -> bytes:
+    """``string_field`` for a value every stream repeats (a snapshot's version, a type URL):
+    encoded once, not once per response."""
+    return string_field(number, text)
 
 
 def read_varint(buf: bytes, pos: int) -> tuple[int, int]:

@@ -139,8 +139,10 @@ class DeltaStream(Stream):
                 candidates |= held.resources.keys()  # those gone since must be removed
         elif held.version == ts.version:
             candidates = st.pending | st.overrides.keys()
-        else:
+        elif st.pending or st.overrides:
             candidates = ts.changed | st.pending | st.overrides.keys()
+        else:
+            candidates = ts.changed  # the usual push: what changed, nothing of the client's own
         send: list[Resource] = []
         removed: list[str] = []
         for name in sorted(candidates):
@@ -196,8 +198,10 @@ class DeltaStream(Stream):
     def _synced(st: _TypeState, ts: TypeSnapshot) -> None:
         """The client now holds this snapshot's view of its subscription."""
         st.held, st.held_names, st.held_wildcard = ts, st.names, st.wildcard
-        st.overrides = {}
-        st.pending = set()
+        if st.overrides:
+            st.overrides = {}
+        if st.pending:
+            st.pending = set()
         st.full = False
 
     def _emit(self, st: _TypeState, type_url: str, ts: TypeSnapshot, body: bytes, count: int,
@@ -207,9 +211,9 @@ class DeltaStream(Stream):
         st.nonce = nonce
         self.record_response(st.status, type_url, ts.version, nonce, count, removed_count)
         return b"".join((
-            wire.string_field(_SYSTEM_VERSION, ts.version),
+            wire.shared_string_field(_SYSTEM_VERSION, ts.version),
             body,
-            wire.string_field(_TYPE_URL, type_url),
+            wire.shared_string_field(_TYPE_URL, type_url),
             removed,
             wire.string_field(_NONCE, nonce),
             self._cp,

@@ -221,9 +221,9 @@ class SotwStream(Stream):
 def encode_response(version: str, entries: bytes, type_url: str, nonce: str, control_plane: bytes) -> bytes:
     """A serialized DiscoveryResponse around ``entries`` (pre-encoded ``resources`` fields)."""
     return b"".join((
-        wire.string_field(_VERSION, version),
+        wire.shared_string_field(_VERSION, version),
         entries,
-        wire.string_field(_TYPE_URL, type_url),
+        wire.shared_string_field(_TYPE_URL, type_url),
         wire.string_field(_NONCE, nonce),
         control_plane,
     ))
