@@ -10,9 +10,11 @@ sends the same pre-serialized bytes to the same streams.
 
     python bench/fanout.py --streams 100,1000 --services 1000 --instances 10
 
-Printed: p50/p99/max latency over clients; the server's CPU for the push, whole and per
-stream (the window ends when the last client has ACKed; tearing streams down comes after
-it); server RSS per connected stream; xdscp / floor ratios; and the streams one core could
+Printed: p50/p99/max latency over clients; the server's CPU for the push (the median of
+``--rounds`` pushes; each window ends when the last client has ACKed, and tearing streams
+down comes after it), the fixed part of it (the same change with no stream connected:
+for xdscp the API call, the SQLite write and translation), and the CPU per stream beyond
+that; server RSS per connected stream; xdscp / floor ratios; and the streams one core could
 push to in a second at that CPU per stream. With ``--workers``, each server process's
 streams and CPU.
 """
@@ -320,12 +322,14 @@ def streams_by_process(pid: int, port: int) -> dict[int, int]:
 @dataclass
 class Result:
     latencies_ms: list[float]
-    cpu_s: float
+    cpu_s: float  # per push: the median round's
+    fixed_cpu_s: float  # per push with no stream connected: the change itself (API call, translation)
     rss_per_stream_kib: float
     processes: list[tuple[int, int, float]]  # (pid, streams it serves, CPU seconds per push)
 
     def us_per_stream(self, streams: int) -> float:
-        return self.cpu_s / streams * 1e6
+        """What one more stream costs a push: the CPU beyond the change itself, per stream."""
+        return max(0.0, self.cpu_s - self.fixed_cpu_s) / streams * 1e6
 
 
 def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: list[str], changed: str,
@@ -335,6 +339,12 @@ def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: 
     ctx = mp.get_context("spawn")
     workers = max(1, -(-streams // STREAMS_PER_WORKER))
     sizes = [streams // workers + (1 if i < streams % workers else 0) for i in range(workers)]
+    fixed = []
+    for rnd in range(2 * max(1, rounds // 2)):  # an even count: the registry ends as it began
+        cpu0 = cpu_seconds(server_pid)
+        trigger(rnd)
+        time.sleep(0.3)  # the change is published (to no one) meanwhile
+        fixed.append(cpu_seconds(server_pid) - cpu0)
     rss_before = rss_kib(server_pid)
     pipes, procs = [], []
     for size in sizes:
@@ -353,7 +363,7 @@ def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: 
     rss_after = rss_kib(server_pid)
     served = streams_by_process(server_pid, int(target.rsplit(":", 1)[1]))
     latencies: list[float] = []
-    cpu = 0.0
+    cpu: list[float] = []
     per_process = dict.fromkeys(served, 0.0)
     for rnd in range(rounds):
         time.sleep(0.3)  # the last round's stragglers (its last ACKs) are processed outside any window
@@ -366,7 +376,7 @@ def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: 
         stamps: list[float] = []
         for parent in pipes:
             stamps += parent.recv()
-        cpu += cpu_seconds(server_pid) - cpu0  # the window ends at the last ACK
+        cpu.append(cpu_seconds(server_pid) - cpu0)  # the window ends at the last ACK
         for pid in served:
             per_process[pid] += process_cpu(pid) - per0[pid]
         if len(stamps) != streams:
@@ -378,7 +388,7 @@ def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: 
         parent.poll(120) and parent.recv()
     for p in procs:
         p.join(10)
-    return Result(latencies, cpu / rounds, (rss_after - rss_before) / streams,
+    return Result(latencies, statistics.median(cpu), statistics.median(fixed), (rss_after - rss_before) / streams,
                   [(pid, served[pid], per_process[pid] / rounds) for pid in served])
 
 
@@ -402,8 +412,8 @@ def main() -> None:
     victim = target.instances[0]
     print(f"fan-out of one instance change, {args.services} services x {args.instances} instances, "
           f"{os.cpu_count()} cores, xdscp workers: {args.workers}")
-    print(f"{'mode':<6}{'N':>7} {'server':<7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu s':>8}"
-          f"{'us/stream':>10}{'KiB/stream':>11}")
+    print(f"{'mode':<6}{'N':>7} {'server':<7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu ms':>8}"
+          f"{'fixed ms':>9}{'us/stream':>10}{'KiB/stream':>11}")
     for mode in args.modes.split(","):
         delta = mode == "delta"
         for n in (int(x) for x in args.streams.split(",")):
@@ -460,7 +470,8 @@ def main() -> None:
             for name, r in rows.items():
                 lat = r.latencies_ms
                 print(f"{mode:<6}{n:>7} {name:<7}{statistics.median(lat):9.1f}{pct(lat, 0.99):9.1f}"
-                      f"{max(lat):9.1f}{r.cpu_s:8.2f}{r.us_per_stream(n):10.0f}{r.rss_per_stream_kib:11.1f}")
+                      f"{max(lat):9.1f}{r.cpu_s * 1000:8.1f}{r.fixed_cpu_s * 1000:9.1f}{r.us_per_stream(n):10.0f}"
+                      f"{r.rss_per_stream_kib:11.1f}")
                 if len(r.processes) > 1:
                     for pid, count, cpu in r.processes:
                         per = f"{cpu / count * 1e6:.0f} us/stream" if count else "no streams"
@@ -469,7 +480,7 @@ def main() -> None:
             x, f = xr.latencies_ms, fr.latencies_ms
             print(f"{mode:<6}{n:>7} {'ratio':<7}{statistics.median(x) / statistics.median(f):9.2f}"
                   f"{pct(x, 0.99) / pct(f, 0.99):9.2f}{max(x) / max(f):9.2f}{xr.cpu_s / fr.cpu_s:8.2f}"
-                  f"{xr.us_per_stream(n) / fr.us_per_stream(n):10.2f}")
+                  f"{'':>9}{xr.us_per_stream(n) / fr.us_per_stream(n):10.2f}")
             print(f"{mode:<6}{n:>7} streams one core pushes to in 1 s, from CPU per stream: "
                   f"xdscp {1e6 / xr.us_per_stream(n):,.0f}, floor {1e6 / fr.us_per_stream(n):,.0f}")
 
