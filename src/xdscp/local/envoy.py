@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -55,6 +56,16 @@ class EnvoyAdmin:
                 out[name] = int(value)
         return out
 
+    def gauge(self, name: str) -> int | None:
+        """One gauge by its exact name: the cheapest stats query Envoy answers (only gauges,
+        only used ones, an anchored filter)."""
+        pattern = urllib.parse.quote(f"^{re.escape(name)}$")
+        for line in self.admin(f"/stats?usedonly&type=Gauges&filter={pattern}").splitlines():
+            key, _, value = line.partition(": ")
+            if key == name and value.strip().lstrip("-").isdigit():
+                return int(value)
+        return None
+
     def cluster_hosts(self, cluster: str) -> dict[str, dict[str, Any]]:
         """``host:port`` -> {"flags": [...], "eds_health": str, "weight": int} for one cluster, from /clusters."""
         data = json.loads(self.admin("/clusters?format=json"))
@@ -102,6 +113,11 @@ class EnvoyProcess(EnvoyAdmin):
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=self.workdir)
         wait_ready(self._proc, lambda: bool(self.admin("/server_info")), "envoy", self.log_tail, timeout)
         return self
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "not started"
+        return self._proc.pid
 
     def log_tail(self, lines: int = 20) -> str:
         try:
