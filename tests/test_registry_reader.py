@@ -164,3 +164,33 @@ def test_the_collector_is_paused_for_a_read_and_resumed_after() -> None:
         assert not gc.isenabled()  # left as it was found
     finally:
         gc.enable()
+
+
+def test_a_salvaged_document_validates_only_the_records_that_changed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the HTTP source does with each new service list (bad records dropped alone)."""
+    from xdscp.model.updates import FullSnapshot, ServiceChange, changes_between
+    from xdscp.sources import salvage
+    from xdscp.sources.entry_memo import EntryMemo
+
+    validated: list[object] = []
+    real = salvage.salvage_record
+    monkeypatch.setattr(salvage, "salvage_record", lambda rec: validated.append(rec) or real(rec))
+    memo: EntryMemo = EntryMemo()
+    records = services(20)
+    records[3]["instances"].append({"host": "not-an-ip", "port": 80})
+    first = salvage.salvage_services(records, memo)
+    memo.commit()
+    assert len(validated) == 20 and len(first.services) == 20
+    assert first.problems == ["services[3] (svc-3).instances[1]: host: Value error, 'not-an-ip' is not an IP address "
+                              "(EDS endpoints must be IPs); instance dropped"]
+    records[7]["instances"][0]["port"] = 9999
+    del records[0]
+    validated.clear()
+    second = salvage.salvage_services(records, memo)
+    assert len(validated) == 1  # svc-7 alone; the others, svc-3 and its problem included, remembered
+    assert second.problems == [first.problems[0].replace("services[3]", "services[2]")]  # its index now
+    before = {s.key: s for s in first.services}
+    update = changes_between(before, {s.key: s for s in second.services})
+    assert isinstance(update, ServiceChange)
+    assert [s.name for s in update.upserted] == ["svc-7"] and [k.name for k in update.removed] == ["svc-0"]
+    assert isinstance(changes_between(None, before), FullSnapshot)

@@ -28,3 +28,13 @@ class ServiceChange:
 
 
 RegistryUpdate = FullSnapshot | ServiceChange
+
+
+def changes_between(previous: Mapping[ServiceKey, Service] | None,
+                    current: Mapping[ServiceKey, Service]) -> RegistryUpdate:
+    """A source's next view as an update: the first whole, later ones as what changed. A
+    service kept as the same object (validated once, reused) is not sent again."""
+    if previous is None:
+        return FullSnapshot(current)
+    upserted = tuple(s for k, s in current.items() if previous.get(k) is not s)
+    return ServiceChange(upserted=upserted, removed=tuple(k for k in previous if k not in current))

@@ -13,7 +13,7 @@ from xdscp.errors import DocumentError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
-from xdscp.model.updates import FullSnapshot, RegistryUpdate, ServiceChange
+from xdscp.model.updates import changes_between
 from xdscp.sources.base import WatchingSource
 from xdscp.sources.health import SourceHealth
 from xdscp.sources.registry_file import RegistryReader
@@ -93,18 +93,11 @@ class FileSource(WatchingSource):
             return
         self._last_digest = digest
         self.health.ok()
-        changed = registry.apply(self.name, self._update(services))
+        update = changes_between(self._applied, services)
+        self._applied = services
+        changed = registry.apply(self.name, update)
         log_event(log, logging.INFO, "source.loaded", source=self.name, file=str(self.path),
                   services=len(services), changed=len(changed))
-
-    def _update(self, current: dict[ServiceKey, Service]) -> RegistryUpdate:
-        """The first read whole; later ones as what changed since the last one applied."""
-        previous, self._applied = self._applied, current
-        if previous is None:
-            return FullSnapshot(current)
-        upserted = tuple(s for k, s in current.items() if previous.get(k) is not s)
-        removed = tuple(k for k in previous if k not in current)
-        return ServiceChange(upserted=upserted, removed=removed)
 
     def _fail(self, reason: str, problems: list[str] | None = None) -> None:
         # The previous snapshot stays in force: nothing is pushed, nothing is wiped.

@@ -22,9 +22,12 @@ import logging
 import aiohttp
 
 from xdscp.config import HttpSourceConfig
+from xdscp.gc_pause import gc_paused
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
-from xdscp.model.updates import FullSnapshot
+from xdscp.model.service import Service, ServiceKey
+from xdscp.model.updates import changes_between
+from xdscp.sources.entry_memo import EntryMemo
 from xdscp.sources.health import RemoteSource, SourceHealth
 from xdscp.sources.salvage import Salvaged, salvage_services
 
@@ -51,6 +54,9 @@ class HttpSource(RemoteSource):
         self.health = SourceHealth(name, log, max(cfg.interval, 0.5))
         self._etag: str | None = None
         self._digest: bytes | None = None
+        # Only the records that changed since the last document are validated again.
+        self._memo: EntryMemo[tuple[Service | None, tuple[str, ...]]] = EntryMemo()
+        self._applied: dict[ServiceKey, Service] | None = None
 
     def next_delay(self) -> float:
         """The poll interval while healthy; backing off while failing."""
@@ -74,14 +80,19 @@ class HttpSource(RemoteSource):
                 self._etag = etag
                 self._ok()
                 return
-            salvaged = self._parse(body)
+            salvaged = await asyncio.to_thread(self._parse, body)  # a large document: off the event loop
         except HttpSourceError as e:
+            self._memo.discard()
             self._fail(str(e))
             return
+        self._memo.commit()
         for problem in salvaged.problems:
             log_event(log, logging.WARNING, "source.entry_dropped", source=self.name, url=self.url,
                       problem=problem)
-        changed = registry.apply(self.name, FullSnapshot.of(salvaged.services))
+        current = {s.key: s for s in salvaged.services}
+        update = changes_between(self._applied, current)
+        self._applied = current
+        changed = registry.apply(self.name, update)
         self._digest, self._etag = digest, etag
         self._ok()
         log_event(log, logging.INFO, "source.loaded", source=self.name, url=self.url,
@@ -107,6 +118,10 @@ class HttpSource(RemoteSource):
             raise HttpSourceError(f"cannot reach {self.url}: {type(e).__name__} {e}".rstrip()) from None
 
     def _parse(self, body: bytes) -> Salvaged:
+        with gc_paused():  # a large document allocates a million objects, freed without it
+            return self._salvage(body)
+
+    def _salvage(self, body: bytes) -> Salvaged:
         if not body.strip():
             raise HttpSourceError(f"{self.url} sent an empty body; send {{\"services\": []}} to serve none")
         try:
@@ -115,7 +130,7 @@ class HttpSource(RemoteSource):
             raise HttpSourceError(f"{self.url} did not send JSON: {e}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("services"), list):
             raise HttpSourceError(f"{self.url}: the document must be an object with a \"services\" list")
-        return salvage_services(doc["services"])
+        return salvage_services(doc["services"], self._memo)
 
     def _ok(self) -> None:
         self.health.ok()

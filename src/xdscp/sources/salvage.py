@@ -9,12 +9,14 @@ own, the bad ones are dropped and reported, and the rest flows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
 
 from xdscp.documents import field_path
 from xdscp.model.service import Instance, Service
+from xdscp.sources.entry_memo import EntryMemo
 
 
 @dataclass(slots=True)
@@ -31,41 +33,53 @@ def _reason(e: ValidationError) -> str:
     return f"{where}: {err['msg']}" if where else str(err["msg"])
 
 
-def salvage_services(records: Any) -> Salvaged:
-    """Validate a list of service records (the registry file's ``services`` entries)."""
+def salvage_record(rec: Any) -> tuple[Service | None, tuple[str, ...]]:
+    """One service record: the service (None when dropped) and its problems, each naming
+    the field inside the record."""
+    if not isinstance(rec, dict):
+        return None, (f"must be a mapping, not {type(rec).__name__}",)
+    problems: list[str] = []
+    instances: list[Instance] = []
+    addresses: set[tuple[str, int]] = set()
+    raw_instances = rec.get("instances", [])
+    if not isinstance(raw_instances, list):
+        return None, ("instances must be a list",)
+    for j, raw in enumerate(raw_instances):
+        try:
+            inst = Instance.model_validate(raw)
+        except ValidationError as e:
+            problems.append(f".instances[{j}]: {_reason(e)}; instance dropped")
+            continue
+        if (inst.host, inst.port) in addresses:
+            problems.append(f".instances[{j}]: {inst.host}:{inst.port} is listed twice; the first is kept")
+            continue
+        addresses.add((inst.host, inst.port))
+        instances.append(inst)
+    try:
+        return Service.model_validate({**rec, "instances": instances}), tuple(problems)
+    except ValidationError as e:
+        return None, (*problems, f": {_reason(e)}; service dropped")
+
+
+def salvage_services(records: Any, memo: EntryMemo[tuple[Service | None, tuple[str, ...]]] | None = None) -> Salvaged:
+    """Validate a list of service records (the registry file's ``services`` entries).
+
+    With ``memo``, a record that reads exactly as one of the last read committed to it gives
+    back what it gave then (the same Service object), unvalidated."""
     out = Salvaged()
     if not isinstance(records, list):
         out.problems.append(f"services must be a list, not {type(records).__name__}")
         return out
     seen: set[object] = set()
     for i, rec in enumerate(records):
-        label = f"services[{i}]"
-        if not isinstance(rec, dict):
-            out.problems.append(f"{label}: must be a mapping, not {type(rec).__name__}")
-            continue
-        label = f"services[{i}] ({rec.get('name', '?')})"
-        instances: list[Instance] = []
-        addresses: set[tuple[str, int]] = set()
-        raw_instances = rec.get("instances", [])
-        if not isinstance(raw_instances, list):
-            out.problems.append(f"{label}: instances must be a list")
-            continue
-        for j, raw in enumerate(raw_instances):
-            try:
-                inst = Instance.model_validate(raw)
-            except ValidationError as e:
-                out.problems.append(f"{label}.instances[{j}]: {_reason(e)}; instance dropped")
-                continue
-            if (inst.host, inst.port) in addresses:
-                out.problems.append(f"{label}.instances[{j}]: {inst.host}:{inst.port} is listed twice; "
-                                    "the first is kept")
-                continue
-            addresses.add((inst.host, inst.port))
-            instances.append(inst)
-        try:
-            svc = Service.model_validate({**rec, "instances": instances})
-        except ValidationError as e:
-            out.problems.append(f"{label}: {_reason(e)}; service dropped")
+        if memo is None:
+            svc, problems = salvage_record(rec)
+        else:
+            # repr, not ==, tells apart what validation may not treat alike: 2 and 2.0, 1 and true
+            svc, problems = memo.get(repr(rec), partial(salvage_record, rec))
+        label = f"services[{i}] ({rec.get('name', '?')})" if isinstance(rec, dict) else f"services[{i}]"
+        out.problems += [f"{label}{p}" if p.startswith((".", ":")) else f"{label}: {p}" for p in problems]
+        if svc is None:
             continue
         if svc.key in seen:
             out.problems.append(f"{label}: service {svc.key} is listed twice; the first is kept")
