@@ -324,12 +324,14 @@ class Result:
     latencies_ms: list[float]
     cpu_s: float  # per push: the median round's
     fixed_cpu_s: float  # per push with no stream connected: the change itself (API call, translation)
+    pushed_to: int  # the streams each push reached (the median round's): those the CPU was spent on
     rss_per_stream_kib: float
     processes: list[tuple[int, int, float]]  # (pid, streams it serves, CPU seconds per push)
 
     def us_per_stream(self, streams: int) -> float:
-        """What one more stream costs a push: the CPU beyond the change itself, per stream."""
-        return max(0.0, self.cpu_s - self.fixed_cpu_s) / streams * 1e6
+        """What one more stream costs a push: the CPU beyond the change itself, per stream
+        reached (fewer than ``streams`` when some clients failed)."""
+        return max(0.0, self.cpu_s - self.fixed_cpu_s) / max(1, min(streams, self.pushed_to)) * 1e6
 
 
 def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: list[str], changed: str,
@@ -364,6 +366,7 @@ def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: 
     served = streams_by_process(server_pid, int(target.rsplit(":", 1)[1]))
     latencies: list[float] = []
     cpu: list[float] = []
+    reached: list[int] = []
     per_process = dict.fromkeys(served, 0.0)
     for rnd in range(rounds):
         time.sleep(0.3)  # the last round's stragglers (its last ACKs) are processed outside any window
@@ -382,13 +385,15 @@ def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: 
         if len(stamps) != streams:
             print(f"  ! round {rnd}: only {len(stamps)} of {streams} clients saw the change", file=sys.stderr)
         latencies += [(s - t0) * 1000 for s in stamps]
+        reached.append(len(stamps))
     for parent in pipes:
         parent.send("close")
     for parent in pipes:
         parent.poll(120) and parent.recv()
     for p in procs:
         p.join(10)
-    return Result(latencies, statistics.median(cpu), statistics.median(fixed), (rss_after - rss_before) / streams,
+    return Result(latencies, statistics.median(cpu), statistics.median(fixed), int(statistics.median(reached)),
+                  (rss_after - rss_before) / streams,
                   [(pid, served[pid], per_process[pid] / rounds) for pid in served])
 
 
