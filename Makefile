@@ -56,7 +56,7 @@ bench: venv
 	$(PY) bench/convergence.py --changes 100
 	$(PY) bench/embedded.py --tries 100 --deaths 5
 	$(PY) bench/burst.py --events 1000
-	$(PY) bench/large_file.py --services 1000,10000
+	$(PY) bench/large_registry.py --services 1000,10000
 	$(PY) bench/translate.py
 	$(PY) bench/metrics_cost.py
 	$(PY) bench/fanout.py --streams $(FANOUT_STREAMS)

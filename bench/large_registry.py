@@ -1,28 +1,34 @@
-"""A one-instance change in a large registry file -> an ADS subscriber holding the new assignment.
+"""A one-instance change in a large registry -> an ADS subscriber holding the new assignment.
 
-``xdscp serve`` follows a registry file of S services x 2 instances (YAML as
-``yaml.safe_dump`` lays it out, or JSON). An ADS subscriber (SotW) holds the assignment
-of one service. Each change moves that service's instance to another port: the file is
-replaced atomically (written aside, renamed over), the clock starts at the rename and
-stops when the subscriber receives the assignment with the new port. The file's text is
-prepared before the clock starts: the writer's own cost is not xdscp's.
+``xdscp serve`` follows a registry of S services x 2 instances: a file (YAML as
+``yaml.safe_dump`` lays it out, or JSON), or an HTTP service list (``kind: http``, JSON
+with an ETag, polled every 20 ms). An ADS subscriber (SotW) holds the assignment of one
+service. Each change moves that service's instance to another port: the file is replaced
+atomically (written aside, renamed over), or the list answers the new document; the clock
+starts there and stops when the subscriber receives the assignment with the new port. The
+text is prepared before the clock starts: the writer's own cost is not xdscp's.
 
 Beside it, in this process, the cost of reading the file whole as xdscp did before it
 validated (and, for YAML, parsed) only the changed services: parse plus validate every
 service.
 
-    python bench/large_file.py --services 1000,10000,100000 --changes 10
+    python bench/large_registry.py --services 1000,10000,100000 --changes 10 --formats yaml,json,http
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import http.server
 import json
 import os
 import statistics
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -44,7 +50,7 @@ def registry_text(services: int, fmt: str) -> str:
     doc = {"services": [{"name": f"svc-{i}", "instances": [
         {"host": f"10.{i // 250 % 256}.{i % 250}.{j + 1}", "port": 8080} for j in range(2)]} for i in range(services)]}
     doc["services"][7]["instances"][0]["port"] = BASE_PORT
-    if fmt == "json":
+    if fmt in ("json", "http"):
         return json.dumps(doc)
     return yaml.dump(doc, Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper), sort_keys=False)
 
@@ -67,10 +73,44 @@ def ports_of(resp: DiscoveryResponse) -> set[int]:
 
 
 def port_field(port: int, fmt: str) -> str:
-    return f'"port": {port}' if fmt == "json" else f"port: {port}"
+    return f"port: {port}" if fmt == "yaml" else f'"port": {port}'
 
 
-async def follow(xds: str, path: Path, text: str, fmt: str, changes: int) -> list[float]:
+class ServiceList(http.server.ThreadingHTTPServer):
+    """The HTTP service list xdscp polls: the current document, with an ETag."""
+
+    def __init__(self) -> None:
+        self.body = b""
+        self.etag = ""
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+                body, etag = server.body, server.etag
+                if self.headers.get("If-None-Match") == etag:
+                    self.send_response(304)
+                    self.end_headers()
+                    return
+                self.send_response(200)
+                self.send_header("ETag", etag)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def publish(self, text: str) -> float:
+        body = text.encode()
+        self.body, self.etag = body, f'"{hashlib.blake2b(body, digest_size=8).hexdigest()}"'
+        return time.perf_counter()
+
+
+async def follow(xds: str, publish: Callable[[str], float], text: str, fmt: str, changes: int) -> list[float]:
     samples = []
     queue: asyncio.Queue[DiscoveryRequest] = asyncio.Queue()
 
@@ -89,7 +129,7 @@ async def follow(xds: str, path: Path, text: str, fmt: str, changes: int) -> lis
                                               version_info=resp.version_info, response_nonce=resp.nonce))
             text = text.replace(port_field(port, fmt), port_field(port + 1, fmt), 1)
             port += 1
-            started = replace_file(path, text)
+            started = publish(text)
             while port not in ports_of(resp := await call.read()):
                 queue.put_nowait(DiscoveryRequest(type_url=ENDPOINT, resource_names=[WATCHED],
                                                   version_info=resp.version_info, response_nonce=resp.nonce))
@@ -101,7 +141,7 @@ async def follow(xds: str, path: Path, text: str, fmt: str, changes: int) -> lis
 def whole_read(text: str, fmt: str) -> float:
     """Parse and validate every service: what each re-read cost before."""
     started = time.perf_counter()
-    raw = parse_document(text, f"registry.{fmt}")
+    raw = parse_document(text, "registry.yaml" if fmt == "yaml" else "registry.json")
     for entry in raw["services"]:
         Service.model_validate(entry)
     return time.perf_counter() - started
@@ -110,15 +150,27 @@ def whole_read(text: str, fmt: str) -> float:
 def run(services: int, fmt: str, changes: int) -> None:
     text = registry_text(services, fmt)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / f"registry.{fmt}"
-        path.write_text(text)
+        listing: ServiceList | None = None
+        if fmt == "http":
+            listing = ServiceList()
+            listing.publish(text)
+            source = {"kind": "http", "url": f"http://127.0.0.1:{listing.server_address[1]}/services",
+                      "interval": 0.02}
+            publish: Callable[[str], float] = listing.publish
+        else:
+            path = Path(tmp) / f"registry.{fmt}"
+            path.write_text(text)
+            source = {"kind": "file", "path": str(path), "poll_interval": 0.02}
+            publish = partial(replace_file, path)
         started = time.perf_counter()
-        proc = XdscpProcess(Path(tmp), path, log_level="warning").start(timeout=600)  # ready: first load done
+        proc = XdscpProcess(Path(tmp), sources=[source], log_level="warning").start(timeout=600)  # first load done
         try:
             first = time.perf_counter() - started
-            samples = asyncio.run(follow(proc.xds_address, path, text, fmt, changes))
+            samples = asyncio.run(follow(proc.xds_address, publish, text, fmt, changes))
         finally:
             proc.stop()
+            if listing is not None:
+                listing.shutdown()
     before = whole_read(text, fmt)
     p50 = statistics.median(samples)
     p99 = sorted(samples)[min(len(samples) - 1, round(0.99 * (len(samples) - 1)))]
@@ -129,7 +181,7 @@ def run(services: int, fmt: str, changes: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--services", default="1000,10000,100000", help="comma-separated service counts")
-    ap.add_argument("--formats", default="yaml,json")
+    ap.add_argument("--formats", default="yaml,json,http", help="a file in YAML or JSON, or an HTTP list")
     ap.add_argument("--changes", type=int, default=10)
     args = ap.parse_args()
     print("| services | format | file | first load | change -> ADS p50 | p99 | whole re-read (before) | ratio |")
