@@ -50,7 +50,7 @@ test-fast: venv lint
 	$(PY) -m pytest -q -ra -m "not docker" $(PYTEST_ARGS)
 
 # The benchmarks in bench/ (see bench/README.md); they print figures and assert nothing about speed.
-# About 25 minutes on two cores; FANOUT_STREAMS=100,1000,10000 adds the 10,000-stream run (~5 min more).
+# About 30 minutes on two cores; FANOUT_STREAMS=100,1000,10000 adds the 10,000-stream run (~15 min more).
 FANOUT_STREAMS ?= 100,1000
 bench: venv
 	$(PY) bench/convergence.py --changes 100
