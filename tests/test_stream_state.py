@@ -248,3 +248,24 @@ def test_the_names_digest_is_the_same_in_place_or_re_encoded() -> None:
     empty = DiscoveryRequest(version_info="v7", type_url=ENDPOINT, response_nonce="3-9")
     block = _names_block(empty.SerializeToString(), empty)
     assert block is not None and bytes(block) == b""
+
+
+def test_only_a_request_that_changes_the_subscription_wakes_the_writer() -> None:
+    s = SotwStream(env(), None, "test")
+    first = DiscoveryRequest(type_url=ENDPOINT, resource_names=NAMES[:3], node={"id": "n"})
+    assert s.on_request(first, first.SerializeToString()) is True
+    out = DiscoveryResponse.FromString(s.respond(ENDPOINT, snap(V1)))  # type: ignore[arg-type]
+    ack = DiscoveryRequest(type_url=ENDPOINT, resource_names=NAMES[:3], version_info=out.version_info,
+                           response_nonce=out.nonce)
+    assert s.on_request(ack, ack.SerializeToString()) is False  # a plain ACK: nothing to send
+    more = DiscoveryRequest(type_url=ENDPOINT, resource_names=NAMES[:4], version_info=out.version_info,
+                            response_nonce=out.nonce)
+    assert s.on_request(more, more.SerializeToString()) is True
+    d = DeltaStream(env(), None, "test")
+    sub = DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=NAMES[:3], node={"id": "n"})
+    assert d.on_request(sub, sub.SerializeToString()) is True
+    resp = DeltaDiscoveryResponse.FromString(d.respond(ENDPOINT, snap(V1)))  # type: ignore[arg-type]
+    dack = DeltaDiscoveryRequest(type_url=ENDPOINT, response_nonce=resp.nonce)
+    assert d.on_request(dack, dack.SerializeToString()) is False
+    unsub = DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_unsubscribe=NAMES[:1], response_nonce=resp.nonce)
+    assert d.on_request(unsub, unsub.SerializeToString()) is True
