@@ -188,3 +188,14 @@ async def test_an_endpoint_never_reached_publishes_nothing(tmp_path: Path) -> No
         assert source_up("down") == 0
     finally:
         await plane.cp.stop(0)
+
+
+async def test_a_list_larger_than_one_read_loads_whole(http_plane: Plane, api: tuple[ServiceListApi, str]) -> None:
+    # A list of a few MB arrives in many chunks: every one of them must be read.
+    state, _ = api
+    state.document = {"services": [service(f"svc-{i}", 9001, 9002, metadata={"team": "t" * 100})
+                                   for i in range(5000)]}
+    assert len(json.dumps(state.document)) > 1_000_000
+    source = http_plane.cp.sources[0]
+    await eventually(lambda: len(http_plane.cp.registry.services) == 5000, timeout=60, what="all 5,000 services")
+    assert source.last_error is None

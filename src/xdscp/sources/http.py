@@ -110,10 +110,13 @@ class HttpSource(RemoteSource):
                     raise HttpSourceError(f"{self.url} answered HTTP {resp.status}")
                 if resp.content_length is not None and resp.content_length > MAX_BODY:
                     raise HttpSourceError(f"{self.url} sent {resp.content_length} bytes (limit {MAX_BODY})")
-                body = await resp.content.read(MAX_BODY + 1)
-                if len(body) > MAX_BODY:
-                    raise HttpSourceError(f"{self.url} sent more than {MAX_BODY} bytes")
-                return body, resp.headers.get("ETag")
+                # read(n) answers what has arrived (a 64 KB chunk of a large list): read to the end.
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(1 << 20):
+                    body += chunk
+                    if len(body) > MAX_BODY:
+                        raise HttpSourceError(f"{self.url} sent more than {MAX_BODY} bytes")
+                return bytes(body), resp.headers.get("ETag")
         except (aiohttp.ClientError, TimeoutError) as e:
             raise HttpSourceError(f"cannot reach {self.url}: {type(e).__name__} {e}".rstrip()) from None
 
