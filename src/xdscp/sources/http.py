@@ -29,7 +29,7 @@ from xdscp.model.service import Service, ServiceKey
 from xdscp.model.updates import changes_between
 from xdscp.sources.entry_memo import EntryMemo
 from xdscp.sources.health import RemoteSource, SourceHealth
-from xdscp.sources.salvage import Salvaged, salvage_services
+from xdscp.sources.salvage import Outcome, Salvaged, salvage_services
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class HttpSource(RemoteSource):
         self._etag: str | None = None
         self._digest: bytes | None = None
         # Only the records that changed since the last document are validated again.
-        self._memo: EntryMemo[tuple[Service | None, tuple[str, ...]]] = EntryMemo()
+        self._memo: EntryMemo[Outcome] = EntryMemo()
         self._applied: dict[ServiceKey, Service] | None = None
 
     def next_delay(self) -> float:
@@ -89,14 +89,13 @@ class HttpSource(RemoteSource):
         for problem in salvaged.problems:
             log_event(log, logging.WARNING, "source.entry_dropped", source=self.name, url=self.url,
                       problem=problem)
-        current = {s.key: s for s in salvaged.services}
-        update = changes_between(self._applied, current)
-        self._applied = current
+        update = changes_between(self._applied, salvaged.by_key)
+        self._applied = salvaged.by_key
         changed = registry.apply(self.name, update)
         self._digest, self._etag = digest, etag
         self._ok()
         log_event(log, logging.INFO, "source.loaded", source=self.name, url=self.url,
-                  services=len(salvaged.services), changed=len(changed), dropped=len(salvaged.problems))
+                  services=len(salvaged.by_key), changed=len(changed), dropped=len(salvaged.problems))
 
     async def _fetch(self, session: aiohttp.ClientSession) -> tuple[bytes | None, str | None]:
         headers = dict(self.headers)

@@ -15,16 +15,25 @@ from typing import Any
 from pydantic import ValidationError
 
 from xdscp.documents import field_path
-from xdscp.model.service import Instance, Service
+from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.sources.entry_memo import EntryMemo
 
 
 @dataclass(slots=True)
 class Salvaged:
-    """The services that validated, and one line per dropped entry."""
+    """The services that validated (by key, in listing order), and one line per dropped entry."""
 
-    services: list[Service] = field(default_factory=list)
+    by_key: dict[ServiceKey, Service] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+
+    @property
+    def services(self) -> list[Service]:
+        return list(self.by_key.values())
+
+
+# What validating one record gives: the service and its key (None when dropped), and its
+# problems, each naming the field inside the record.
+Outcome = tuple[Service | None, ServiceKey | None, tuple[str, ...]]
 
 
 def _reason(e: ValidationError) -> str:
@@ -33,17 +42,16 @@ def _reason(e: ValidationError) -> str:
     return f"{where}: {err['msg']}" if where else str(err["msg"])
 
 
-def salvage_record(rec: Any) -> tuple[Service | None, tuple[str, ...]]:
-    """One service record: the service (None when dropped) and its problems, each naming
-    the field inside the record."""
+def salvage_record(rec: Any) -> Outcome:
+    """One service record, validated (see ``Outcome``)."""
     if not isinstance(rec, dict):
-        return None, (f"must be a mapping, not {type(rec).__name__}",)
+        return None, None, (f"must be a mapping, not {type(rec).__name__}",)
     problems: list[str] = []
     instances: list[Instance] = []
     addresses: set[tuple[str, int]] = set()
     raw_instances = rec.get("instances", [])
     if not isinstance(raw_instances, list):
-        return None, ("instances must be a list",)
+        return None, None, ("instances must be a list",)
     for j, raw in enumerate(raw_instances):
         try:
             inst = Instance.model_validate(raw)
@@ -56,12 +64,13 @@ def salvage_record(rec: Any) -> tuple[Service | None, tuple[str, ...]]:
         addresses.add((inst.host, inst.port))
         instances.append(inst)
     try:
-        return Service.model_validate({**rec, "instances": instances}), tuple(problems)
+        svc = Service.model_validate({**rec, "instances": instances})
     except ValidationError as e:
-        return None, (*problems, f": {_reason(e)}; service dropped")
+        return None, None, (*problems, f": {_reason(e)}; service dropped")
+    return svc, svc.key, tuple(problems)
 
 
-def salvage_services(records: Any, memo: EntryMemo[tuple[Service | None, tuple[str, ...]]] | None = None) -> Salvaged:
+def salvage_services(records: Any, memo: EntryMemo[Outcome] | None = None) -> Salvaged:
     """Validate a list of service records (the registry file's ``services`` entries).
 
     With ``memo``, a record that reads exactly as one of the last read committed to it gives
@@ -70,20 +79,19 @@ def salvage_services(records: Any, memo: EntryMemo[tuple[Service | None, tuple[s
     if not isinstance(records, list):
         out.problems.append(f"services must be a list, not {type(records).__name__}")
         return out
-    seen: set[object] = set()
+    by_key = out.by_key
     for i, rec in enumerate(records):
         if memo is None:
-            svc, problems = salvage_record(rec)
+            svc, key, problems = salvage_record(rec)
         else:
             # repr, not ==, tells apart what validation may not treat alike: 2 and 2.0, 1 and true
-            svc, problems = memo.get(repr(rec), partial(salvage_record, rec))
-        label = f"services[{i}] ({rec.get('name', '?')})" if isinstance(rec, dict) else f"services[{i}]"
-        out.problems += [f"{label}{p}" if p.startswith((".", ":")) else f"{label}: {p}" for p in problems]
-        if svc is None:
-            continue
-        if svc.key in seen:
-            out.problems.append(f"{label}: service {svc.key} is listed twice; the first is kept")
-            continue
-        seen.add(svc.key)
-        out.services.append(svc)
+            svc, key, problems = memo.get(repr(rec), partial(salvage_record, rec))
+        if problems or key in by_key:
+            label = f"services[{i}] ({rec.get('name', '?')})" if isinstance(rec, dict) else f"services[{i}]"
+            out.problems += [f"{label}{p}" if p.startswith((".", ":")) else f"{label}: {p}" for p in problems]
+            if key in by_key:
+                out.problems.append(f"{label}: service {key} is listed twice; the first is kept")
+                continue
+        if svc is not None and key is not None:
+            by_key[key] = svc
     return out
