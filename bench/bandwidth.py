@@ -119,7 +119,7 @@ async def main() -> None:
                 for t in tasks:
                     t.cancel()
                 await channel.close()
-            cla = cp.cache.get("ingress").get(ENDPOINT).resources[target.name]  # type: ignore[union-attr]
+            cla = cp.cache.get().get(ENDPOINT).resources[target.name]  # type: ignore[union-attr]
             cla_bytes = len(cla.message.SerializeToString())
             poll_round = await asyncio.to_thread(_poll_round, f"127.0.0.1:{cp.admin_port}", names)
         finally:

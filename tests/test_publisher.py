@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from xdscp.cache.cache import SnapshotCache
-from xdscp.cache.node_group import DEFAULT_GROUP
 from xdscp.config import Config
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service
@@ -53,7 +52,7 @@ async def publishing(debounce: float, debounce_max: float | None = None) -> Asyn
 
 
 def served(publisher: Publisher) -> set[str]:
-    snapshot = publisher.cache.get(DEFAULT_GROUP)
+    snapshot = publisher.cache.get()
     assert snapshot is not None
     return set(snapshot.get(ENDPOINT).resources)
 
@@ -73,7 +72,7 @@ async def test_a_burst_within_the_debounce_window_is_one_publish() -> None:
         assert publisher.published == 1
         await clock.advance(0.5)
         assert publisher.published == 2 and clock.sleeping == 0
-        snapshot = publisher.cache.get(DEFAULT_GROUP)
+        snapshot = publisher.cache.get()
         assert snapshot is not None
         cla = snapshot.get(ENDPOINT).resources["a"].message
         ports = [e.endpoint.address.socket_address.port_value for lo in cla.endpoints for e in lo.lb_endpoints]

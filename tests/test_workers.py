@@ -13,24 +13,23 @@ import grpc
 import pytest
 
 from xdscp.cache.cache import SnapshotCache
-from xdscp.cache.node_group import DEFAULT_GROUP
 from xdscp.config import McpConfig
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.type_urls import CLUSTER, ENDPOINT, MCP_RESOURCE, PUSH_ORDER, SERVICE_ENTRY
-from xdscp.workers.relay import CacheRelay
+from xdscp.workers.relay import CacheRelay, into_cache
 
 from conftest import Plane, eventually, service, start_plane, until, write_registry
 from xds_client import node, sotw_request, sotw_stream
 
 
 def versions(cache: SnapshotCache) -> dict[str, str] | None:
-    snap = cache.get(DEFAULT_GROUP)
+    snap = cache.get()
     return None if snap is None else {t: snap.get(t).version for t in PUSH_ORDER}
 
 
 async def test_relay_serves_the_owners_versions_and_follows_changes(plane: Plane) -> None:
     mirror = SnapshotCache()
-    relay = CacheRelay(plane.target, mirror)
+    relay = CacheRelay(plane.target, into_cache(mirror))
     task = asyncio.create_task(relay.run())
     try:
         owner = plane.cp.cache
@@ -39,10 +38,10 @@ async def test_relay_serves_the_owners_versions_and_follows_changes(plane: Plane
         plane.write([service("echo", 9001, 9003), service("api", 9101), service("new", 9201)])
         await eventually(lambda: versions(mirror) == versions(owner) != {**first},
                          what="relay followed the change")
-        snap = mirror.get(DEFAULT_GROUP)
+        snap = mirror.get()
         assert snap is not None and {"echo", "api", "new"} <= set(snap.get(CLUSTER).resources)
         # Byte for byte what the owner serves, so a stream may move between processes.
-        owner_snap = owner.get(DEFAULT_GROUP)
+        owner_snap = owner.get()
         assert owner_snap is not None
         for t in PUSH_ORDER:
             assert snap.get(t).sotw_body() == owner_snap.get(t).sotw_body()
@@ -53,12 +52,12 @@ async def test_relay_serves_the_owners_versions_and_follows_changes(plane: Plane
 async def test_relay_carries_istio_service_entries_byte_for_byte(tmp_path: Path) -> None:
     plane = await start_plane(tmp_path, [service("echo", 9001, 9002)], mcp=McpConfig(enabled=True))
     mirror = SnapshotCache()
-    task = asyncio.create_task(CacheRelay(plane.target, mirror).run())
+    task = asyncio.create_task(CacheRelay(plane.target, into_cache(mirror)).run())
     try:
         await plane.wait_published(1)
 
         def entries(cache: SnapshotCache) -> bytes | None:
-            snap = cache.get(DEFAULT_GROUP)
+            snap = cache.get()
             return None if snap is None else snap.get(SERVICE_ENTRY).sotw_body()
 
         await eventually(lambda: entries(mirror) == entries(plane.cp.cache) != b"", what="relayed")

@@ -16,7 +16,6 @@ from xdscp.addresses import split_host_port
 from xdscp.admin.debug import DebugApi
 from xdscp.admin.http import build_admin_app
 from xdscp.background import cancel_and_wait, supervised
-from xdscp.cache.cache import SnapshotCache
 from xdscp.config import Config
 from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
@@ -50,7 +49,7 @@ class ControlPlane:
                                           cfg.optional_sources())
         self.translator = runtime_settings.translator(cfg)
         self.credentials = runtime_settings.credentials(cfg.admin)
-        self.cache = SnapshotCache()
+        self.cache = runtime_settings.snapshot_cache(cfg.xds, self.translator)
         self.tracker = StreamTracker()
         self.publisher = Publisher(self.registry, self.translator, self.cache, cfg.xds.debounce,
                                    cfg.xds.debounce_max, cfg.optional_sources())
@@ -118,7 +117,7 @@ class ControlPlane:
                                     self.cfg.node_group_by, self._follower_settings())
             await self._pool.start()
 
-        debug = DebugApi(self.cache, self.registry, self.source_states)
+        debug = DebugApi(self.cache, self.tracker, self.registry, self.source_states)
         routes = [r for src in self.sources for r in src.routes()] + RestXds(xds.env).routes() + debug.routes()
         runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, routes, self.credentials),
                                access_log=None)

@@ -54,6 +54,9 @@ class XdsLimitsConfig(_Section):
     max_names: int = Field(default=200_000, ge=1)  # resource names one stream may subscribe to, per type
     max_requests_per_second: float = Field(default=100.0, gt=0)  # per stream, burst of twice that
     max_message_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # Localities (node.locality region/zone) served their own prioritised assignments at
+    # once; nodes of further localities get the assignments prioritised by source only.
+    max_localities: int = Field(default=1000, ge=1)
 
 
 class XdsConfig(_Address):
@@ -75,6 +78,9 @@ class XdsConfig(_Address):
     # On SIGTERM: seconds to end every stream (UNAVAILABLE, so clients reconnect elsewhere)
     # and exit. Streams end as soon as their in-flight response is written.
     shutdown_grace: float = Field(default=5.0, ge=0, le=600)
+    # Services that do not set locality_failover: whether each Envoy gets their endpoints
+    # prioritised by distance from its node.locality (same zone, then region, then the rest).
+    locality_failover: bool = False
     tls: XdsTlsConfig | None = None
     limits: XdsLimitsConfig = XdsLimitsConfig()
 

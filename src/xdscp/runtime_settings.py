@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import grpc
 
 from xdscp.admin.credentials import Credentials, User
+from xdscp.cache.cache import Localities, LocalityViews, SnapshotCache
 from xdscp.cache.node_group import node_grouper
 from xdscp.config import (
     AdminConfig,
@@ -38,7 +39,14 @@ def translator(cfg: Config) -> Translator:
         ListenerSettings(lc.name, lc.address, lc.port, lc.route_config_name or lc.name),
         ConfigSourceSettings(xds.config_source, xds.xds_cluster, xds.rest_refresh_delay),
         mcp_settings(cfg.mcp) if cfg.mcp.enabled else None,
+        locality_failover=xds.locality_failover,
     )
+
+
+def snapshot_cache(xds: XdsConfig, views: LocalityViews) -> SnapshotCache:
+    """The cache, with ``views`` making each locality's assignments (the owner's translator,
+    a worker's relays)."""
+    return SnapshotCache(Localities(views, xds.limits.max_localities))
 
 
 def mcp_settings(mcp: McpConfig) -> McpSettings:

@@ -2,7 +2,8 @@
 
 ``/debug/config_dump?group=G`` is like Envoy's config_dump, from the control plane's
 side: every type of the group's snapshot, its version, and each resource decoded from
-the bytes on the wire. ``/debug/registry`` is the merged view (``?source=S``: one
+the bytes on the wire; ``&locality=REGION/ZONE`` shows what a node in that locality is
+served (its ClusterLoadAssignments prioritised by distance). ``/debug/registry`` is the merged view (``?source=S``: one
 source's own contribution), ``/debug/sources`` each source's state.
 """
 
@@ -14,9 +15,11 @@ from aiohttp import web
 
 from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.node_group import DEFAULT_GROUP
+from xdscp.model.locality import Locality
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service
 from xdscp.server.json_view import response_dict
+from xdscp.server.tracker import StreamTracker
 from xdscp.sources.states import SourceStates
 from xdscp.type_urls import kind_name
 
@@ -24,8 +27,10 @@ from xdscp.type_urls import kind_name
 class DebugApi:
     """The /debug/config_dump, /debug/registry and /debug/sources routes."""
 
-    def __init__(self, cache: SnapshotCache, registry: Registry, sources: SourceStates) -> None:
+    def __init__(self, cache: SnapshotCache, tracker: StreamTracker, registry: Registry,
+                 sources: SourceStates) -> None:
         self.cache = cache
+        self.tracker = tracker
         self.registry = registry
         self.sources = sources
 
@@ -36,10 +41,17 @@ class DebugApi:
     async def config_dump(self, request: web.Request) -> web.Response:
         """``group``: default, the one group whose nodes are connected, else ``default``;
         ``connected`` says whether a node of the group is. An unknown ``type`` is a 404 that
-        lists the types served."""
-        groups = self.cache.groups()
+        lists the types served. ``locality``: ``region/zone``."""
+        groups = self.tracker.groups()
         group = request.query.get("group") or (groups[0] if len(groups) == 1 else DEFAULT_GROUP)
-        snapshot = self.cache.get(group)
+        locality = None
+        if request.query.get("locality"):
+            region, sep, zone = request.query["locality"].partition("/")
+            if not sep:
+                return web.json_response({"error": "locality must be REGION/ZONE (either may be empty)"},
+                                         status=400)
+            locality = Locality(region, zone)
+        snapshot = self.cache.lease(locality) if locality is not None else self.cache.get()
         if snapshot is None:
             return web.json_response({"error": f"nothing published for group {group!r} yet", "groups": groups},
                                      status=404)
@@ -54,7 +66,9 @@ class DebugApi:
             served = sorted(kind_name(t) for t in snapshot.types)
             return web.json_response({"error": f"no type {wanted!r} is served; types: {', '.join(served)}",
                                       "types": served}, status=404)
-        return web.json_response({"group": group, "connected": group in groups, "groups": groups, "types": types})
+        return web.json_response({"group": group, "connected": group in groups, "groups": groups,
+                                  "locality": str(locality) if locality is not None else None,
+                                  "localities": [str(loc) for loc in self.cache.localities()], "types": types})
 
     async def registry_view(self, request: web.Request) -> web.Response:
         source = request.query.get("source")

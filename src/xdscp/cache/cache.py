@@ -1,53 +1,178 @@
-"""The snapshot cache: the current snapshot per node group, and who to wake on change."""
+"""The snapshot cache: what each node is served, and who to wake on change.
+
+Every node is served one snapshot, except that a node in a locality (``node.locality``)
+is served that locality's ClusterLoadAssignments: the ones of services with locality
+failover are prioritised by distance from it. A locality's view exists while a node of it
+is connected (or a REST poller asked within ``REST_LEASE`` seconds); its other types are
+the plain snapshot's own objects, so memory grows with localities times the services
+that fail over, not with nodes.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 from collections import defaultdict
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Protocol
 
-from xdscp.cache.snapshot import Snapshot
+from xdscp.cache.snapshot import Snapshot, TypeSnapshot
+from xdscp.logfmt import log_event
+from xdscp.model.locality import Locality
+from xdscp.type_urls import ENDPOINT
+
+log = logging.getLogger(__name__)
+
+# What a node is served by: its locality, or None for the plain snapshot.
+View = Locality | None
+# Seconds a REST poller's locality view is kept after its last poll.
+REST_LEASE = 60.0
+
+
+class LocalityViews(Protocol):
+    """Makes a locality's ClusterLoadAssignments: the owner translates them, a worker
+    follows them from the owner."""
+
+    def open(self, locality: Locality) -> TypeSnapshot | None:
+        """The locality's assignments, or None until they arrive (its nodes wait)."""
+
+    def close(self, locality: Locality) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Localities:
+    """Locality views: who makes them, and how many may exist at once (config's
+    ``xds.limits.max_localities``); nodes of further localities get the plain snapshot."""
+
+    views: LocalityViews
+    limit: int
 
 
 class SnapshotCache:
-    """Holds one snapshot for all groups (``set_all``) and optional per-group overrides.
+    """The plain snapshot, the open localities' assignments, and the streams to wake.
 
-    Streams register an asyncio.Event per group; publishing sets those events and
-    nothing else, so fan-out cost at publish time is one ``Event.set`` per stream.
+    Streams register an asyncio.Event per view; publishing sets those events and nothing
+    else, so fan-out cost at publish time is one ``Event.set`` per stream.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, localities: Localities | None = None) -> None:
+        """Without ``localities`` every node is served the plain snapshot."""
+        self._localities = localities
         self._default: Snapshot | None = None
-        self._by_group: dict[str, Snapshot] = {}
-        self._watchers: defaultdict[str, set[asyncio.Event]] = defaultdict(set)
+        self._local: dict[Locality, TypeSnapshot | None] = {}
+        self._composed: dict[Locality, Snapshot] = {}
+        self._leases: dict[Locality, float] = {}
+        self._watchers: defaultdict[View, set[asyncio.Event]] = defaultdict(set)
+        self._over_limit: set[Locality] = set()  # logged once each
 
-    def get(self, group: str) -> Snapshot | None:
-        """The group's snapshot, or None while nothing has been published (streams wait)."""
-        return self._by_group.get(group, self._default)
+    def get(self, view: View = None) -> Snapshot | None:
+        """The view's snapshot, or None while nothing has been published (streams wait)."""
+        base = self._default
+        if view is None or base is None:
+            return base
+        if view not in self._local:
+            return base  # not opened: localities off, or over the limit
+        endpoints = self._local[view]
+        if endpoints is None:
+            return None  # a worker waiting for the owner's answer
+        if endpoints is base.types.get(ENDPOINT) or ENDPOINT not in base.types:
+            return base
+        snap = self._composed.get(view)
+        if snap is None:
+            snap = self._composed[view] = Snapshot(
+                MappingProxyType({**base.types, ENDPOINT: endpoints}), changed_at=base.changed_at)
+        return snap
 
     def set_all(self, snapshot: Snapshot) -> None:
-        """Serve ``snapshot`` to every group that has no override of its own."""
-        self._default = snapshot
-        for group, events in self._watchers.items():
-            if group not in self._by_group:
-                for ev in events:
-                    ev.set()
+        """Serve ``snapshot`` as the plain snapshot; open localities keep their assignments."""
+        self.publish(snapshot, {})
 
-    def set_group(self, group: str, snapshot: Snapshot) -> None:
-        self._by_group[group] = snapshot
-        for ev in self._watchers.get(group, ()):
+    def publish(self, snapshot: Snapshot, local: dict[Locality, TypeSnapshot]) -> None:
+        """The plain snapshot and the assignments of the open localities given, at once."""
+        self._default = snapshot
+        for loc, endpoints in local.items():
+            if loc in self._local:
+                self._local[loc] = endpoints
+        self._composed.clear()
+        self._sweep_leases()
+        for events in self._watchers.values():
+            for ev in events:
+                ev.set()
+
+    def set_local(self, locality: Locality, endpoints: TypeSnapshot) -> None:
+        """A worker's: the owner's assignments for an open locality arrived."""
+        if locality not in self._local:
+            return
+        self._local[locality] = endpoints
+        self._composed.pop(locality, None)
+        for ev in self._watchers.get(locality, ()):
             ev.set()
 
-    def groups(self) -> list[str]:
-        return sorted(set(self._watchers) | set(self._by_group))
+    def localities(self) -> list[Locality]:
+        return sorted(self._local)
 
-    def watch(self, group: str, event: asyncio.Event) -> None:
-        self._watchers[group].add(event)
-        if self.get(group) is not None:
+    def views(self) -> list[View]:
+        """The views streams watch (None: the plain one)."""
+        return list(self._watchers)
+
+    def watch(self, view: View, event: asyncio.Event) -> None:
+        if view is not None:
+            self._open(view)
+        self._watchers[view].add(event)
+        if self.get(view) is not None:
             event.set()
 
-    def unwatch(self, group: str, event: asyncio.Event) -> None:
-        events = self._watchers.get(group)
-        if events is not None:
-            events.discard(event)
-            if not events:
-                del self._watchers[group]
+    def unwatch(self, view: View, event: asyncio.Event) -> None:
+        events = self._watchers.get(view)
+        if events is None:
+            return
+        events.discard(event)
+        if not events:
+            del self._watchers[view]
+            if view is not None:
+                self._close_if_unused(view)
+
+    def lease(self, view: View, now: float | None = None) -> Snapshot | None:
+        """For one-shot answers (REST polls): the view's snapshot, kept built for
+        ``REST_LEASE`` seconds more."""
+        if view is not None:
+            self._open(view)
+            if view in self._local:
+                self._leases[view] = (time.monotonic() if now is None else now) + REST_LEASE
+        return self.get(view)
+
+    def _open(self, loc: Locality) -> None:
+        if self._localities is None or loc in self._local:
+            return
+        if len(self._local) >= self._localities.limit:
+            if loc not in self._over_limit and len(self._over_limit) < self._localities.limit:
+                self._over_limit.add(loc)
+                log_event(log, logging.WARNING, "locality.over_limit", locality=str(loc),
+                          limit=self._localities.limit, hint="its nodes get endpoints prioritised by source only")
+            return
+        self._local[loc] = self._localities.views.open(loc)
+        log_event(log, logging.INFO, "locality.opened", locality=str(loc), localities=len(self._local))
+
+    def _close_if_unused(self, loc: Locality, now: float | None = None) -> None:
+        if loc not in self._local or loc in self._watchers:
+            return
+        until = self._leases.get(loc)
+        if until is not None and until > (time.monotonic() if now is None else now):
+            return
+        self._leases.pop(loc, None)
+        del self._local[loc]
+        self._composed.pop(loc, None)
+        self._over_limit.clear()  # room again: a later over-limit locality is worth a new warning
+        assert self._localities is not None
+        self._localities.views.close(loc)
+        log_event(log, logging.INFO, "locality.closed", locality=str(loc), localities=len(self._local))
+
+    def _sweep_leases(self) -> None:
+        if not self._leases:
+            return
+        now = time.monotonic()
+        for loc in [loc for loc, until in self._leases.items() if until <= now]:
+            self._leases.pop(loc, None)
+            self._close_if_unused(loc, now)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from envoy.config.core.v3.base_pb2 import Node
 
 from xdscp.errors import ConfigError
+from xdscp.model.locality import Locality
 
 DEFAULT_GROUP = "default"
 
@@ -30,3 +31,13 @@ def node_grouper(rule: str) -> NodeGrouper:
 
         return by_metadata
     raise ConfigError(f"node_group_by must be 'cluster', 'id' or 'metadata:<key>', not {rule!r}")
+
+
+def node_locality(node: Node) -> Locality | None:
+    """The node's region and zone (subzone is not told apart); None when it sets neither."""
+    if not node.HasField("locality"):
+        return None
+    loc = node.locality
+    if not loc.region and not loc.zone:
+        return None
+    return Locality(loc.region, loc.zone)

@@ -210,6 +210,10 @@ class Service(_Frozen):
     # Nacos' protect threshold (0..1): below this healthy share, every enabled instance is
     # served as healthy rather than sending all traffic to a sliver. 0 = off.
     protect_threshold: float = Field(default=0.0, ge=0, le=1)
+    # Each Envoy gets this service's endpoints prioritised by distance from its node.locality
+    # (same zone first, then the region, then the rest). None: the config's
+    # xds.locality_failover.
+    locality_failover: bool | None = None
     health_check: HealthCheck | None = None
     outlier_detection: OutlierDetection | None = None
     hash_policy: HashPolicy | None = None

@@ -18,7 +18,7 @@ from aiohttp import web
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest
 from google.protobuf import json_format
 
-from xdscp.cache.node_group import DEFAULT_GROUP
+from xdscp.cache.node_group import node_locality
 from xdscp.cache.snapshot import TypeSnapshot
 from xdscp.logfmt import log_event
 from xdscp.metrics import REJECTED_REQUESTS
@@ -54,8 +54,8 @@ class RestXds:
         if req.type_url and req.type_url != type_url:
             return _error(400, f"type_url {req.type_url!r} posted to the endpoint for {type_url!r}")
         node_id = req.node.id if req.HasField("node") else ""
-        group = self.env.grouper(req.node) if req.HasField("node") else DEFAULT_GROUP
-        snapshot = self.env.cache.get(group)
+        # A poller's locality view is kept built between its polls (cache.REST_LEASE).
+        snapshot = self.env.cache.lease(node_locality(req.node) if req.HasField("node") else None)
         if snapshot is None:
             return _error(503, "no configuration published yet")
         if req.HasField("error_detail"):

@@ -15,8 +15,8 @@ from envoy.config.core.v3.base_pb2 import Node
 from google.protobuf.message import DecodeError
 
 from xdscp.cache import wire
-from xdscp.cache.cache import SnapshotCache
-from xdscp.cache.node_group import DEFAULT_GROUP, NodeGrouper
+from xdscp.cache.cache import SnapshotCache, View
+from xdscp.cache.node_group import DEFAULT_GROUP, NodeGrouper, node_locality
 from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot
 from xdscp.errors import LimitExceeded, PermissionDenied, ProtocolError
@@ -83,7 +83,8 @@ class Stream(ABC):
         self.id = next(_stream_ids)
         self.node: Node | None = None
         self.node_id = ""
-        self.group: str | None = None
+        self.group: str | None = None  # set when the node is bound
+        self.view: View = None  # its locality, when it has one
         self.wake = asyncio.Event()
         self._nonces = itertools.count(1)
         self._cp = wire.field(self.control_plane_field, wire.string_field(1, CONTROL_PLANE_ID))
@@ -125,7 +126,7 @@ class Stream(ABC):
         return type_url, st
 
     def _warn_if_not_served(self, type_url: str) -> None:
-        snapshot = self.env.cache.get(self.group) if self.group is not None else None
+        snapshot = self.env.cache.get(self.view) if self.group is not None else None
         if snapshot is None or snapshot.serves(type_url):
             return
         mcp = canonical(type_url) in MCP_TYPES
@@ -155,7 +156,8 @@ class Stream(ABC):
         if refused is not None:
             raise PermissionDenied(refused)
         self.group = group
-        self.env.cache.watch(self.group, self.wake)
+        self.view = node_locality(node) if node is not None else None
+        self.env.cache.watch(self.view, self.wake)
         self.env.callbacks.node_bound(self)
 
     def next_nonce(self) -> str:
@@ -185,7 +187,7 @@ class Stream(ABC):
                 if reader.done():
                     reader.result()  # re-raise a protocol error
                     return
-                snapshot = self.env.cache.get(self.group) if self.group is not None else None
+                snapshot = self.env.cache.get(self.view) if self.group is not None else None
                 if snapshot is None:
                     continue  # nothing published yet: never serve an empty world
                 pushed = False
@@ -205,7 +207,7 @@ class Stream(ABC):
         finally:
             reader.cancel()
             if self.group is not None:
-                self.env.cache.unwatch(self.group, self.wake)
+                self.env.cache.unwatch(self.view, self.wake)
             callbacks.closed(self)
 
     async def _read(self, read: Reader) -> None:

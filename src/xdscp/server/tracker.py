@@ -59,6 +59,10 @@ class StreamTracker:
         """Open streams whose node says ``cluster`` (e.g. the workers' relays)."""
         return sum(1 for s in self._streams.values() if s.node is not None and s.node.cluster == cluster)
 
+    def groups(self) -> list[str]:
+        """The node groups of the open streams."""
+        return sorted({s.group for s in self._streams.values() if s.group is not None})
+
     def nodes(self) -> list[dict[str, Any]]:
         """One entry per open stream, grouped by nothing: a node may hold several streams."""
         out = []
@@ -68,6 +72,7 @@ class StreamTracker:
                     "node_id": s.node_id,
                     "cluster": s.node.cluster if s.node is not None else "",
                     "group": s.group,
+                    "locality": str(s.view) if s.view is not None else None,
                     "stream": s.id,
                     "transport": s.transport,
                     "peer": s.peer,

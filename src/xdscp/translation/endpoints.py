@@ -1,10 +1,17 @@
-"""Service instances -> ClusterLoadAssignment, one locality per (priority, region, zone)."""
+"""Service instances -> ClusterLoadAssignment, one locality per (priority, region, zone).
+
+Priorities come from the instance's source (a remote source's instances stay behind the
+local ones) and, for a node in a locality (``near``), from distance to it after that:
+same zone, then same region, then the rest. Envoy and gRPC fail over level by level as
+a level's healthy share drops, and come back as it recovers.
+"""
 
 from __future__ import annotations
 
 from envoy.config.core.v3 import health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
+from xdscp.model.locality import Locality
 from xdscp.model.service import Instance, Service
 from xdscp.translation.protobuf_helpers import string_struct
 
@@ -38,16 +45,21 @@ def envoy_weight(inst: Instance) -> int:
     return max(1, round(inst.weight * WEIGHT_SCALE))
 
 
-def build_load_assignment(name: str, svc: Service) -> endpoint_pb2.ClusterLoadAssignment:
-    """Every enabled instance, grouped into localities; no instances -> no endpoints."""
+def build_load_assignment(name: str, svc: Service, near: Locality | None = None) -> endpoint_pb2.ClusterLoadAssignment:
+    """Every enabled instance, grouped into localities; no instances -> no endpoints.
+    ``near``: the node's locality, to prioritise by distance from it (None: by source only)."""
     cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=name)
     protected = protection_active(svc)
     by_locality: dict[tuple[int, str, str], list[Instance]] = {}
     for inst in svc.instances:
         if inst.enabled:
             by_locality.setdefault((inst.priority, inst.region, inst.zone), []).append(inst)
+
+    def rank(priority: int, region: str, zone: str) -> tuple[int, int]:
+        return (priority, near.distance(region, zone) if near is not None else 0)
+
     # Envoy wants priorities 0..N without gaps: the levels present are numbered in order.
-    level = {p: i for i, p in enumerate(sorted({k[0] for k in by_locality}))}
+    level = {r: i for i, r in enumerate(sorted({rank(*k) for k in by_locality}))}
     # Sorted so that registry order never changes the content (and so the version).
     for (priority, region, zone) in sorted(by_locality):
         loc = cla.endpoints.add()
@@ -57,7 +69,7 @@ def build_load_assignment(name: str, svc: Service) -> endpoint_pb2.ClusterLoadAs
         loc.locality.SetInParent()
         loc.locality.region = region
         loc.locality.zone = zone
-        loc.priority = level[priority]
+        loc.priority = level[rank(priority, region, zone)]
         members = sorted(by_locality[(priority, region, zone)], key=lambda i: (i.host, i.port))
         loc.load_balancing_weight.value = sum(envoy_weight(i) for i in members)
         for inst in members:

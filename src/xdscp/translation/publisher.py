@@ -107,7 +107,7 @@ class Publisher:
         snapshot = self.translator.update(self.registry.services, changed)
         snapshot = replace(snapshot, changed_at=changed_at or self.clock.now())
         build = time.perf_counter() - started
-        self.cache.set_all(snapshot)
+        self.cache.publish(snapshot, self.translator.localities.current())
         self.published += 1
         self.last_version = snapshot.version
         SNAPSHOT_BUILD.observe(build)

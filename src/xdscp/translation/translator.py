@@ -21,6 +21,7 @@ from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.errors import TranslationError
 from xdscp.logfmt import log_event
 from xdscp.metrics import PROTECT_THRESHOLD_ACTIVE
+from xdscp.model.locality import Locality
 from xdscp.model.naming import cluster_name
 from xdscp.model.service import Service, ServiceKey
 from xdscp.translation.clusters import build_cluster
@@ -28,6 +29,7 @@ from xdscp.translation.config_sources import ConfigSourceMode, build_config_sour
 from xdscp.translation.endpoints import build_load_assignment, protection_active
 from xdscp.translation.istio_traffic import build_traffic_rules
 from xdscp.translation.listeners import build_listener
+from xdscp.translation.locality_endpoints import LocalityEndpoints
 from xdscp.translation.routes import build_route_configuration, build_virtual_host
 from xdscp.translation.service_entries import McpSettings, build_service_entries, istio_host
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, MCP_TYPES, ROUTE
@@ -73,9 +75,13 @@ class Translator:
     """Keeps the last translation of every service and evolves the snapshot from it."""
 
     def __init__(self, listener: ListenerSettings, sources: ConfigSourceSettings,
-                 mcp: McpSettings | None = None) -> None:
+                 mcp: McpSettings | None = None, *, locality_failover: bool = False) -> None:
+        """``locality_failover``: for services that do not say (config's ``xds.locality_failover``)."""
         self._listener = listener
         self._mcp = mcp
+        self._locality_failover = locality_failover
+        self._failover: dict[str, Service] = {}  # cluster name -> service, for services with locality failover
+        self.localities = LocalityEndpoints()
         self._config_source = build_config_source(sources.mode, sources.xds_cluster, sources.rest_refresh_delay)
         self._entries: dict[ServiceKey, _Translated] = {}
         self._owners: dict[str, ServiceKey] = {}  # cluster name -> service
@@ -101,6 +107,17 @@ class Translator:
     def snapshot(self) -> Snapshot:
         return Snapshot(MappingProxyType(dict(self._types)))
 
+    def fails_over(self, svc: Service) -> bool:
+        """Whether the service's assignments are prioritised by each node's locality."""
+        return self._locality_failover if svc.locality_failover is None else svc.locality_failover
+
+    # -- cache.LocalityViews: the owner's locality views ------------------------------
+    def open(self, locality: Locality) -> TypeSnapshot:
+        return self.localities.open(locality, self._types[ENDPOINT], self._failover)
+
+    def close(self, locality: Locality) -> None:
+        self.localities.close(locality)
+
     def update(self, services: Mapping[ServiceKey, Service], changed: Iterable[ServiceKey]) -> Snapshot:
         """Re-translate the ``changed`` services against the current view."""
         clusters: dict[str, Resource] = {}
@@ -108,6 +125,7 @@ class Translator:
         mcp: dict[str, dict[str, Resource]] = {url: {} for url in MCP_TYPES}
         mcp_removed: dict[str, list[str]] = {url: [] for url in MCP_TYPES}
         removed: list[str] = []
+        localized: dict[str, Service] = {}  # rebuilt for each open locality
         routes_dirty = False
         for key in sorted(changed):
             svc = services.get(key)
@@ -117,6 +135,7 @@ class Translator:
                 if old is not None:
                     del self._entries[key]
                     del self._owners[old.name]
+                    self._failover.pop(old.name, None)
                     self._hosts.pop(self._host(key), None)
                     for r in old.mcp:
                         mcp_removed[r.type_url].append(r.name)
@@ -140,6 +159,12 @@ class Translator:
                 clusters[new.name] = new.cluster
             if old is None or new.endpoints is not old.endpoints:
                 endpoints[new.name] = new.endpoints
+            if self.fails_over(svc):
+                if old is None or new.endpoints is not old.endpoints or not self.fails_over(old.service):
+                    localized[new.name] = svc
+                self._failover[new.name] = svc
+            elif self._failover.pop(new.name, None) is not None:
+                endpoints.setdefault(new.name, new.endpoints)  # every locality back to the plain one
             if old is None or new.vhost is not old.vhost:
                 routes_dirty = True
             if old is None or new.entries is not old.entries or new.rules is not old.rules:
@@ -152,6 +177,8 @@ class Translator:
         types = self._types
         types[CLUSTER] = types[CLUSTER].evolve(clusters, removed)
         types[ENDPOINT] = types[ENDPOINT].evolve(endpoints, removed)
+        if len(self.localities):
+            self.localities.update({n: r for n, r in endpoints.items() if n not in localized}, localized, removed)
         if self._mcp is not None:
             for url in MCP_TYPES:
                 types[url] = types[url].evolve(mcp[url], mcp_removed[url])

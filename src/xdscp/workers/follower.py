@@ -8,12 +8,12 @@ import os
 from typing import Any
 
 from xdscp import runtime_settings
-from xdscp.cache.cache import SnapshotCache
 from xdscp.config import AuthorizationConfig, XdsConfig
 from xdscp.logfmt import log_event
 from xdscp.server.xds_server import XdsServer
 from xdscp.signals import stop_on_signals
-from xdscp.workers.relay import CacheRelay
+from xdscp.workers.locality_relays import RelayedLocalities
+from xdscp.workers.relay import CacheRelay, into_cache
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +26,12 @@ async def run_follower(upstream: str, xds_address: str, node_group_by: str,
     given = settings or {}
     xds = XdsConfig.model_validate(given.get("xds") or {"workers": 2})
     policy = runtime_settings.node_policy(AuthorizationConfig.model_validate(given.get("authorization") or {}))
-    cache = SnapshotCache()
+    localities = RelayedLocalities(upstream, given.get("relay_token"))
+    cache = runtime_settings.snapshot_cache(xds, localities)
+    localities.bind(cache)
     server = XdsServer(cache, runtime_settings.xds_server_settings(xds, policy, node_group_by, xds_address))
     port = await server.start()
-    relay = CacheRelay(upstream, cache, token=given.get("relay_token"))
+    relay = CacheRelay(upstream, into_cache(cache), token=given.get("relay_token"))
     task = asyncio.create_task(relay.run())
     stop = stop_on_signals()
     watch = asyncio.create_task(_exit_with_parent(stop))
@@ -39,6 +41,7 @@ async def run_follower(upstream: str, xds_address: str, node_group_by: str,
     finally:
         # As the owner does: end every stream with UNAVAILABLE after its in-flight send.
         task.cancel()
+        localities.stop()
         watch.cancel()
         await server.stop(asyncio.get_running_loop().time() + xds.shutdown_grace)
         log_event(log, logging.INFO, "worker.stopped", xds=xds_address)

@@ -5,6 +5,8 @@ every served type. Each resource arrives as the bytes the owner serialized, and 
 rebuilt with ``Resource.from_payload``; versions are content hashes, so the worker's
 versions equal the owner's, and an Envoy moving between processes resumes cleanly.
 On reconnect it sends ``initial_resource_versions``, so only what changed is resent.
+A relay that names a locality is that locality's node: the owner answers it with the
+locality's ClusterLoadAssignments (see RelayedLocalities).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 import grpc
@@ -22,7 +25,8 @@ from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.logfmt import log_event
-from xdscp.type_urls import RELAYED_TYPES, short
+from xdscp.model.locality import Locality
+from xdscp.type_urls import ENDPOINT, RELAYED_TYPES, short
 
 log = logging.getLogger(__name__)
 
@@ -31,17 +35,33 @@ _MAX_MESSAGE = 256 * 1024 * 1024  # a whole snapshot of one type arrives in one 
 WORKERS_CLUSTER = "xdscp-workers"  # node.cluster of every relay stream
 
 
-class CacheRelay:
-    """Keeps ``cache`` equal to the upstream xdscp's default snapshot."""
+Deliver = Callable[[Mapping[str, TypeSnapshot]], None]
 
-    def __init__(self, upstream: str, cache: SnapshotCache, types: tuple[str, ...] = RELAYED_TYPES,
-                 token: str | None = None) -> None:
-        """``token``: the owner's internal bearer token, when it enforces a node policy."""
+
+def into_cache(cache: SnapshotCache) -> Deliver:
+    """Deliver every type as the cache's plain snapshot."""
+    return lambda state: cache.set_all(Snapshot(MappingProxyType(dict(state)), changed_at=time.monotonic()))
+
+
+def into_locality(cache: SnapshotCache, locality: Locality) -> Deliver:
+    """Deliver the locality's assignments into the cache's view of it."""
+    return lambda state: cache.set_local(locality, state[ENDPOINT])
+
+
+class CacheRelay:
+    """Keeps a cache equal to the upstream xdscp's: ``deliver`` gets every type's state
+    each time one changes, once all have arrived."""
+
+    def __init__(self, upstream: str, deliver: Deliver, types: tuple[str, ...] = RELAYED_TYPES,
+                 token: str | None = None, locality: Locality | None = None) -> None:
+        """``token``: the owner's internal bearer token, when it enforces a node policy;
+        ``locality``: the node locality to ask as."""
         self.metadata = (("authorization", f"Bearer {token}"),) if token else None
         self.upstream = upstream
-        self.cache = cache
+        self.deliver = deliver
         self.types = types
-        self.node_id = f"xdscp-worker-{os.getpid()}"
+        self.locality = locality
+        self.node_id = f"xdscp-worker-{os.getpid()}" + (f"-{locality}" if locality is not None else "")
         self._state: dict[str, TypeSnapshot] = {}
         self.applied = 0  # responses applied, for tests and logs
 
@@ -57,11 +77,14 @@ class CacheRelay:
 
     async def _follow(self) -> None:
         outbox: asyncio.Queue[DeltaDiscoveryRequest] = asyncio.Queue()
+        node: dict[str, object] = {"id": self.node_id, "cluster": WORKERS_CLUSTER}
+        if self.locality is not None:
+            node["locality"] = {"region": self.locality.region, "zone": self.locality.zone}
         for i, type_url in enumerate(self.types):
             held = self._state.get(type_url)
             outbox.put_nowait(DeltaDiscoveryRequest(
                 type_url=type_url,
-                node={"id": self.node_id, "cluster": WORKERS_CLUSTER} if i == 0 else None,
+                node=node if i == 0 else None,
                 initial_resource_versions={n: r.version for n, r in held.resources.items()} if held else None,
             ))
 
@@ -73,7 +96,8 @@ class CacheRelay:
                 ("grpc.max_receive_message_length", _MAX_MESSAGE)]) as channel:
             call = channel.stream_stream(_DELTA_ADS, DeltaDiscoveryRequest.SerializeToString,
                                          DeltaDiscoveryResponse.FromString)(requests(), metadata=self.metadata)
-            log_event(log, logging.INFO, "relay.connected", upstream=self.upstream, node=self.node_id)
+            log_event(log, logging.INFO, "relay.connected", upstream=self.upstream, node=self.node_id,
+                      locality=str(self.locality) if self.locality is not None else None)
             async for resp in call:
                 self.apply(resp)
                 outbox.put_nowait(DeltaDiscoveryRequest(type_url=resp.type_url, response_nonce=resp.nonce))
@@ -92,6 +116,6 @@ class CacheRelay:
         self._state[type_url] = ts
         self.applied += 1
         if all(t in self._state for t in self.types):
-            self.cache.set_all(Snapshot(MappingProxyType(dict(self._state)), changed_at=time.monotonic()))
+            self.deliver(self._state)
             log_event(log, logging.DEBUG, "relay.applied", type=short(type_url), version=ts.version,
                       resources=len(resp.resources), removed=len(resp.removed_resources), nonce=resp.nonce)
