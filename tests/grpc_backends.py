@@ -62,12 +62,14 @@ class GrpcBackend:
             self._server = None
 
 
-def grpc_bootstrap(path: Path, xds_address: str, node_id: str = "proxyless-1") -> Path:
-    """A gRPC xDS bootstrap pointing at xdscp (SotW ADS, insecure)."""
+def grpc_bootstrap(path: Path, xds_address: str, node_id: str = "proxyless-1",
+                   locality: dict[str, str] | None = None) -> Path:
+    """A gRPC xDS bootstrap pointing at xdscp (SotW ADS, insecure); ``locality``: the node's
+    (``region``, ``zone``)."""
     path.write_text(json.dumps({
         "xds_servers": [{"server_uri": xds_address, "channel_creds": [{"type": "insecure"}],
                          "server_features": ["xds_v3"]}],
-        "node": {"id": node_id, "cluster": "proxyless", "locality": {}},
+        "node": {"id": node_id, "cluster": "proxyless", "locality": locality or {}},
     }))
     return path
 

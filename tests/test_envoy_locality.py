@@ -47,8 +47,9 @@ def zone_bootstrap(xds_address: str, region: str, zone: str, port: int) -> dict[
                 "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
                          ".HttpConnectionManager",
                 "stat_prefix": "probe",
-                "route_config": {"validate_clusters": False, "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
-                    {"match": {"prefix": "/"}, "route": {"cluster": "echo"}}]}]},
+                "route_config": {"validate_clusters": False, "virtual_hosts": [{
+                    "name": "all", "domains": ["*"],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"cluster": "echo"}}]}]},
                 "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
                     "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
             }}]}],

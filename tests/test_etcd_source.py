@@ -54,11 +54,11 @@ async def test_listing_then_every_change_is_followed(etcd_plane: Plane, etcd: Et
     await eventually(lambda: ports(etcd_plane) == [9001, 9002, 9003], what="c added")
     etcd.delete(f"{PREFIX}/echo/a")
     await eventually(lambda: ports(etcd_plane) == [9002, 9003], what="a removed")
-    etcd.put(f"{PREFIX}/api", {"lb_policy": "RANDOM"})
+    etcd.put(f"{PREFIX}/api", {"lb_policy": "RANDOM", "locality_failover": True})
     etcd.put(f"{PREFIX}/api/x", {"host": "127.0.0.1", "port": 9101})
     await eventually(lambda: ports(etcd_plane, "api") == [9101], what="api added")
     api = etcd_plane.cp.registry.services[ServiceKey("public", "DEFAULT_GROUP", "api")]
-    assert api.lb_policy.value == "RANDOM"
+    assert api.lb_policy.value == "RANDOM" and api.locality_failover is True
     etcd.delete(f"{PREFIX}/api/x")
     etcd.delete(f"{PREFIX}/api")
     await eventually(lambda: ports(etcd_plane, "api") == [], what="api gone")

@@ -142,13 +142,14 @@ async def test_bad_entries_are_dropped_alone(http_plane: Plane, api: tuple[Servi
 
 def test_salvage_reports_each_dropped_entry() -> None:
     out = salvage_services([
-        {"name": "a", "instances": [{"host": "10.0.0.1", "port": 0}, {"host": "10.0.0.2", "port": 80}]},
+        {"name": "a", "locality_failover": True,
+         "instances": [{"host": "10.0.0.1", "port": 0}, {"host": "10.0.0.2", "port": 80}]},
         {"name": "a", "instances": []},
         "junk",
         {"name": "b", "lb_policy": "FASTEST"},
     ])
     assert [s.name for s in out.services] == ["a"]
-    assert [i.port for i in out.services[0].instances] == [80]
+    assert [i.port for i in out.services[0].instances] == [80] and out.services[0].locality_failover is True
     assert len(out.problems) == 4
     assert "instances[0]" in out.problems[0] and "port" in out.problems[0]
     assert "listed twice" in out.problems[1]

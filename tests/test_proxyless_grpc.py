@@ -66,3 +66,32 @@ def test_proxyless_clients_resolve_xds_targets_and_follow_the_registry(
     finally:
         client.stop()
         xdscp.stop()
+
+
+def test_proxyless_clients_keep_calls_in_their_zone_and_fail_over_by_distance(
+        tmp_path: Path, backends: list[GrpcBackend], client_kind: Path | None) -> None:
+    """A client in r1/z1: alpha is in its zone, beta in its region, gamma in another region.
+    gRPC's priority policy honours the per-locality priorities xdscp serves it."""
+    places = {"alpha": ("r1", "z1"), "beta": ("r1", "z2"), "gamma": ("r2", "z3")}
+    registry = tmp_path / "registry.yaml"
+
+    def write(unhealthy: frozenset[str] = frozenset()) -> None:
+        write_registry(registry, [{"name": "echo", "locality_failover": True, "instances": [
+            {"host": "127.0.0.1", "port": b.port, "region": places[b.name][0], "zone": places[b.name][1],
+             "healthy": b.name not in unhealthy} for b in backends]}])
+
+    write()
+    xdscp = XdscpProcess(tmp_path, registry, poll_interval=0.02).start()
+    bootstrap = grpc_bootstrap(tmp_path / "grpc-bootstrap.json", xdscp.xds_address,
+                               locality={"region": "r1", "zone": "z1"})
+    client = ProxylessClient("xds:///echo", bootstrap, client_kind)
+    try:
+        for down, serving in ((frozenset(), "alpha"), (frozenset({"alpha"}), "beta"),
+                              (frozenset({"alpha", "beta"}), "gamma"), (frozenset({"beta"}), "alpha")):
+            write(down)
+            until(lambda serving=serving: client.calls(6) == {serving: 6}, timeout=20,
+                  what=f"calls to {serving} with {sorted(down)} down")
+            assert client.calls(20) == {serving: 20}, (down, serving)
+    finally:
+        client.stop()
+        xdscp.stop()

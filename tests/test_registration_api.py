@@ -149,8 +149,10 @@ async def test_v1_service_list_requires_paging_like_nacos(embedded: Plane) -> No
 
 async def test_native_api(embedded: Plane) -> None:
     async with aiohttp.ClientSession(base_url=base(embedded)) as http:
-        r = await http.put("/v1/services/echo", json={"lb_policy": "RANDOM", "protect_threshold": 0.5})
+        r = await http.put("/v1/services/echo", json={"lb_policy": "RANDOM", "protect_threshold": 0.5,
+                                                       "locality_failover": True})
         assert r.status == 200 and (await r.json())["lb_policy"] == "RANDOM"
+        assert (await r.json())["locality_failover"] is True
         r = await http.post("/v1/services/echo/instances", json={"host": "127.0.0.1", "port": 9001, "zone": "a"})
         assert r.status == 201
         r = await http.patch("/v1/services/echo/instances/127.0.0.1:9001", json={"weight": 3})
