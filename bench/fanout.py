@@ -9,6 +9,7 @@ its ACK. The same clients are then run against the floor: a bare grpc.aio server
 sends the same pre-serialized bytes to the same streams.
 
     python bench/fanout.py --streams 100,1000 --services 1000 --instances 10
+    python bench/fanout.py --zones 3      # locality failover: streams in 3 zones vs none
 
 Printed: p50/p99/max latency over clients; the server's CPU for the push (the median of
 ``--rounds`` pushes; each window ends when the last client has ACKed, and tearing streams
@@ -16,7 +17,9 @@ down comes after it), the fixed part of it (the same change with no stream conne
 for xdscp the API call, the SQLite write and translation), and the CPU per stream beyond
 that; server RSS per connected stream; xdscp / floor ratios; and the streams one core could
 push to in a second at that CPU per stream. With ``--workers``, each server process's
-streams and CPU.
+streams and CPU. With ``--zones K``, every service has locality failover and instances in K
+zones, and xdscp is run twice instead of against the floor: streams whose nodes have no
+locality (one assignment each), then streams dealt over the K zones (an assignment per zone).
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ class _Round:
 
 
 async def _client(target: str, delta: bool, names: list[str], changed: str, synced: asyncio.Queue,
-                  rounds: list[_Round]) -> tuple[Any, grpc.aio.Channel]:
+                  rounds: list[_Round], node: dict[str, Any]) -> tuple[Any, grpc.aio.Channel]:
     """Sync; then, each round, ACK the changed assignment and stamp the time. The call and
     channel are returned open: tearing them down is not part of any push."""
     queue: asyncio.Queue = asyncio.Queue()
@@ -88,7 +91,7 @@ async def _client(target: str, delta: bool, names: list[str], changed: str, sync
     if delta:
         call = ch.stream_stream(ADS + "DeltaAggregatedResources", DeltaDiscoveryRequest.SerializeToString,
                                 DeltaDiscoveryResponse.FromString)(requests())
-        queue.put_nowait(DeltaDiscoveryRequest(type_url=CLUSTER, node={"id": "bench", "cluster": "ingress"}))
+        queue.put_nowait(DeltaDiscoveryRequest(type_url=CLUSTER, node=node))
         r = await call.read()
         queue.put_nowait(DeltaDiscoveryRequest(type_url=CLUSTER, response_nonce=r.nonce))
         queue.put_nowait(DeltaDiscoveryRequest(type_url=ENDPOINT, resource_names_subscribe=names))
@@ -97,7 +100,7 @@ async def _client(target: str, delta: bool, names: list[str], changed: str, sync
     else:
         call = ch.stream_stream(ADS + "StreamAggregatedResources", DiscoveryRequest.SerializeToString,
                                 DiscoveryResponse.FromString)(requests())
-        queue.put_nowait(DiscoveryRequest(type_url=CLUSTER, node={"id": "bench", "cluster": "ingress"}))
+        queue.put_nowait(DiscoveryRequest(type_url=CLUSTER, node=node))
         r = await call.read()
         queue.put_nowait(DiscoveryRequest(type_url=CLUSTER, version_info=r.version_info, response_nonce=r.nonce))
         queue.put_nowait(DiscoveryRequest(type_url=ENDPOINT, resource_names=names))
@@ -122,7 +125,14 @@ async def _client(target: str, delta: bool, names: list[str], changed: str, sync
     return call, ch
 
 
-def _worker(target: str, delta: bool, count: int, names: list[str], changed: str, rounds: int,
+def _node(i: int, zones: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"id": f"bench-{i}", "cluster": "ingress"}
+    if zones:
+        node["locality"] = {"region": "r1", "zone": f"z{i % zones}"}
+    return node
+
+
+def _worker(target: str, delta: bool, count: int, names: list[str], changed: str, rounds: int, zones: int,
             conn) -> None:  # type: ignore[no-untyped-def]
     import uvloop
 
@@ -131,16 +141,16 @@ def _worker(target: str, delta: bool, count: int, names: list[str], changed: str
         plan = [_Round(asyncio.Event(), [], asyncio.Event()) for _ in range(rounds)]
         failures: list[str] = []
 
-        async def client() -> tuple[Any, grpc.aio.Channel] | None:
+        async def client(i: int) -> tuple[Any, grpc.aio.Channel] | None:
             # A failed client must not hang the run: it counts as synced, and is reported.
             try:
-                return await _client(target, delta, names, changed, synced, plan)
+                return await _client(target, delta, names, changed, synced, plan, _node(i, zones))
             except grpc.aio.AioRpcError as e:
                 failures.append(f"{e.code().name}: {e.details()}")
                 await synced.put(0)
                 return None
 
-        tasks = [asyncio.create_task(client()) for _ in range(count)]
+        tasks = [asyncio.create_task(client(i)) for i in range(count)]
         for _ in range(count):
             await synced.get()
         for rd in plan:
@@ -335,7 +345,7 @@ class Result:
 
 
 def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: list[str], changed: str,
-                trigger: Callable[[int], None], rounds: int) -> Result:
+                trigger: Callable[[int], None], rounds: int, zones: int = 0) -> Result:
     """``rounds`` pushes to ``streams`` synced clients. Each round's CPU window runs from just
     before ``trigger(round)`` to the last client's ACK; the rounds are summed."""
     ctx = mp.get_context("spawn")
@@ -351,7 +361,8 @@ def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: 
     pipes, procs = [], []
     for size in sizes:
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=_worker, args=(target, delta, size, names, changed, rounds, child), daemon=True)
+        p = ctx.Process(target=_worker, args=(target, delta, size, names, changed, rounds, zones, child),
+                        daemon=True)
         p.start()
         pipes.append(parent)
         procs.append(p)
@@ -410,11 +421,10 @@ def main() -> None:
     p.add_argument("--modes", default="sotw,delta")
     p.add_argument("--workers", type=int, default=1, help="xdscp processes sharing the xDS port")
     p.add_argument("--rounds", type=int, default=5, help="pushes per run; CPU is their mean, latencies pooled")
+    p.add_argument("--zones", type=int, default=0,
+                   help="locality failover: compare streams in this many zones with streams without a locality")
     args = p.parse_args()
-    svcs = synthetic_registry(args.services, args.instances)
-    names = [s.name for s in svcs]
-    target = svcs[args.services // 2]
-    victim = target.instances[0]
+    svcs = synthetic_registry(args.services, args.instances, zones=args.zones)
     print(f"fan-out of one instance change, {args.services} services x {args.instances} instances, "
           f"{os.cpu_count()} cores, xdscp workers: {args.workers}")
     print(f"{'mode':<6}{'N':>7} {'server':<7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu ms':>8}"
@@ -423,55 +433,12 @@ def main() -> None:
         delta = mode == "delta"
         for n in (int(x) for x in args.streams.split(",")):
             rows = {}
-            with tempfile.TemporaryDirectory(prefix="xdscp-fanout-") as d:
-                work = Path(d)
-                db = RegistryDatabase(work / "registry.db")
-                db.import_services(svcs)
-                db.close()
-                xdscp = XdscpProcess(work, log_level="warning", xds_settings={"workers": args.workers}, sources=[{
-                    "kind": "embedded", "database": str(work / "registry.db"),
-                    "instance_check": {"enabled": False}}]).start()
-
-                def change(rnd: int, x: XdscpProcess = xdscp) -> None:
-                    body = json.dumps({"healthy": rnd % 2 == 1}).encode()  # down, up, down...
-                    req = urllib.request.Request(
-                        f"http://{x.admin_address}/v1/services/{target.name}/instances/{victim.host}:{victim.port}",
-                        data=body, method="PATCH", headers={"Content-Type": "application/json"})
-                    urllib.request.urlopen(req, timeout=10).close()
-
-                try:
-                    pid = xdscp._proc.pid  # type: ignore[union-attr]
-                    rows["xdscp"] = run_clients(xdscp.xds_address, pid, n, delta, names, target.name, change,
-                                                args.rounds)
-                finally:
-                    xdscp.stop()
-            port, control = free_port(), free_port()
-            ctx = mp.get_context("spawn")
-            floor = ctx.Process(target=_floor_server, args=(port, control, args.services, args.instances, delta),
-                                daemon=True)
-            floor.start()
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{control}/none"), timeout=1)
-                except urllib.error.HTTPError:
-                    break  # up (404 for the probe path)
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.2)
-
-            def push(rnd: int, c: int = control) -> None:
-                urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{c}/push", method="POST"),
-                                       timeout=10).close()
-
-            try:
-                assert floor.pid is not None
-                rows["floor"] = run_clients(f"127.0.0.1:{port}", floor.pid, n, delta, names, target.name, push,
-                                            args.rounds)
-            finally:
-                floor.terminate()
-                floor.join(10)
+            if args.zones:
+                rows["plain"] = run_xdscp(args, svcs, n, delta, zones=0)
+                rows[f"{args.zones} zones"] = run_xdscp(args, svcs, n, delta, zones=args.zones)
+            else:
+                rows["xdscp"] = run_xdscp(args, svcs, n, delta, zones=0)
+                rows["floor"] = run_floor(args, svcs, n, delta)
             for name, r in rows.items():
                 lat = r.latencies_ms
                 print(f"{mode:<6}{n:>7} {name:<7}{statistics.median(lat):9.1f}{pct(lat, 0.99):9.1f}"
@@ -481,13 +448,77 @@ def main() -> None:
                     for pid, count, cpu in r.processes:
                         per = f"{cpu / count * 1e6:.0f} us/stream" if count else "no streams"
                         print(f"{'':<14}  process {pid}: {count} streams, {cpu:.2f} cpu s, {per}")
-            xr, fr = rows["xdscp"], rows["floor"]
+            xr, fr = rows.values()
             x, f = xr.latencies_ms, fr.latencies_ms
+            # With --zones the ratio is the zoned run over the plain one.
+            if args.zones:
+                xr, fr, x, f = fr, xr, f, x
             print(f"{mode:<6}{n:>7} {'ratio':<7}{statistics.median(x) / statistics.median(f):9.2f}"
                   f"{pct(x, 0.99) / pct(f, 0.99):9.2f}{max(x) / max(f):9.2f}{xr.cpu_s / fr.cpu_s:8.2f}"
                   f"{'':>9}{xr.us_per_stream(n) / fr.us_per_stream(n):10.2f}")
-            print(f"{mode:<6}{n:>7} streams one core pushes to in 1 s, from CPU per stream: "
-                  f"xdscp {1e6 / xr.us_per_stream(n):,.0f}, floor {1e6 / fr.us_per_stream(n):,.0f}")
+            if not args.zones:
+                print(f"{mode:<6}{n:>7} streams one core pushes to in 1 s, from CPU per stream: "
+                      f"xdscp {1e6 / xr.us_per_stream(n):,.0f}, floor {1e6 / fr.us_per_stream(n):,.0f}")
+
+
+def run_xdscp(args: argparse.Namespace, svcs: list[Any], n: int, delta: bool, zones: int) -> Result:
+    """``n`` streams on xdscp (nodes in ``zones`` zones; 0: no locality) over ``args.rounds`` pushes."""
+    names = [s.name for s in svcs]
+    target = svcs[args.services // 2]
+    victim = target.instances[0]
+    with tempfile.TemporaryDirectory(prefix="xdscp-fanout-") as d:
+        work = Path(d)
+        db = RegistryDatabase(work / "registry.db")
+        db.import_services(svcs)
+        db.close()
+        xdscp = XdscpProcess(work, log_level="warning", xds_settings={"workers": args.workers}, sources=[{
+            "kind": "embedded", "database": str(work / "registry.db"),
+            "instance_check": {"enabled": False}}]).start()
+
+        def change(rnd: int, x: XdscpProcess = xdscp) -> None:
+            body = json.dumps({"healthy": rnd % 2 == 1}).encode()  # down, up, down...
+            req = urllib.request.Request(
+                f"http://{x.admin_address}/v1/services/{target.name}/instances/{victim.host}:{victim.port}",
+                data=body, method="PATCH", headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=10).close()
+
+        try:
+            pid = xdscp._proc.pid  # type: ignore[union-attr]
+            return run_clients(xdscp.xds_address, pid, n, delta, names, target.name, change, args.rounds, zones)
+        finally:
+            xdscp.stop()
+
+
+def run_floor(args: argparse.Namespace, svcs: list[Any], n: int, delta: bool) -> Result:
+    """The same clients against the bare grpc.aio server."""
+    names = [s.name for s in svcs]
+    target = svcs[args.services // 2]
+    port, control = free_port(), free_port()
+    ctx = mp.get_context("spawn")
+    floor = ctx.Process(target=_floor_server, args=(port, control, args.services, args.instances, delta),
+                        daemon=True)
+    floor.start()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{control}/none"), timeout=1)
+        except urllib.error.HTTPError:
+            break  # up (404 for the probe path)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+    def push(rnd: int, c: int = control) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{c}/push", method="POST"),
+                               timeout=10).close()
+
+    try:
+        assert floor.pid is not None
+        return run_clients(f"127.0.0.1:{port}", floor.pid, n, delta, names, target.name, push, args.rounds)
+    finally:
+        floor.terminate()
+        floor.join(10)
 
 
 if __name__ == "__main__":

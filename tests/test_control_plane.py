@@ -75,10 +75,11 @@ async def test_a_required_source_that_cannot_be_reached_holds_the_first_snapshot
         NacosSourceConfig(kind="nacos", name="nacos", servers=[f"http://127.0.0.1:{free_port()}"])])
     try:
         async def failed() -> dict | None:
+            # The file loads on its own time: wait for it too, not only for Nacos' failure.
             _, body = await plane.admin_json("/readyz")
-            return body if body["sources"]["nacos"]["last_error"] else None
+            return body if body["sources"]["nacos"]["last_error"] and body["sources"]["file"]["up"] else None
 
-        body = await eventually(failed, what="a failed read of Nacos")
+        body = await eventually(failed, timeout=20, what="a failed read of Nacos, and the file loaded")
         assert body["ready"] is False and body["missing"] == ["nacos"] and plane.cp.publisher.published == 0
     finally:
         await plane.cp.stop(0)
