@@ -7,21 +7,26 @@ ServiceEntry, DestinationRule, and a VirtualService for the services with a gray
 release). The one-instance change must touch a single ClusterLoadAssignment (and, with
 MCP, a single ServiceEntry); the benchmark checks that, and prints p50/max over the
 repeated changes. Then each collection's builder alone, over every service: what one
-collection costs, built and serialized.
+collection costs, built and serialized. Then locality failover (``--localities``): every
+service fails over, instances in 3 zones; what opening a locality group costs (its
+assignments built), its memory, and a one-instance change with 0, 1, 3... groups open.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 
 from synthetic_registry import synthetic_registry
 
 from xdscp import runtime_settings
 from xdscp.cache.resource import Resource
-from xdscp.config import Config, McpConfig
+from xdscp.config import Config, McpConfig, XdsConfig
+from xdscp.model.locality import Locality
 from xdscp.model.naming import cluster_name
 from xdscp.model.service import GrayRelease, Service
 from xdscp.translation.clusters import build_cluster
@@ -83,12 +88,65 @@ def collection_costs(services: list[Service]) -> list[tuple[str, float, int]]:
     return out
 
 
+def locality_costs(services: int, instances: int, groups: list[int], changes: int) -> None:
+    """Every service with locality failover, instances dealt over zones z0..z2 of r1."""
+    svcs = synthetic_registry(services, instances, ephemeral=True, zones=3)
+    view = {s.key: s for s in svcs}
+    places = [Locality("r1", f"z{i}") if i < 3 else Locality(f"r{i}", "z0") for i in range(max(groups, default=0))]
+    translator = runtime_settings.translator(Config(xds=XdsConfig(locality_failover=True)))
+    translator.update(view, list(view))
+    # Memory: what one open group keeps (tracemalloc, measured apart from the timings).
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    # In r1, so every assignment differs from the plain one (a far region's equal it, and
+    # are shared: they cost nothing).
+    translator.open(Locality("r1", "z0"))
+    gc.collect()
+    kept = sum(st.size_diff for st in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    translator.close(Locality("r1", "z0"))
+    started = time.perf_counter()
+    translator.open(Locality("r1", "z1"))
+    opening = time.perf_counter() - started
+    translator.close(Locality("r1", "z1"))
+    print(f"\nlocality failover on all {services} services, instances in 3 zones:")
+    print(f"- opening a locality group (first node of a locality): {opening * 1000:.0f} ms, "
+          f"{opening / services * 1e6:.0f} us per service")
+    print(f"- memory one group keeps: {kept / 1024:,.0f} KiB, {kept / services:,.0f} bytes per service")
+    print("\n| groups open | one-instance change p50 / max | per group |")
+    print("|---|---|---|")
+    target = svcs[len(svcs) // 2 + 1]
+    flipped = target.model_copy(update={"instances": (
+        target.instances[0].model_copy(update={"healthy": False}), *target.instances[1:])})
+    base = None
+    for count in groups:
+        for loc in places[:count]:
+            translator.open(loc)
+        times = []
+        for i in range(changes):
+            view[target.key] = flipped if i % 2 == 0 else target
+            started = time.perf_counter()
+            translator.update(view, [target.key])
+            times.append((time.perf_counter() - started) * 1000)
+            for ts in translator.localities.current().values():
+                assert ts.changed == {target.name}, "a one-instance change touched other assignments"
+        p50 = statistics.median(times)
+        base = p50 if base is None else base
+        per = f"{(p50 - base) / count * 1000:.0f} us" if count else "-"
+        print(f"| {count} | {p50:.2f} / {max(times):.2f} ms | {per} |")
+        for loc in places[:count]:
+            translator.close(loc)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--services", type=int, default=10000)
     p.add_argument("--instances", type=int, default=10)
     p.add_argument("--changes", type=int, default=200)
     p.add_argument("--gray-share", type=float, default=0.1, help="share of services with a gray release")
+    p.add_argument("--localities", default="0,1,3,10", help="locality groups open, per row (empty: skip)")
+    p.add_argument("--locality-services", type=int, default=1000, help="services in the locality part")
     args = p.parse_args()
 
     started = time.perf_counter()
@@ -108,6 +166,9 @@ def main() -> None:
         print(f"| {label} | {seconds:.2f} s | {seconds / args.services * 1e6:.0f} us | {built:,} |")
     print(f"\n(VirtualServices: one per gray release; types {VIRTUAL_SERVICE.rsplit('/', 1)[1]} "
           f"and {DESTINATION_RULE.rsplit('/', 1)[1]} are served under v1, v1beta1 and v1alpha3 at no cost)")
+    if args.localities:
+        locality_costs(args.locality_services, args.instances, [int(x) for x in args.localities.split(",")],
+                       args.changes)
 
 
 if __name__ == "__main__":
