@@ -15,6 +15,7 @@ import pytest
 from envoy.config.core.v3.base_pb2 import Locality as LocalityProto
 from envoy.config.core.v3.base_pb2 import Node
 from envoy.config.endpoint.v3 import endpoint_pb2
+from prometheus_client import REGISTRY
 
 from xdscp.cache.cache import Localities, SnapshotCache
 from xdscp.config import Config, XdsConfig
@@ -30,7 +31,7 @@ from xdscp.translation.endpoints import build_load_assignment
 from xdscp.translation.publisher import Publisher
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
-from conftest import eventually, running_plane, until, write_registry
+from conftest import eventually, running_plane, until, write_registry, xdscp_cli
 from xds_client import delta_request, delta_stream, sotw_request, sotw_stream, unpack
 
 Z1, Z2 = Locality("r1", "z1"), Locality("r1", "z2")
@@ -108,7 +109,7 @@ def test_a_locality_view_exists_while_a_node_of_it_watches() -> None:
     ev1, ev2 = asyncio.Event(), asyncio.Event()
     fleet.cache.watch(Z1, ev1)
     fleet.cache.watch(Z1, ev2)
-    assert ev1.is_set() and fleet.cache.localities() == [Z1]
+    assert ev1.is_set() and fleet.cache.localities() == [Z1] and REGISTRY.get_sample_value("xdscp_localities") == 1
     assert fleet.served(Z1) == {1: 0, 2: 1, 3: 2}
     assert fleet.served(Z1, "plain") == {1: 0, 2: 0, 3: 0}  # a service without the setting
     assert fleet.served(None) == {1: 0, 2: 0, 3: 0}  # a node without a locality
@@ -116,6 +117,7 @@ def test_a_locality_view_exists_while_a_node_of_it_watches() -> None:
     assert fleet.cache.localities() == [Z1]  # one node of it is left
     fleet.cache.unwatch(Z1, ev2)
     assert fleet.cache.localities() == [] and len(fleet.translator.localities) == 0
+    assert REGISTRY.get_sample_value("xdscp_localities") == 0
 
 
 def test_what_does_not_depend_on_locality_is_shared_by_reference() -> None:
@@ -305,3 +307,14 @@ def test_worker_processes_serve_each_locality_from_the_owner(tmp_path: Path) -> 
         assert seen_relay, "no stream reached the worker"
     finally:
         xdscp.stop()
+
+
+async def test_dump_shows_what_a_locality_is_served(tmp_path: Path) -> None:
+    async with running_plane(tmp_path, SPREAD) as plane:
+        admin = f"127.0.0.1:{plane.cp.admin_port}"
+        code, out = await xdscp_cli("dump", "--admin", admin, "--type", "ClusterLoadAssignment",
+                                    "--locality", "r1/z2")
+        assert code == 0, out
+        assert json_levels(json.loads(out)["types"][ENDPOINT]["resources"][0]) == {9001: 1, 9002: 0, 9003: 2}
+        code, out = await xdscp_cli("dump", "--admin", admin, "--locality", "z2")
+        assert code == 2 and "locality must be REGION/ZONE" in out, out

@@ -104,6 +104,8 @@ SNAPSHOTS_PUBLISHED = Counter("xdscp_snapshots_published_total", "Snapshots publ
 
 RESOURCES = Gauge("xdscp_resources", "Resources in the last published snapshot", ["type"])
 
+LOCALITIES = Gauge("xdscp_localities", "Node localities served assignments of their own (views open)")
+
 DEBOUNCE_MERGED = Counter(
     "xdscp_debounce_merged_changes_total",
     "Service changes that arrived during the debounce window and went out in the same push",

@@ -20,6 +20,7 @@ from typing import Protocol
 
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.logfmt import log_event
+from xdscp.metrics import LOCALITIES
 from xdscp.model.locality import Locality
 from xdscp.type_urls import ENDPOINT
 
@@ -153,6 +154,7 @@ class SnapshotCache:
                           limit=self._localities.limit, hint="its nodes get endpoints prioritised by source only")
             return
         self._local[loc] = self._localities.views.open(loc)
+        LOCALITIES.set(len(self._local))
         log_event(log, logging.INFO, "locality.opened", locality=str(loc), localities=len(self._local))
 
     def _close_if_unused(self, loc: Locality, now: float | None = None) -> None:
@@ -167,6 +169,7 @@ class SnapshotCache:
         self._over_limit.clear()  # room again: a later over-limit locality is worth a new warning
         assert self._localities is not None
         self._localities.views.close(loc)
+        LOCALITIES.set(len(self._local))
         log_event(log, logging.INFO, "locality.closed", locality=str(loc), localities=len(self._local))
 
     def _sweep_leases(self) -> None:

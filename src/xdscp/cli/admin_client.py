@@ -44,10 +44,12 @@ def fetch(admin: str, path: str, ca_file: str | None = None, **query: str) -> An
         raise AdminUnavailable(f"cannot read {url}: {e}") from None
 
 
-def dump_config(admin: str, ca_file: str | None, group: str | None, type_: str | None) -> tuple[Any, str | None]:
-    """/debug/config_dump for ``group`` (None: the one connected) and ``type_`` (None: all),
-    and a note when no node of the group is connected. AdminUnavailable says why it cannot."""
-    query = {k: v for k, v in (("group", group), ("type", type_)) if v}
+def dump_config(admin: str, ca_file: str | None, group: str | None, type_: str | None,
+                locality: str | None = None) -> tuple[Any, str | None]:
+    """/debug/config_dump for ``group`` (None: the one connected), ``type_`` (None: all) and
+    ``locality`` (``REGION/ZONE``; None: a node without one), and a note when no node of the
+    group is connected. AdminUnavailable says why it cannot."""
+    query = {k: v for k, v in (("group", group), ("type", type_), ("locality", locality)) if v}
     try:
         dump = fetch(admin, "/debug/config_dump", ca_file, **query)
     except AdminAnswered as e:

@@ -98,6 +98,8 @@ def _parser() -> argparse.ArgumentParser:
                                       f"else {DEFAULT_GROUP!r}")
     dump.add_argument("--type", help="one type: a type URL, or its last part (Cluster, ServiceEntry...); "
                                      "default: every type")
+    dump.add_argument("--locality", help="REGION/ZONE: what a node in that locality is served (its "
+                                         "assignments by distance); default: a node without a locality")
     dump.add_argument("--ca-file", help="CA certificate to trust for an https:// admin address")
 
     boot = _command(sub, "bootstrap", "print an Envoy bootstrap from envoy/ pointed at a control plane")
@@ -131,7 +133,7 @@ def _admin_command(args: argparse.Namespace) -> int:
             table, rejected = status_table(nodes)
             sys.stdout.write(table)
             return exit_codes.FAILED if rejected else exit_codes.OK
-        dump, note = dump_config(args.admin, args.ca_file, args.group, args.type)
+        dump, note = dump_config(args.admin, args.ca_file, args.group, args.type, args.locality)
         if note:
             print(f"xdscp dump: {note}", file=sys.stderr)
         print(json.dumps(dump, indent=2))
