@@ -315,6 +315,8 @@ async def test_dump_shows_what_a_locality_is_served(tmp_path: Path) -> None:
         code, out = await xdscp_cli("dump", "--admin", admin, "--type", "ClusterLoadAssignment",
                                     "--locality", "r1/z2")
         assert code == 0, out
-        assert json_levels(json.loads(out)["types"][ENDPOINT]["resources"][0]) == {9001: 1, 9002: 0, 9003: 2}
+        dump = json.loads(out[out.index("{"):])  # after the note that no node is connected
+        assert dump["locality"] == "r1/z2"
+        assert json_levels(dump["types"][ENDPOINT]["resources"][0]) == {9001: 1, 9002: 0, 9003: 2}
         code, out = await xdscp_cli("dump", "--admin", admin, "--locality", "z2")
         assert code == 2 and "locality must be REGION/ZONE" in out, out
