@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import statistics
 import time
 import tracemalloc
@@ -88,6 +89,11 @@ def collection_costs(services: list[Service]) -> list[tuple[str, float, int]]:
     return out
 
 
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
 def locality_costs(services: int, instances: int, groups: list[int], changes: int) -> None:
     """Every service with locality failover, instances dealt over zones z0..z2 of r1."""
     svcs = synthetic_registry(services, instances, ephemeral=True, zones=3)
@@ -95,17 +101,27 @@ def locality_costs(services: int, instances: int, groups: list[int], changes: in
     places = [Locality("r1", f"z{i}") if i < 3 else Locality(f"r{i}", "z0") for i in range(max(groups, default=0))]
     translator = runtime_settings.translator(Config(xds=XdsConfig(locality_failover=True)))
     translator.update(view, list(view))
-    # Memory: what one open group keeps (tracemalloc, measured apart from the timings).
+    # Memory: what an open group keeps, over the three groups whose every assignment differs
+    # from the plain one (the zones of r1; another region's equal the plain ones and are
+    # shared, costing nothing). RSS, and Python's own allocations (tracemalloc), measured
+    # apart from the timings.
+    zones = [Locality("r1", f"z{i}") for i in range(3)]
+    gc.collect()
+    rss0 = rss_bytes()
+    for loc in zones:
+        translator.open(loc)
+    gc.collect()
+    rss_kept = (rss_bytes() - rss0) / len(zones)
+    for loc in zones:
+        translator.close(loc)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    # In r1, so every assignment differs from the plain one (a far region's equal it, and
-    # are shared: they cost nothing).
-    translator.open(Locality("r1", "z0"))
+    translator.open(zones[0])
     gc.collect()
     kept = sum(st.size_diff for st in tracemalloc.take_snapshot().compare_to(before, "filename"))
     tracemalloc.stop()
-    translator.close(Locality("r1", "z0"))
+    translator.close(zones[0])
     started = time.perf_counter()
     translator.open(Locality("r1", "z1"))
     opening = time.perf_counter() - started
@@ -113,7 +129,8 @@ def locality_costs(services: int, instances: int, groups: list[int], changes: in
     print(f"\nlocality failover on all {services} services, instances in 3 zones:")
     print(f"- opening a locality group (first node of a locality): {opening * 1000:.0f} ms, "
           f"{opening / services * 1e6:.0f} us per service")
-    print(f"- memory one group keeps: {kept / 1024:,.0f} KiB, {kept / services:,.0f} bytes per service")
+    print(f"- memory one group keeps: {rss_kept / 1024:,.0f} KiB of RSS ({rss_kept / services:,.0f} bytes per "
+          f"service); Python objects alone {kept / 1024:,.0f} KiB")
     print("\n| groups open | one-instance change p50 / max | per group |")
     print("|---|---|---|")
     target = svcs[len(svcs) // 2 + 1]

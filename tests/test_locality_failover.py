@@ -15,9 +15,11 @@ import pytest
 from envoy.config.core.v3.base_pb2 import Locality as LocalityProto
 from envoy.config.core.v3.base_pb2 import Node
 from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.service.discovery.v3.discovery_pb2 import DiscoveryResponse
 from prometheus_client import REGISTRY
 
 from xdscp.cache.cache import Localities, SnapshotCache
+from xdscp.cache.resource import Resource
 from xdscp.config import Config, XdsConfig
 from xdscp.errors import DocumentError
 from xdscp.local.control_plane import XdscpProcess
@@ -28,6 +30,7 @@ from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.runtime_settings import translator
 from xdscp.sources.registry_file import parse_registry_file
 from xdscp.translation.endpoints import build_load_assignment
+from xdscp.translation.locality_endpoints import SLICE, localized_assignment
 from xdscp.translation.publisher import Publisher
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
@@ -44,6 +47,12 @@ def inst(port: int, region: str, zone: str, **fields: Any) -> Instance:
 def spread(name: str = "echo", **fields: Any) -> Service:
     """One instance in r1/z1 (port 1), r1/z2 (2) and r2/z3 (3)."""
     return Service(name=name, instances=(inst(1, "r1", "z1"), inst(2, "r1", "z2"), inst(3, "r2", "z3")), **fields)
+
+
+def decoded(res: Resource) -> endpoint_pb2.ClusterLoadAssignment:
+    """The assignment, from the bytes served (a locality's assignments keep no message)."""
+    any_msg = DiscoveryResponse.FromString(res.sotw_entry).resources[0]
+    return endpoint_pb2.ClusterLoadAssignment.FromString(any_msg.value)
 
 
 def levels(cla: endpoint_pb2.ClusterLoadAssignment) -> dict[int, int]:
@@ -98,7 +107,7 @@ class Fleet:
     def served(self, view: Locality | None, name: str = "echo") -> dict[int, int]:
         snap = self.cache.get(view)
         assert snap is not None
-        return levels(snap.get(ENDPOINT).resources[name].message)
+        return levels(decoded(snap.get(ENDPOINT).resources[name]))
 
 
 def test_a_locality_view_exists_while_a_node_of_it_watches() -> None:
@@ -168,6 +177,45 @@ def test_one_instance_change_rebuilds_one_assignment_per_open_locality() -> None
                 assert after.resources[name] is before[loc].resources[name]
 
 
+async def test_a_large_locality_is_built_between_turns_of_the_event_loop() -> None:
+    """Past SLICE services the first node of a locality waits while its assignments are
+    built in slices; the loop serves everything else meanwhile, and changes made during
+    the build are in the result."""
+    count = SLICE * 3 + 7
+    fleet = Fleet(default=True)
+    fleet.load(*[spread(f"s{i}") for i in range(count)])
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    tick = asyncio.create_task(ticker())
+    ev = asyncio.Event()
+    fleet.cache.watch(Z1, ev)
+    assert fleet.cache.get(Z1) is None and not ev.is_set()  # its node waits
+    assert fleet.cache.get() is not None  # everyone else is served
+    fleet.change(Service(name="s1", instances=spread().instances[1:]))  # z1's instance leaves s1
+    fleet.publisher.publish(fleet.registry.apply("s", ServiceChange(removed=(spread("s2").key,))))
+    fleet.change(spread("new"))
+    await eventually(ev.is_set, what="the locality built")
+    tick.cancel()
+    assert ticks > 3, "the build did not yield to the event loop"
+    snap = fleet.cache.get(Z1)
+    assert snap is not None
+    served = snap.get(ENDPOINT).resources
+    assert len(served) == count - 1 + 1 and "s2" not in served
+    assert levels(decoded(served["s1"])) == {2: 0, 3: 1} and levels(decoded(served["new"])) == {1: 0, 2: 1, 3: 2}
+    # The same content as every assignment built at once from the final registry: same version.
+    plain = fleet.cache.get()
+    assert plain is not None
+    at_once = plain.get(ENDPOINT).evolve({s.name: localized_assignment(s.name, s, Z1)
+                                          for s in fleet.registry.services.values()}, ())
+    assert at_once.version == snap.get(ENDPOINT).version
+
+
 def test_the_setting_on_a_service_overrides_the_config_default() -> None:
     fleet = Fleet(default=True)
     fleet.load(spread(), spread("off", locality_failover=False))
@@ -204,7 +252,7 @@ def test_a_rest_poll_keeps_its_locality_built_for_a_while() -> None:
     fleet = Fleet(default=True)
     fleet.load(spread())
     snap = fleet.cache.lease(Z1, now=0.0)
-    assert snap is not None and levels(snap.get(ENDPOINT).resources["echo"].message) == {1: 0, 2: 1, 3: 2}
+    assert snap is not None and levels(decoded(snap.get(ENDPOINT).resources["echo"])) == {1: 0, 2: 1, 3: 2}
     fleet.change(Service(name="echo", instances=spread().instances[:2]))
     assert fleet.cache.localities() == []  # the lease (from time 0) ran out: closed at the publish
     fleet.cache.lease(Z1)

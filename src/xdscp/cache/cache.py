@@ -36,6 +36,9 @@ class LocalityViews(Protocol):
     """Makes a locality's ClusterLoadAssignments: the owner translates them, a worker
     follows them from the owner."""
 
+    def bind(self, cache: SnapshotCache) -> None:
+        """Where assignments that were not ready at ``open`` go (``set_local``)."""
+
     def open(self, locality: Locality) -> TypeSnapshot | None:
         """The locality's assignments, or None until they arrive (its nodes wait)."""
 
@@ -61,6 +64,8 @@ class SnapshotCache:
     def __init__(self, localities: Localities | None = None) -> None:
         """Without ``localities`` every node is served the plain snapshot."""
         self._localities = localities
+        if localities is not None:
+            localities.views.bind(self)
         self._default: Snapshot | None = None
         self._local: dict[Locality, TypeSnapshot | None] = {}
         self._composed: dict[Locality, Snapshot] = {}
@@ -98,7 +103,9 @@ class SnapshotCache:
                 self._local[loc] = endpoints
         self._composed.clear()
         self._sweep_leases()
-        for events in self._watchers.values():
+        for view, events in self._watchers.items():
+            if view is not None and view in self._local and self._local[view] is None:
+                continue  # still being made: its nodes are woken when it is
             for ev in events:
                 ev.set()
 

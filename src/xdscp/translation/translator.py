@@ -16,6 +16,7 @@ from types import MappingProxyType
 
 from envoy.config.route.v3 import route_components_pb2
 
+from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.errors import TranslationError
@@ -81,7 +82,7 @@ class Translator:
         self._mcp = mcp
         self._locality_failover = locality_failover
         self._failover: dict[str, Service] = {}  # cluster name -> service, for services with locality failover
-        self.localities = LocalityEndpoints()
+        self.localities = LocalityEndpoints(lambda: (self._types[ENDPOINT], self._failover))
         self._config_source = build_config_source(sources.mode, sources.xds_cluster, sources.rest_refresh_delay)
         self._entries: dict[ServiceKey, _Translated] = {}
         self._owners: dict[str, ServiceKey] = {}  # cluster name -> service
@@ -112,8 +113,11 @@ class Translator:
         return self._locality_failover if svc.locality_failover is None else svc.locality_failover
 
     # -- cache.LocalityViews: the owner's locality views ------------------------------
-    def open(self, locality: Locality) -> TypeSnapshot:
-        return self.localities.open(locality, self._types[ENDPOINT], self._failover)
+    def bind(self, cache: SnapshotCache) -> None:
+        self.localities.bind(cache.set_local)
+
+    def open(self, locality: Locality) -> TypeSnapshot | None:
+        return self.localities.open(locality)
 
     def close(self, locality: Locality) -> None:
         self.localities.close(locality)

@@ -28,7 +28,6 @@ async def run_follower(upstream: str, xds_address: str, node_group_by: str,
     policy = runtime_settings.node_policy(AuthorizationConfig.model_validate(given.get("authorization") or {}))
     localities = RelayedLocalities(upstream, given.get("relay_token"))
     cache = runtime_settings.snapshot_cache(xds, localities)
-    localities.bind(cache)
     server = XdsServer(cache, runtime_settings.xds_server_settings(xds, policy, node_group_by, xds_address))
     port = await server.start()
     relay = CacheRelay(upstream, into_cache(cache), token=given.get("relay_token"))
