@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast lint sysdeps bench clean protos
+.PHONY: venv demo test test-fast lint sysdeps bench clean protos vendor
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,16 +23,32 @@ PROTOS := $(sort $(shell find protos -name '*.proto'))
 protos: venv
 	$(PY) -m grpc_tools.protoc -I protos --python_out=src --pyi_out=src $(PROTOS)
 
+# The console's JavaScript, from npm, into the package (committed: nothing is fetched at
+# run time, and there is no build step). Bump a version here and run it to update.
+VENDOR := src/xdscp/admin/console/static/vendor
+HTMX := htmx.org@2.0.11
+UPLOT := uplot@1.6.32
+vendor:
+	@tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent $(HTMX) $(UPLOT) >/dev/null \
+	  && mkdir htmx uplot && tar xzf htmx.org-*.tgz -C htmx && tar xzf uplot-*.tgz -C uplot \
+	  && cd $(CURDIR) && mkdir -p $(VENDOR) \
+	  && cp $$tmp/htmx/package/dist/htmx.min.js $$tmp/htmx/package/LICENSE $(VENDOR)/ \
+	  && mv $(VENDOR)/LICENSE $(VENDOR)/htmx.LICENSE \
+	  && cp $$tmp/uplot/package/dist/uPlot.iife.min.js $$tmp/uplot/package/dist/uPlot.min.css $(VENDOR)/ \
+	  && cp $$tmp/uplot/package/LICENSE $(VENDOR)/uPlot.LICENSE \
+	  && echo "$(HTMX) $(UPLOT)" > $(VENDOR)/VERSIONS && rm -rf $$tmp && ls $(VENDOR)
+
 lint: venv
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
 # Debian packages the tests run for real: dockerd and debootstrap (the docker-compose
-# test), etcd and ZooKeeper (the etcd and zookeeper sources). As root they are installed here.
-SYSDEPS = docker.io debootstrap etcd-server zookeeper
+# test), etcd and ZooKeeper (the etcd and zookeeper sources), chromium (the console tests,
+# driven by Playwright). As root they are installed here.
+SYSDEPS = docker.io debootstrap etcd-server zookeeper chromium
 sysdeps:
 	@if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null || ! command -v etcd >/dev/null \
-	    || [ ! -f /usr/share/java/zookeeper.jar ]; then \
+	    || [ ! -f /usr/share/java/zookeeper.jar ] || ! command -v chromium >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing $(SYSDEPS)"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS) >/dev/null; \

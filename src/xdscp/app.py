@@ -13,6 +13,7 @@ from aiohttp import web
 
 from xdscp import runtime_settings
 from xdscp.addresses import split_host_port
+from xdscp.admin.console.pages import Console
 from xdscp.admin.debug import DebugApi
 from xdscp.admin.http import build_admin_app
 from xdscp.background import cancel_and_wait, supervised
@@ -27,6 +28,7 @@ from xdscp.server.tracker import StreamTracker
 from xdscp.server.xds_server import XdsServer
 from xdscp.signals import stop_on_signals
 from xdscp.sources.base import AdminBinding
+from xdscp.sources.embedded.source import EmbeddedSource
 from xdscp.sources.kinds import build_sources
 from xdscp.sources.states import SourceStates
 from xdscp.translation.publisher import Publisher
@@ -119,7 +121,8 @@ class ControlPlane:
 
         debug = DebugApi(self.cache, self.tracker, self.registry, self.source_states)
         routes = [r for src in self.sources for r in src.routes()] + RestXds(xds.env).routes() + debug.routes()
-        runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, routes, self.credentials),
+        console = [*routes, *self._console(writable=True).routes()]
+        runner = web.AppRunner(build_admin_app(self.tracker, self.readiness, console, self.credentials),
                                access_log=None)
         await runner.setup()
         host, port = split_host_port(self.cfg.admin.address)
@@ -131,7 +134,8 @@ class ControlPlane:
             raise BindError("admin", self.cfg.admin.address, e.strerror or str(e)) from None
         self.admin_port = runner.addresses[0][1]
         if self.cfg.admin.read_only_address is not None:
-            ro = web.AppRunner(build_admin_app(self.tracker, self.readiness, routes, read_only_app=True),
+            read_only = [*routes, *self._console(writable=False).routes()]
+            ro = web.AppRunner(build_admin_app(self.tracker, self.readiness, read_only, read_only_app=True),
                                access_log=None)
             await ro.setup()
             self._admin_ro = ro
@@ -146,6 +150,13 @@ class ControlPlane:
             await src.open_ports(binding)
         log_event(log, logging.INFO, "xdscp.started", xds=f"{xds_host}:{self.xds_port}",
                   admin=f"{host}:{self.admin_port}", sources=[s.name for s in self.sources])
+
+    def _console(self, writable: bool) -> Console:
+        """The web console at /ui/; without ``writable``, its pages have no actions."""
+        stores = {src.name: src.store for src in self.sources if isinstance(src, EmbeddedSource)}
+        return Console(self.registry, self.source_states, self.tracker, self.cache, self.publisher.log, stores,
+                       locality_default=self.cfg.xds.locality_failover, writable=writable,
+                       token_needed=self.credentials.writes_guarded)
 
     def _admin_ssl(self) -> ssl.SSLContext | None:
         tls = self.cfg.admin.tls

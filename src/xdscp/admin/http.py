@@ -90,7 +90,7 @@ async def read_only(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def build_admin_app(tracker: StreamTracker, readiness: Callable[[], dict[str, Any]],
-                    extra_routes: Sequence[web.RouteDef] = (), credentials: Credentials | None = None,
+                    extra_routes: Sequence[web.AbstractRouteDef] = (), credentials: Credentials | None = None,
                     read_only_app: bool = False) -> web.Application:
     """``readiness()`` returns {"ready": bool, ...details}; /readyz answers 503 until ready.
     ``extra_routes``: what the sources serve (the embedded registry's APIs), REST xDS and debug views;

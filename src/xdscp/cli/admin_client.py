@@ -9,6 +9,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from xdscp.server.tracker import stands_nacked
 from xdscp.type_urls import short
 
 
@@ -71,7 +72,7 @@ def status_table(nodes: list[dict[str, Any]]) -> tuple[str, bool]:
     rejected = False
     for n in nodes:
         for type_url, st in sorted(n["types"].items()):
-            nacked = bool(st["last_nack"]) and st["last_nack_version"] == st["version_sent"]
+            nacked = stands_nacked(st)
             rejected |= nacked
             message = " ".join((st["last_nack"] or "").split())
             rows.append((n["node_id"] or "-", n["cluster"] or "-", n["transport"], str(n["stream"]), short(type_url),

@@ -26,6 +26,7 @@ class Registry:
         self._priority = {n: (priorities or {}).get(n, 0) for n in self._order}
         self._by_source: dict[str, dict[ServiceKey, Service]] = {n: {} for n in self._order}
         self._synced: set[str] = set()
+        self._last_sync: dict[str, float] = {}  # source -> Unix time of its last applied update
         self._merged: dict[ServiceKey, Service] = {}
         self._dirty: set[ServiceKey] = set()
         self._changed = asyncio.Event()
@@ -46,6 +47,10 @@ class Registry:
 
     def is_synced(self, source: str) -> bool:
         return source in self._synced
+
+    def last_sync(self, source: str) -> float | None:
+        """Unix time of the source's last update (a read that loaded or changed something)."""
+        return self._last_sync.get(source)
 
     def source_services(self, source: str) -> Mapping[ServiceKey, Service]:
         """What one source contributes (before merging); KeyError for an unknown source."""
@@ -69,7 +74,8 @@ class Registry:
         else:  # pragma: no cover - guarded by the type
             raise TypeError(f"not a registry update: {update!r}")
         changed = {k for k in touched if self._remerge(k)}
-        SOURCE_LAST_SYNC.labels(source).set(time.time())
+        now = self._last_sync[source] = time.time()
+        SOURCE_LAST_SYNC.labels(source).set(now)
         if changed or isinstance(update, FullSnapshot):
             self._dirty |= changed
             self._changed.set()

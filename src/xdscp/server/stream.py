@@ -81,6 +81,7 @@ class Stream(ABC):
         self.fixed_type = fixed_type
         self.peer = peer
         self.id = next(_stream_ids)
+        self.opened_at = time.time()  # wall clock, for people reading /debug/nodes
         self.node: Node | None = None
         self.node_id = ""
         self.group: str | None = None  # set when the node is bound

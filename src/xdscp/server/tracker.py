@@ -35,6 +35,20 @@ class TypeStatus:
         }
 
 
+def stands_nacked(status: dict[str, Any]) -> bool:
+    """Whether a type's last response is rejected: its last NACK was of the version sent last
+    (``status``: ``TypeStatus.as_json()``)."""
+    return bool(status["last_nack"]) and status["last_nack_version"] == status["version_sent"]
+
+
+def sync_state(status: dict[str, Any], current: str) -> str:
+    """``NACKed``, ``in sync`` (it holds ``current``, the version it is to be served now) or
+    ``pending`` (sent or about to be, not ACKed yet), as istioctl proxy-status says."""
+    if stands_nacked(status):
+        return "NACKed"
+    return "in sync" if status["version_acked"] == current else "pending"
+
+
 class StreamTracker:
     """The set of open streams; cheap to update, read only by the admin server."""
 
@@ -76,6 +90,7 @@ class StreamTracker:
                     "stream": s.id,
                     "transport": s.transport,
                     "peer": s.peer,
+                    "connected_since": s.opened_at,
                     "types": {url: st.as_json() for url, st in s.statuses().items()},
                 }
             )

@@ -23,6 +23,7 @@ class SourceState:
     synced: bool  # has loaded once
     last_error: str | None  # why the last read failed; None when it succeeded
     services: int  # the services it contributes now
+    last_sync: float | None = None  # Unix time of its last update to the registry
 
     @property
     def up(self) -> bool:
@@ -30,7 +31,8 @@ class SourceState:
 
     def as_json(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "priority": self.priority, "required": self.required,
-                "synced": self.synced, "up": self.up, "last_error": self.last_error, "services": self.services}
+                "synced": self.synced, "up": self.up, "last_error": self.last_error, "services": self.services,
+                "last_sync": self.last_sync}
 
 
 class SourceStates:
@@ -46,7 +48,8 @@ class SourceStates:
     def states(self) -> list[SourceState]:
         return [SourceState(s.name, s.kind, self.priorities.get(s.name, 0), s.name not in self.optional,
                             self.registry.is_synced(s.name), s.last_error,
-                            len(self.registry.source_services(s.name))) for s in self.sources]
+                            len(self.registry.source_services(s.name)), self.registry.last_sync(s.name))
+                for s in self.sources]
 
     def up(self) -> dict[str, bool]:
         """source name -> up, for the ``xdscp_source_up`` gauge."""

@@ -15,6 +15,7 @@ from xdscp.metrics import DEBOUNCE_MERGED, RESOURCES, SNAPSHOT_BUILD, SNAPSHOTS_
 from xdscp.model.registry import Registry
 from xdscp.model.service import ServiceKey
 from xdscp.translation.first_publish import FirstPublish
+from xdscp.translation.push_log import PushLog
 from xdscp.translation.translator import Translator
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Publisher:
         self.debounce = debounce
         self.debounce_max = max(debounce, debounce_max if debounce_max is not None else debounce)
         self.published = 0
+        self.log = PushLog()  # recent publishes, for the console
         self.last_version: str | None = None
 
     async def run(self) -> None:
@@ -107,10 +109,12 @@ class Publisher:
         snapshot = self.translator.update(self.registry.services, changed)
         snapshot = replace(snapshot, changed_at=changed_at or self.clock.now())
         build = time.perf_counter() - started
-        self.cache.publish(snapshot, self.translator.localities.current())
+        local = self.translator.localities.current()
+        self.cache.publish(snapshot, local)
         self.published += 1
         self.last_version = snapshot.version
         SNAPSHOT_BUILD.observe(build)
+        self.log.record(snapshot, local, changed, self.registry.services, build)
         SNAPSHOTS_PUBLISHED.inc()
         for type_url, ts in snapshot.types.items():
             RESOURCES.labels(type_label(type_url)).set(len(ts.resources))

@@ -1,0 +1,1 @@
+"""The web console under ``/ui/``: services and instances, proxies' sync state, sources, pushes."""
