@@ -197,3 +197,45 @@ async def test_the_read_only_address_shows_no_actions_and_refuses_them(
     assert status == 405 and "read-only" in body["error"]
     svc = console_plane.cp.registry.services[next(iter(console_plane.cp.registry.services))]
     assert all(i.enabled for i in svc.instances)
+
+
+async def test_pages_reach_services_whose_names_carry_colons_and_slashes(console_plane: Plane) -> None:
+    """No browser: the links a page gives work for Dubbo's names, and a broken action or an
+    unknown service gets a clear answer."""
+    await asyncio.to_thread(register, console_plane, "providers:org.demo.Api:1.0.0:", 9001)
+    await asyncio.to_thread(register, console_plane, "team/orders", 9002)
+
+    def get(url: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    status, listing = await asyncio.to_thread(get, ui(console_plane, "services?q=demo"))
+    assert status == 200 and "providers:org.demo.Api:1.0.0:" in listing and "team/orders" not in listing
+    for quoted, port in (("providers%3Aorg.demo.Api%3A1.0.0%3A", 9001), ("team%2Forders", 9002)):
+        assert f'href="/ui/services/public/DEFAULT_GROUP/{quoted}"' in (await asyncio.to_thread(
+            get, ui(console_plane, "services")))[1]
+        status, page = await asyncio.to_thread(get, ui(console_plane, f"services/public/DEFAULT_GROUP/{quoted}"))
+        assert status == 200 and f'data-instance="127.0.0.1:{port}"' in page, page
+    status, page = await asyncio.to_thread(get, ui(console_plane, "services/public/DEFAULT_GROUP/nothing-here"))
+    assert status == 200 and "No service public/DEFAULT_GROUP/nothing-here" in page
+
+    def act(action: str) -> tuple[int, str]:
+        req = urllib.request.Request(ui(console_plane, "services/public/DEFAULT_GROUP/team%2Forders/instances/"
+                                                       "127.0.0.1:9002"),
+                                     data=f"action={action}".encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    status, page = await asyncio.to_thread(act, "explode")
+    assert status == 400 and "unknown action &#39;explode&#39;" in page
+    status, page = await asyncio.to_thread(act, "drain")
+    assert status == 200 and "drain: 127.0.0.1:9002" in page
+    svc = next(s for k, s in console_plane.cp.registry.services.items() if k.name == "team/orders")
+    assert [i.draining for i in svc.instances] == [True]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,11 @@ def test_demo_command_exits_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     assert any("Ctrl-C" in ln for ln in lines), "".join(lines)
     running = running_in(workdir)
     assert len(running) == 5, running  # xdscp, Envoy and three upstreams
+    # The console it prints stays browsable while it holds, with the tour's service.
+    console = re.search(r"the console: (http://\S+/ui/)", lines[-1])
+    assert console is not None, lines[-1]
+    with urllib.request.urlopen(console.group(1), timeout=10) as r:
+        assert r.status == 200 and 'data-service="echo"' in r.read().decode()
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, rest

@@ -86,6 +86,7 @@ class Demo:
         }]).start()
         self.say(f"xdscp: xDS on {self.xdscp.xds_address}, admin and registration API on "
                  f"http://{self.xdscp.admin_address}")
+        self.say(f"console: http://{self.xdscp.admin_address}/ui/ (services, proxies, sources, pushes)")
         self.envoy = EnvoyProcess(REPO_ENVOY_DIR / f"bootstrap-{self.mode}.yaml", self.xdscp.xds_address,
                                   self.workdir).start()
         self.say(f"envoy: {self.mode} bootstrap, admin on {self.envoy.admin_url}, "
@@ -143,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             demo.run()
             if args.hold:
-                print("\nrunning; Ctrl-C stops everything")
+                print(f"\nrunning; the console: http://{demo.xdscp.admin_address}/ui/ ; Ctrl-C stops everything"
+                      if demo.xdscp is not None else "\nrunning; Ctrl-C stops everything")
                 while True:
                     time.sleep(1)
         except KeyboardInterrupt:

@@ -60,6 +60,8 @@ class Console:
         self.token_needed = token_needed
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                       autoescape=True, undefined=jinja2.StrictUndefined)
+        # One path segment: Nacos names carry ':' and '/' (Dubbo's providers:...), all quoted.
+        self.env.filters["segment"] = lambda s: quote(str(s), safe="")
 
     def routes(self) -> list[web.AbstractRouteDef]:
         routes: list[web.AbstractRouteDef] = [
