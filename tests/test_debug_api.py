@@ -4,6 +4,7 @@ commands, against a running control plane with a real gRPC client connected."""
 from __future__ import annotations
 
 import json
+import time
 
 import grpc
 
@@ -40,8 +41,11 @@ async def test_registry_and_sources_views(plane: Plane) -> None:
     status, err = await plane.admin_json("/debug/registry?source=nosuch")
     assert status == 404
     status, sources = await plane.admin_json("/debug/sources")
-    assert sources["sources"] == [{"name": "file", "kind": "file", "priority": 0, "required": True, "synced": True,
-                                   "up": True, "last_error": None, "services": 2}]
+    (listed,) = sources["sources"]
+    last_sync = listed.pop("last_sync")  # Unix time of its last update: the load, a moment ago
+    assert isinstance(last_sync, float) and abs(time.time() - last_sync) < 600
+    assert listed == {"name": "file", "kind": "file", "priority": 0, "required": True, "synced": True,
+                      "up": True, "last_error": None, "services": 2}
 
 
 async def test_status_lists_streams_and_fails_while_a_node_rejects_its_config(plane: Plane) -> None:
