@@ -113,6 +113,8 @@ def decode(raw: bytes) -> tuple[str, dict[str, Any], dict[str, str]]:
         body = json.loads(msg.body.value or b"{}")
     except (DecodeError, ValueError) as e:
         raise NacosWireError(f"not a Nacos gRPC payload: {e}") from None
+    except RecursionError:  # JSON nested deeper than the parser goes
+        raise NacosWireError("not a Nacos gRPC payload: its JSON body is nested too deeply") from None
     if not isinstance(body, dict) or not msg.metadata.type:
         raise NacosWireError(f"a Nacos payload of type {msg.metadata.type!r} without a JSON object body")
     return str(msg.metadata.type), body, dict(msg.metadata.headers)

@@ -59,11 +59,13 @@ def host_json(key: ServiceKey, inst: Instance, beats: HeartbeatPolicy) -> dict[s
 
 def selected_hosts(key: ServiceKey, svc: Service | None, beats: HeartbeatPolicy, clusters: list[str],
                    healthy_only: bool) -> list[dict[str, Any]]:
-    """The host objects of ``svc`` in ``clusters`` (all when empty), healthy and enabled ones
-    only with ``healthy_only``."""
+    """The host objects of ``svc``'s enabled instances in ``clusters`` (all when empty),
+    healthy ones only with ``healthy_only``. A disabled instance is left out, as Nacos leaves
+    it out of lists and pushes: clients that ignore ``enabled`` (Higress' McpBridge) must
+    not route to it."""
     hosts = []
     for inst in svc.instances if svc is not None else ():
-        if (healthy_only and not (inst.healthy and inst.enabled)) or \
+        if not inst.enabled or (healthy_only and not inst.healthy) or \
                 (clusters and (inst.cluster or DEFAULT_CLUSTER) not in clusters):
             continue
         hosts.append(host_json(key, inst, beats))
@@ -71,11 +73,14 @@ def selected_hosts(key: ServiceKey, svc: Service | None, beats: HeartbeatPolicy,
 
 
 def service_info(key: ServiceKey, svc: Service | None, beats: HeartbeatPolicy, *, name: str,
-                 clusters: list[str] | None = None, healthy_only: bool = False) -> dict[str, Any]:
-    """Nacos' ServiceInfo. ``name``: the HTTP v1 API shows ``group@@name``, gRPC the bare name."""
+                 clusters: list[str] | None = None, healthy_only: bool = False,
+                 ref_time: int | None = None) -> dict[str, Any]:
+    """Nacos' ServiceInfo. ``name``: the HTTP v1 API shows ``group@@name``, gRPC the bare name;
+    ``ref_time``: its lastRefTime (default: now, in ms)."""
     clusters = clusters or []
-    healthy = sum(1 for i in svc.instances if i.healthy) if svc is not None else 0
-    total = len(svc.instances) if svc is not None else 0
+    enabled = [i for i in svc.instances if i.enabled] if svc is not None else []
+    healthy = sum(1 for i in enabled if i.healthy)
+    total = len(enabled)
     threshold = svc.protect_threshold if svc is not None else 0.0
     return {
         "name": name,
@@ -83,9 +88,27 @@ def service_info(key: ServiceKey, svc: Service | None, beats: HeartbeatPolicy, *
         "clusters": ",".join(clusters),
         "cacheMillis": 10000,
         "hosts": selected_hosts(key, svc, beats, clusters, healthy_only),
-        "lastRefTime": int(time.time() * 1000),
+        "lastRefTime": ref_time if ref_time is not None else int(time.time() * 1000),
         "checksum": "",
         "allIPs": False,
         "reachProtectionThreshold": bool(total and threshold and healthy / total < threshold),
         "valid": True,
     }
+
+
+class RefTimes:
+    """lastRefTime per service, strictly increasing: SDKs (nacos-sdk-go, which Higress
+    uses) drop a ServiceInfo whose lastRefTime is not newer than the one they hold, so two
+    changes in one millisecond, or a clock step back, must still give a newer one."""
+
+    def __init__(self) -> None:
+        self._last: dict[ServiceKey, int] = {}
+
+    def stamp(self, key: ServiceKey) -> int:
+        """The next lastRefTime of ``key``: now in ms, or one past the last given if that is later."""
+        t = max(int(time.time() * 1000), self._last.get(key, 0) + 1)
+        self._last[key] = t
+        return t
+
+    def forget(self, key: ServiceKey) -> None:
+        self._last.pop(key, None)

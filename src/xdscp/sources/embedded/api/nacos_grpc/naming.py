@@ -21,7 +21,7 @@ from xdscp.documents import field_path
 from xdscp.errors import XdscpError
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, ServiceKey
 from xdscp.sources.embedded.api.nacos_grpc.connection import Address, NacosConnection
-from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy, service_info, service_key
+from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy, RefTimes, service_info, service_key
 from xdscp.sources.embedded.contract import RegistryStore
 from xdscp.sources.nacos.protocol import DEFAULT_CLUSTER
 
@@ -57,6 +57,7 @@ class NamingRequests:
         self.store = store
         self.beats = beats
         self.max_subscriptions = max_subscriptions
+        self.ref_times = RefTimes()
         # who subscribes to each service: a change is pushed to its subscribers without
         # visiting every connection (kept with each connection's own ``subscribed``)
         self.subscribers: dict[ServiceKey, set[NacosConnection]] = {}
@@ -116,7 +117,7 @@ class NamingRequests:
     async def subscribe(self, conn: NacosConnection, body: dict[str, Any]) -> Answer:
         key = _key(body)
         clusters = _clusters(body.get("clusters"))
-        if body.get("subscribe", True):
+        if _bool(body.get("subscribe"), "subscribe", True):
             if key not in conn.subscribed and len(conn.subscribed) >= self.max_subscriptions:
                 raise NacosRequestError(OVER_THRESHOLD, f"a connection may subscribe to {self.max_subscriptions} "
                                                         "services at most")
@@ -129,23 +130,28 @@ class NamingRequests:
 
     async def query(self, conn: NacosConnection, body: dict[str, Any]) -> Answer:
         key = _key(body)
-        healthy_only = bool(body.get("healthyOnly", body.get("healthOnly", False)))
+        healthy_only = _bool(body.get("healthyOnly", body.get("healthOnly")), "healthyOnly", False)
         info = self.service_info(key, _clusters(body.get("cluster")), healthy_only)
         return "QueryServiceResponse", {"serviceInfo": info}
 
     async def list_services(self, conn: NacosConnection, body: dict[str, Any]) -> Answer:
         page_no = _int(body.get("pageNo", 1), "pageNo", 1)
         page_size = _int(body.get("pageSize", 10), "pageSize", 1)
-        namespace = str(body.get("namespace") or DEFAULT_NAMESPACE)
-        group = str(body.get("groupName") or DEFAULT_GROUP)
+        namespace = _optional_str(body.get("namespace"), "namespace") or DEFAULT_NAMESPACE
+        group = _optional_str(body.get("groupName"), "groupName") or DEFAULT_GROUP
         names = [s.name for s in self.store.services(namespace, group)]
         start = (page_no - 1) * page_size
         return "ServiceListResponse", {"count": len(names), "serviceNames": names[start:start + page_size]}
 
     # -- shared ------------------------------------------------------------------------------
     def service_info(self, key: ServiceKey, clusters: list[str], healthy_only: bool = False) -> dict[str, Any]:
-        return service_info(key, self.store.service(key), self.beats, name=key.name, clusters=clusters,
-                            healthy_only=healthy_only)
+        """The ServiceInfo answered or pushed now, its lastRefTime newer than any before for
+        the service (only services that exist are remembered)."""
+        svc = self.store.service(key)
+        if svc is None:
+            self.ref_times.forget(key)
+        return service_info(key, svc, self.beats, name=key.name, clusters=clusters, healthy_only=healthy_only,
+                            ref_time=self.ref_times.stamp(key) if svc is not None else None)
 
     async def replace_held(self, conn: NacosConnection, key: ServiceKey, instances: dict[Address, Instance]) -> None:
         """Make ``instances`` the connection's registration in ``key`` (empty: none)."""
@@ -189,10 +195,27 @@ def _key(body: dict[str, Any]) -> ServiceKey:
     name = body.get("serviceName")
     if not isinstance(name, str) or not name:
         raise NacosRequestError(INVALID_PARAM, "Param 'serviceName' is required.")
-    group = body.get("groupName")
-    namespace = body.get("namespace")
-    return service_key(name, group if isinstance(group, str) else None,
-                       namespace if isinstance(namespace, str) else None)
+    return service_key(name, _optional_str(body.get("groupName"), "groupName"),
+                       _optional_str(body.get("namespace"), "namespace"))
+
+
+def _optional_str(raw: Any, name: str) -> str | None:
+    """A string parameter that may be left out (None, or empty: the default); anything but a
+    string is refused, never taken for the default."""
+    if raw is None or isinstance(raw, str):
+        return raw or None
+    raise NacosRequestError(INVALID_PARAM, f"Param '{name}' must be a string")
+
+
+def _bool(raw: Any, name: str, default: bool) -> bool:
+    """A boolean as Nacos' JSON reader takes one: true/false, or the strings "true"/"false"."""
+    if raw is None:
+        return default
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+        return raw.strip().lower() == "true"
+    raise NacosRequestError(INVALID_PARAM, f"Param '{name}' must be true or false")
 
 
 def _instance(raw: Any, *, ephemeral: bool) -> Instance:

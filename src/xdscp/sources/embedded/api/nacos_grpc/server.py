@@ -58,6 +58,12 @@ from xdscp.sources.nacos.protocol import NacosWireError, decode, encode, message
 
 log = logging.getLogger(__name__)
 
+# Requests the per-connection rate limit leaves alone. An SDK subscribes to every service
+# at once on its first sync and again after each reconnect (Higress' McpBridge: all of
+# them); nacos-sdk-go reads a refusal as success, so a refused subscription would be lost.
+# max_subscriptions bounds them instead.
+UNLIMITED = frozenset({"SubscribeServiceRequest"})
+
 # What this server tells clients it can do (Nacos' AbilityKey names, server side).
 SERVER_ABILITIES = {"supportPersistentInstanceByGrpc": True}
 
@@ -92,6 +98,11 @@ class NacosGrpcServer:
         self.port = 0
         self._detection = encode("ClientDetectionRequest", {"requestId": "detect", "module": "internal",
                                                             "headers": {}})
+        self._reset = encode("ConnectResetRequest", {"requestId": "reset", "module": "internal", "headers": {},
+                                                     "serverIp": "", "serverPort": ""})
+        # Each push is encoded once per change and shared by every subscriber asking for the
+        # same clusters: service -> clusters -> the NotifySubscriberRequest bytes.
+        self._encoded: dict[ServiceKey, dict[tuple[str, ...], bytes]] = {}
         store.add_listener(self._changed)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -160,7 +171,7 @@ class NacosGrpcServer:
             return _failed(kind, UN_REGISTER, "Connection is unregistered.", rid)
         conn.touch()
         answer_kind = _response_type(kind)
-        if not conn.bucket.take():
+        if kind not in UNLIMITED and not conn.bucket.take():
             log_event(log, logging.WARNING, "nacos_grpc.limit", connection=conn.id, type=kind,
                       limit="request_rate", max_requests_per_second=conn.bucket.rate)
             return _failed(kind, OVER_THRESHOLD,
@@ -239,7 +250,8 @@ class NacosGrpcServer:
                         log_event(log, logging.WARNING, "nacos_grpc.before_setup", peer=peer, type=kind)
                         continue
                     conn = self._open(peer, body)
-                    if conn is None:
+                    if conn is None:  # over the limit: as Nacos, ask it to connect elsewhere, and end
+                        await context.write(self._reset)
                         return
                     opened.set()
             finally:
@@ -269,13 +281,14 @@ class NacosGrpcServer:
             while conn.outbox:
                 await context.write(conn.outbox.popleft())
             while conn.dirty:
-                key = min(conn.dirty)
-                conn.dirty.discard(key)
-                clusters = conn.subscribed.get(key)
-                if clusters is not None:
-                    await context.write(self._push(key, clusters))
-                    conn.pushes += 1
-                    NACOS_GRPC_PUSHES.inc()
+                batch = sorted(conn.dirty)  # one ordered pass; what turns dirty meanwhile, the next
+                conn.dirty.clear()
+                for key in batch:
+                    clusters = conn.subscribed.get(key)
+                    if clusters is not None:
+                        await context.write(self._push(key, clusters))
+                        conn.pushes += 1
+                        NACOS_GRPC_PUSHES.inc()
 
     def _open(self, peer: str, body: dict[str, Any]) -> NacosConnection | None:
         if len(self.connections) >= self.settings.max_connections:
@@ -319,15 +332,23 @@ class NacosGrpcServer:
                   instances_removed=removed, pushes=conn.pushes, acks=conn.acks)
 
     def _push(self, key: ServiceKey, clusters: list[str]) -> bytes:
-        return encode("NotifySubscriberRequest", {
-            "requestId": str(next(self._push_ids)), "module": "naming", "headers": {},
-            "namespace": key.namespace, "serviceName": key.name, "groupName": key.group,
-            "serviceInfo": self.naming.service_info(key, clusters)})
+        """The service's push as it is now, encoded once for every subscriber of those clusters.
+        They share its requestId: the server matches answers by connection, never by id."""
+        variants = self._encoded.setdefault(key, {})
+        cached = variants.get(tuple(clusters))
+        if cached is None:
+            cached = variants[tuple(clusters)] = encode("NotifySubscriberRequest", {
+                "requestId": str(next(self._push_ids)), "module": "naming", "headers": {},
+                "namespace": key.namespace, "serviceName": key.name, "groupName": key.group,
+                "serviceInfo": self.naming.service_info(key, clusters)})
+        return cached
 
     def _changed(self, keys: frozenset[ServiceKey] | None) -> None:
         if keys is None:  # a reload: every subscription may have changed
             keys = frozenset(self.naming.subscribers)
+            self._encoded.clear()
         for key in keys:
+            self._encoded.pop(key, None)
             for conn in self.naming.subscribers.get(key, ()):
                 conn.mark_dirty(key)
 

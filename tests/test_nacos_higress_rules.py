@@ -1,0 +1,194 @@
+"""What Higress' McpBridge (nacos-sdk-go 2.3.5) needs from the Nacos gRPC face, and bad
+input that must get a Nacos error: a scripted client (test_nacos_grpc_protocol's) that
+follows the SDK's rules from its source. A push whose lastRefTime is not newer than the
+one held is dropped; a typed response with an error code reads as success; the SDK
+subscribes to every service at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from xdscp.sources.nacos.protocol import BI_STREAM_METHOD, Payload, decode, encode
+
+from conftest import Plane, eventually
+from test_nacos_grpc_protocol import Client, grpc_port, nacos_plane, register
+
+SUB = {"namespace": "public", "groupName": "DEFAULT_GROUP", "subscribe": True, "clusters": ""}
+
+
+class GoSdkCache:
+    """nacos-sdk-go's service cache: keeps a ServiceInfo only if its lastRefTime is newer."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, dict[str, Any]] = {}
+        self.dropped = 0
+
+    def offer(self, info: dict[str, Any]) -> None:
+        old = self.held.get(info["name"])
+        if old is not None and info["lastRefTime"] <= old["lastRefTime"]:
+            self.dropped += 1
+            return
+        self.held[info["name"]] = info
+
+
+@pytest.fixture
+async def plane(tmp_path: Path) -> AsyncIterator[Plane]:
+    p = await nacos_plane(tmp_path)  # the default limits
+    try:
+        yield p
+    finally:
+        await p.cp.stop(0)
+
+
+@pytest.fixture
+async def client(plane: Plane) -> AsyncIterator[Client]:
+    c = Client(grpc_port(plane))
+    try:
+        await c.setup()
+        yield c
+    finally:
+        await c.close()
+
+
+def pushes(client: Client, name: str = "echo") -> list[dict[str, Any]]:
+    return [b["serviceInfo"] for k, b in client.received if k == "NotifySubscriberRequest"
+            and b["serviceName"] == name]
+
+
+async def test_a_disabled_instance_is_left_out_of_pushes_queries_and_v1_lists(plane: Plane, client: Client) -> None:
+    await client.call("SubscribeServiceRequest", {**SUB, "requestId": "s", "serviceName": "echo"})
+    for port in (9001, 9002):
+        await client.call("PersistentInstanceRequest", {**register(port), "type": "registerInstance"})
+    await eventually(lambda: pushes(client) and len(pushes(client)[-1]["hosts"]) == 2, what="both pushed")
+    req = urllib.request.Request(f"http://127.0.0.1:{plane.cp.admin_port}/v1/services/echo/instances/"
+                                 "127.0.0.1:9001", data=json.dumps({"enabled": False}).encode(), method="PATCH",
+                                 headers={"Content-Type": "application/json"})
+    await asyncio.to_thread(lambda: urllib.request.urlopen(req, timeout=5).close())
+    await eventually(lambda: [h["port"] for h in pushes(client)[-1]["hosts"]] == [9002], what="9001 left out")
+    _, body = await client.call("ServiceQueryRequest", {**SUB, "requestId": "q", "serviceName": "echo"})
+    assert [h["port"] for h in body["serviceInfo"]["hosts"]] == [9002]
+
+    def v1_list() -> Any:
+        url = f"http://127.0.0.1:{plane.cp.admin_port}/nacos/v1/ns/instance/list?serviceName=echo"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())
+
+    assert [h["port"] for h in (await asyncio.to_thread(v1_list))["hosts"]] == [9002]
+
+
+async def test_last_ref_time_strictly_increases_so_the_go_sdk_keeps_every_change(plane: Plane, client: Client) -> None:
+    cache = GoSdkCache()
+    _, body = await client.call("SubscribeServiceRequest", {**SUB, "requestId": "s", "serviceName": "echo"})
+    cache.offer(body["serviceInfo"])
+    other = Client(grpc_port(plane))
+    await other.setup()
+    try:
+        # Many changes as fast as they come: several land in one millisecond.
+        for port in range(9001, 9031):
+            await other.call("InstanceRequest", register(port))
+        await eventually(lambda: pushes(client) and pushes(client)[-1]["hosts"][0]["port"] == 9030,
+                         what="the last change pushed")
+    finally:
+        await other.close()
+    await eventually(lambda: pushes(client)[-1]["hosts"] == [], what="the closed connection's instance gone")
+    seen = pushes(client)
+    times = [body["serviceInfo"]["lastRefTime"], *(p["lastRefTime"] for p in seen)]
+    assert times == sorted(set(times)), "lastRefTime went back or repeated"
+    for info in seen:
+        cache.offer(info)
+    assert cache.dropped == 0 and cache.held["echo"]["hosts"] == []  # the other connection closed: gone
+
+
+async def test_every_subscriber_of_a_change_gets_the_same_encoded_push(plane: Plane, client: Client) -> None:
+    second = Client(grpc_port(plane))
+    await second.setup()
+    try:
+        for c in (client, second):
+            await c.call("SubscribeServiceRequest", {**SUB, "requestId": "s", "serviceName": "echo"})
+        await client.call("PersistentInstanceRequest", register(9001))
+        await eventually(lambda: pushes(client) and pushes(second), what="both pushed")
+        a = [b for k, b in client.received if k == "NotifySubscriberRequest"][-1]
+        b = [b for k, b in second.received if k == "NotifySubscriberRequest"][-1]
+        assert a == b  # requestId, lastRefTime and all: one encoding shared
+    finally:
+        await second.close()
+
+
+async def test_a_burst_of_ten_thousand_subscriptions_all_succeed_with_the_default_limits(
+        plane: Plane, client: Client) -> None:
+    """A first sync (or the SDK's redo after a reconnect) subscribes to every service at
+    once; nacos-sdk-go would take a refusal for success, and the service would never be watched."""
+    codes: list[int] = []
+    for start in range(0, 10_000, 500):
+        answers = await asyncio.gather(*(client.call("SubscribeServiceRequest", {
+            **SUB, "requestId": str(i), "serviceName": f"svc-{i}"}) for i in range(start, start + 500)))
+        codes += [body["errorCode"] for _, body in answers]
+    assert len(codes) == 10_000 and set(codes) == {0}
+    src = plane.cp.sources[0]
+    assert sum(len(subs) for subs in src.nacos_grpc.naming.subscribers.values()) == 10_000  # type: ignore[union-attr]
+    _, body = await client.call("SubscribeServiceRequest", {**SUB, "requestId": "x", "serviceName": "one-more"})
+    assert body["errorCode"] == 503 and "10000 services at most" in body["message"]
+
+
+@pytest.mark.parametrize("field, value, code", [
+    ("subscribe", "false", 0),  # a string false unsubscribes, as Nacos reads it
+    ("subscribe", "maybe", 400),
+    ("subscribe", 7, 400),
+    ("groupName", 12, 400),  # never silently the default group
+    ("namespace", ["public"], 400),
+])
+async def test_parameters_are_read_as_nacos_reads_them(plane: Plane, client: Client, field: str, value: Any,
+                                                       code: int) -> None:
+    await client.call("SubscribeServiceRequest", {**SUB, "requestId": "s", "serviceName": "echo"})
+    kind, body = await client.call("SubscribeServiceRequest", {**SUB, "requestId": "t", "serviceName": "echo",
+                                                               field: value})
+    assert (kind, body["errorCode"]) == ("SubscribeServiceResponse", code), body
+    naming = plane.cp.sources[0].nacos_grpc.naming  # type: ignore[union-attr]
+    subscribed = any(key.name == "echo" for key in naming.subscribers)
+    assert subscribed is (field != "subscribe" or code != 0)
+    if code:
+        assert field in body["message"]
+
+
+async def test_healthy_only_as_a_string(plane: Plane, client: Client) -> None:
+    await client.call("PersistentInstanceRequest", register(9001))
+    bad = {**register(9002), "instance": {**register(9002)["instance"], "healthy": False}}
+    await client.call("PersistentInstanceRequest", bad)
+    for raw, ports in (("false", [9001, 9002]), ("true", [9001]), (True, [9001])):
+        _, body = await client.call("ServiceQueryRequest", {**SUB, "requestId": "q", "serviceName": "echo",
+                                                            "healthyOnly": raw})
+        assert sorted(h["port"] for h in body["serviceInfo"]["hosts"]) == ports, raw
+
+
+async def test_a_body_nested_past_the_parser_gets_a_nacos_error(plane: Plane, client: Client) -> None:
+    deep = Payload()
+    deep.metadata.type = "ServiceQueryRequest"
+    deep.body.value = b"[" * 20_000 + b"]" * 20_000  # far past the JSON parser's depth, under the size limit
+    kind, body = await client.call("", {}, raw=deep.SerializeToString())
+    assert kind == "ErrorResponse" and body["errorCode"] == 502 and "nested" in body["message"]
+    assert (await client.call("HealthCheckRequest", {"requestId": "h"}))[1]["errorCode"] == 0
+
+
+async def test_past_the_connection_limit_the_client_is_told_to_connect_elsewhere(tmp_path: Path) -> None:
+    plane = await nacos_plane(tmp_path, max_connections=1)
+    first = Client(grpc_port(plane))
+    try:
+        await first.setup()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port(plane)}") as ch:
+            stream = ch.stream_stream(BI_STREAM_METHOD)()
+            await stream.write(encode("ConnectionSetupRequest", {"clientVersion": "t", "tenant": "", "labels": {},
+                                                                 "abilityTable": {}}))
+            got = [decode(raw)[0] async for raw in stream]
+            assert got == ["ConnectResetRequest"]
+        assert (await first.call("HealthCheckRequest", {"requestId": "h"}))[1]["errorCode"] == 0
+    finally:
+        await first.close()
+        await plane.cp.stop(0)
