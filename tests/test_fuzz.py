@@ -2,7 +2,8 @@
 
 The xDS port gets random bytes and random DiscoveryRequests (type URLs, names, nonces,
 NACKs, nodes) on SotW and Delta streams; the registration APIs get random methods,
-parameters and JSON bodies. Whatever comes in, a stream ends with a deliberate status or
+parameters and JSON bodies; the Nacos gRPC face gets random payload types, bodies of
+any JSON type and nesting, and bytes that are no payload, on a set-up connection. Whatever comes in, a stream ends with a deliberate status or
 is answered, no request gets a 5xx or INTERNAL, a well-formed client is still served
 after every example, and the process log shows no unhandled exception. Inputs that once
 broke something are kept below as explicit examples.
@@ -10,6 +11,7 @@ broke something are kept below as explicit examples.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import urllib.error
@@ -26,7 +28,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xdscp.local.control_plane import XdscpProcess
+from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET, Payload, decode
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SERVICE_ENTRY
+
+from test_nacos_grpc_protocol import Client
 
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/"
 # Statuses a stream may end with on purpose (OK: the fuzzer half-closed before an answer
@@ -182,3 +187,79 @@ def test_the_native_api_answers_every_body_without_a_server_error(
         server: XdscpProcess, service: str, body: Any, method: str) -> None:
     path = f"/v1/services/{service}" + ("/instances" if method == "POST" else "")
     assert http(server, method, path, body=json.dumps(body, allow_nan=True).encode()) < 500
+
+
+# -- the Nacos gRPC face -------------------------------------------------------------------
+NACOS_TYPES = ["InstanceRequest", "BatchInstanceRequest", "PersistentInstanceRequest", "SubscribeServiceRequest",
+               "ServiceQueryRequest", "ServiceListRequest", "HealthCheckRequest", "ServerCheckRequest"]
+NACOS_FIELDS = ["requestId", "namespace", "serviceName", "groupName", "type", "instance", "instances",
+                "subscribe", "clusters", "cluster", "healthyOnly", "pageNo", "pageSize", "headers"]
+nacos_instances = st.fixed_dictionaries({}, optional={
+    "ip": st.one_of(st.sampled_from(["127.0.0.1", "10.0.0.9", "::1", "x"]), json_values),
+    "port": st.one_of(st.integers(-5, 70000), json_values), "weight": json_values, "healthy": json_values,
+    "enabled": json_values, "clusterName": json_values, "metadata": json_values})
+nacos_bodies = st.one_of(
+    st.dictionaries(st.sampled_from(NACOS_FIELDS), st.one_of(
+        json_values, nacos_instances, st.lists(nacos_instances, max_size=3),
+        st.sampled_from(["registerInstance", "deregisterInstance", "batchRegisterInstance", "fuzz", "true",
+                         "false", "DEFAULT_GROUP", "public"])), max_size=9),
+    json_values)
+WITNESS = "fuzz-witness-service"
+
+
+@st.composite
+def nacos_payloads(draw: Any) -> bytes:
+    """A Payload: a known type (or any text), a body of JSON (nested, odd types), headers;
+    or bytes that are not one at all."""
+    if draw(st.integers(0, 9)) == 0:
+        return bytes(draw(st.binary(max_size=200)))
+    body = draw(nacos_bodies)
+    kind = draw(st.one_of(st.sampled_from(NACOS_TYPES), st.text(max_size=30)))
+    raw = json.dumps(body, allow_nan=True).encode()
+    if draw(st.integers(0, 19)) == 0:
+        raw = b"[" * 5000 + raw + b"]" * 5000  # nested past the JSON parser
+    msg = Payload()
+    msg.metadata.type = kind
+    for k, v in draw(st.dictionaries(st.sampled_from(["accessToken", "app", "x"]), st.text(max_size=10),
+                                     max_size=2)).items():
+        msg.metadata.headers[k] = v
+    msg.body.value = raw
+    return bytes(msg.SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def nacos_witness(server: XdscpProcess) -> Iterator[str]:
+    """A persistent instance registered through the HTTP face: no fuzzed request may touch it."""
+    http(server, "POST", "/nacos/v1/ns/instance", {"serviceName": WITNESS, "ip": "10.255.0.1", "port": "7",
+                                                  "ephemeral": "false"})
+    yield f"127.0.0.1:{server.admin_port + GRPC_PORT_OFFSET}"
+
+
+def witness_hosts(server: XdscpProcess) -> list[Any]:
+    url = f"http://{server.admin_address}/nacos/v1/ns/instance/list?serviceName={WITNESS}"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return [(h["ip"], h["port"], h["enabled"], h["weight"]) for h in json.loads(r.read())["hosts"]]
+
+
+@FUZZ
+@given(payloads=st.lists(nacos_payloads(), min_size=1, max_size=6))
+def test_the_nacos_grpc_face_answers_everything_with_a_nacos_answer(
+        server: XdscpProcess, nacos_witness: str, payloads: list[bytes]) -> None:
+    """On a set-up connection: every request is answered with a Nacos payload (an error code
+    for bad ones, never a gRPC error), the server stays up, and the witness instance, which
+    another client registered, never changes."""
+    async def run() -> None:
+        _, _, port = nacos_witness.rpartition(":")
+        client = Client(int(port))
+        try:
+            await client.setup()
+            for raw in payloads:
+                reply = await client.unary(raw, timeout=30)
+                kind, body, _ = decode(reply)
+                assert kind.endswith("Response") and isinstance(body.get("errorCode"), int), (kind, body)
+            assert (await client.call("HealthCheckRequest", {"requestId": "h"}))[1]["errorCode"] == 0
+        finally:
+            await client.close()
+
+    asyncio.run(run())
+    assert witness_hosts(server) == [("10.255.0.1", 7, True, 1.0)]
