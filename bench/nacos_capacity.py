@@ -10,20 +10,33 @@ ConnectionSetupRequest, InstanceRequest; HTTP: the v1 Open API), sharing the 2 c
 3. connected gRPC clients: ``--connections`` connections, each holding one ephemeral
    instance; xdscp's RSS per connection, and its CPU while they idle (% of one core);
 4. from a client's connection closing to an ADS subscriber's assignment without its
-   instance: p50/p99 over ``--deaths`` closes.
+   instance: p50/p99 over ``--deaths`` closes;
+5. with ``--fanout N,M``: push fan-out. One service of 100 instances, N subscriber
+   connections (SDK-like, in processes of their own), and one instance's weight changed
+   ``--rounds`` times: the time until each subscriber holds the push (p50/p99 over all),
+   and the server's CPU per subscriber per change (the median round; its window ends at
+   the last arrival). The same for a bare grpc.aio server writing one pre-encoded push to
+   as many streams (bench/nacos_fanout.py), side by side.
 
     python bench/nacos_capacity.py                          # about 2 minutes
     python bench/nacos_capacity.py --connections 10000      # the 10,000-connection target
+    python bench/nacos_capacity.py --fanout 1000,10000      # push fan-out only, against the floor
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import multiprocessing as mp
 import resource
 import statistics
 import tempfile
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +46,11 @@ import uvloop
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 from fanout import cpu_seconds, rss_kib
+from nacos_fanout import PER_PROCESS, SERVICE, VICTIM, floor_server, json_body, subscriber_worker
 
 from xdscp.local.control_plane import XdscpProcess
+from xdscp.local.ports import free_port
+from xdscp.sources.embedded.api.nacos_grpc.server import nacos_server_options
 from xdscp.sources.nacos.protocol import BI_STREAM_METHOD, GRPC_PORT_OFFSET, REQUEST_METHOD, decode, encode
 from xdscp.type_urls import ENDPOINT
 
@@ -242,6 +258,131 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         await asyncio.to_thread(xdscp.stop)
 
 
+@dataclass
+class FanoutResult:
+    latencies_ms: list[float]
+    cpu_s: float  # the median round's
+    reached: int  # subscribers that got the push (the median round's)
+    failed: int  # subscribers that could not set up
+
+
+def run_subscribers(port: int, server_pid: int, count: int, rounds: int, trigger: Callable[[int], float]
+                    ) -> FanoutResult:
+    ctx = mp.get_context("spawn")
+    workers = max(1, -(-count // PER_PROCESS))
+    sizes = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
+    pipes, procs = [], []
+    for size in sizes:
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=subscriber_worker, args=(port, size, rounds, child), daemon=True)
+        p.start()
+        pipes.append(parent)
+        procs.append(p)
+    failed = 0
+    for parent in pipes:
+        if not parent.poll(900):
+            raise TimeoutError("subscribers did not set up in 900 s")
+        failed += len(parent.recv())
+    time.sleep(1.0)
+    latencies: list[float] = []
+    cpu: list[float] = []
+    reached: list[int] = []
+    for rnd in range(rounds):
+        time.sleep(0.3)
+        weight = float(2 + rnd)
+        for parent in pipes:
+            parent.send(weight)
+        for parent in pipes:
+            assert parent.recv() == "ready"
+        cpu0, t0 = cpu_seconds(server_pid), time.time()
+        trigger(rnd)
+        stamps: list[float] = []
+        for parent in pipes:
+            stamps += parent.recv()
+        cpu.append(cpu_seconds(server_pid) - cpu0)
+        latencies += [(s - t0) * 1000 for s in stamps]
+        reached.append(len(stamps))
+    for parent in pipes:
+        parent.send("close")
+    for parent in pipes:
+        parent.poll(120) and parent.recv()
+    for p in procs:
+        p.join(10)
+    return FanoutResult(latencies, statistics.median(cpu), int(statistics.median(reached)), failed)
+
+
+def fanout_xdscp(work: Path, count: int, rounds: int) -> FanoutResult:
+    xdscp = start_xdscp(work, f"fanout-{count}")
+    try:
+        for i in range(100):
+            body = json.dumps({"host": f"10.0.0.{i + 1}", "port": 8080, "ephemeral": False,
+                               "metadata": {"version": "v1", "zone": "z1"}}).encode()
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://{xdscp.admin_address}/v1/services/{SERVICE}/instances", data=body, method="POST",
+                headers={"Content-Type": "application/json"}), timeout=10).close()
+
+        def change(rnd: int) -> float:
+            req = urllib.request.Request(
+                f"http://{xdscp.admin_address}/v1/services/{SERVICE}/instances/{VICTIM[0]}:{VICTIM[1]}",
+                data=json_body(float(2 + rnd)), method="PATCH", headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=10).close()
+            return float(2 + rnd)
+
+        assert xdscp.pid is not None
+        return run_subscribers(xdscp.admin_port + GRPC_PORT_OFFSET, xdscp.pid, count, rounds, change)
+    finally:
+        xdscp.stop()
+
+
+def fanout_floor(count: int, rounds: int) -> FanoutResult:
+    port, control = free_port(), free_port()
+    ctx = mp.get_context("spawn")
+    floor = ctx.Process(target=floor_server, args=(port, control, nacos_server_options(64 * 1024 * 1024)),
+                        daemon=True)
+    floor.start()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{control}/none", timeout=1)
+        except urllib.error.HTTPError:
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+    def push(rnd: int) -> float:
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{control}/push?weight={2 + rnd}",
+                                                      method="POST"), timeout=10).close()
+        return float(2 + rnd)
+
+    try:
+        assert floor.pid is not None
+        return run_subscribers(port, floor.pid, count, rounds, push)
+    finally:
+        floor.terminate()
+        floor.join(10)
+
+
+def fanout(args: argparse.Namespace, work: Path) -> None:
+    print(f"push fan-out: one service of 100 instances, one instance's weight changed {args.rounds} times")
+    print(f"{'subscribers':>11} {'server':<7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu ms':>9}{'us/sub':>9}"
+          f"{'reached':>9}")
+    for count in (int(x) for x in args.fanout.split(",")):
+        rows = {"xdscp": fanout_xdscp(work, count, args.rounds), "floor": fanout_floor(count, args.rounds)}
+        for name, r in rows.items():
+            lat = r.latencies_ms or [float("nan")]
+            print(f"{count:>11} {name:<7}{statistics.median(lat):9.1f}{pct(lat, 0.99):9.1f}{max(lat):9.1f}"
+                  f"{r.cpu_s * 1000:9.1f}{r.cpu_s / max(1, r.reached) * 1e6:9.0f}{r.reached:>9}"
+                  + (f"  ({r.failed} could not subscribe)" if r.failed else ""))
+        x, f = rows["xdscp"], rows["floor"]
+        if x.latencies_ms and f.latencies_ms:
+            p50 = statistics.median(x.latencies_ms) / statistics.median(f.latencies_ms)
+            print(f"{count:>11} {'ratio':<7}{p50:9.2f}"
+                  f"{pct(x.latencies_ms, 0.99) / pct(f.latencies_ms, 0.99):9.2f}{'':>9}{x.cpu_s / f.cpu_s:9.2f}"
+                  f"{(x.cpu_s / max(1, x.reached)) / (f.cpu_s / max(1, f.reached)):9.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--registrations", type=int, default=4096)
@@ -250,11 +391,16 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=2000)
     p.add_argument("--idle", type=float, default=10.0)
     p.add_argument("--deaths", type=int, default=50)
+    p.add_argument("--fanout", default="", help="subscriber counts for the push fan-out phase (it alone runs)")
+    p.add_argument("--rounds", type=int, default=5, help="changes pushed per fan-out run")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two descriptors a connection, both ends here
     with tempfile.TemporaryDirectory(prefix="xdscp-bench-") as d:
-        uvloop.run(run(args, Path(d)))
+        if args.fanout:
+            fanout(args, Path(d))
+        else:
+            uvloop.run(run(args, Path(d)))
 
 
 if __name__ == "__main__":

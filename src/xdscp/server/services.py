@@ -14,7 +14,7 @@ import grpc
 from grpc import aio
 
 from xdscp.errors import LimitExceeded, PermissionDenied, ProtocolError
-from xdscp.grpc_options import KEEPALIVE
+from xdscp.grpc_options import ACCEPT_STORMS, KEEPALIVE
 from xdscp.logfmt import log_event
 from xdscp.metrics import REJECTED_REQUESTS
 from xdscp.server.delta import DeltaStream
@@ -25,16 +25,7 @@ from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE
 log = logging.getLogger("xdscp.server")
 
 SHUTTING_DOWN = "xdscp is shutting down; reconnect"
-PENDING_CALLS_LIMIT = 1_000_000
-GRPC_SERVER_OPTIONS = [
-    *KEEPALIVE,
-    # grpc.aio accepts new calls one at a time. When thousands of Envoys reconnect at
-    # once (a restart, a failover), gRPC core queues the calls it has not handed over
-    # yet and, past 1,000 queued (soft) to 3,000 (hard), cancels them at random: the
-    # reconnect storm then repeats with backoff. A queued call costs little; accept them.
-    ("grpc.server.max_pending_requests", PENDING_CALLS_LIMIT),
-    ("grpc.server.max_pending_requests_hard_limit", PENDING_CALLS_LIMIT),
-]
+GRPC_SERVER_OPTIONS = [*KEEPALIVE, *ACCEPT_STORMS]
 
 # service -> (fixed type URL or None for ADS, SotW method, Delta method)
 XDS_SERVICES: dict[str, tuple[str | None, str, str]] = {
