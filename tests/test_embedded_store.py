@@ -151,3 +151,19 @@ async def test_a_held_instance_needs_no_beats_and_only_its_holder_releases_it() 
     clock.now += 31  # the HTTP one lives by heartbeats again
     store.expire(15, 30)
     assert served(reg) == {}
+
+
+async def test_a_batch_registration_is_one_change() -> None:
+    """Nacos' batch register: 50 instances held, two of the old ones released, one change
+    pushed (not 52), and another holder's instance left alone."""
+    store, reg, _ = make()
+    await store.hold("conn-1", ECHO, Instance(host="10.0.0.1", port=1))
+    await store.hold("conn-1", ECHO, Instance(host="10.0.0.1", port=2))
+    await store.hold("conn-2", ECHO, Instance(host="10.0.0.9", port=9))
+    changed: list[frozenset[ServiceKey] | None] = []
+    store.add_listener(changed.append)
+    await store.hold_many("conn-1", ECHO, [Instance(host="10.0.1.1", port=100 + i) for i in range(50)],
+                          [("10.0.0.1", 1), ("10.0.0.1", 2), ("10.0.0.9", 9)])
+    assert changed == [frozenset({ECHO})]
+    assert len(served(reg)) == 51 and "10.0.0.9:9" in served(reg) and "10.0.0.1:1" not in served(reg)
+    assert await store.release("conn-1", ECHO, "10.0.1.1", 100) is True  # held by conn-1

@@ -265,3 +265,21 @@ async def test_held_instances_live_by_the_replicas_lease_and_only_their_holder_r
     assert await a.store.release("conn-1", ECHO, "10.0.0.2", 80) is False
     assert await a.store.release("conn-1", ECHO, "10.0.0.1", 80) is True
     await eventually(lambda: a.health() == b.health() == {"10.0.0.2:80": True}, what="only the released one gone")
+
+
+async def test_a_batch_registration_is_one_commit_and_releases_are_another(pair: list[Replica]) -> None:
+    a, b = pair
+    await a.store.hold("conn-1", ECHO, Instance(host="10.0.0.1", port=1))
+    commits = 0
+    real = a.store._commit  # noqa: SLF001
+
+    async def counted(*args: object, **kwargs: object) -> dict[str, object]:
+        nonlocal commits
+        commits += 1
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    a.store._commit = counted  # type: ignore[method-assign]  # noqa: SLF001
+    await a.store.hold_many("conn-1", ECHO, [Instance(host="10.0.1.1", port=100 + i) for i in range(50)],
+                            [("10.0.0.1", 1)])
+    assert commits == 2  # the release, then all 50 held instances
+    await eventually(lambda: len(b.health()) == 50 and "10.0.0.1:1" not in b.health(), what="b sees the batch")

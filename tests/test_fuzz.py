@@ -3,10 +3,11 @@
 The xDS port gets random bytes and random DiscoveryRequests (type URLs, names, nonces,
 NACKs, nodes) on SotW and Delta streams; the registration APIs get random methods,
 parameters and JSON bodies; the Nacos gRPC face gets random payload types, bodies of
-any JSON type and nesting, and bytes that are no payload, on a set-up connection. Whatever comes in, a stream ends with a deliberate status or
-is answered, no request gets a 5xx or INTERNAL, a well-formed client is still served
-after every example, and the process log shows no unhandled exception. Inputs that once
-broke something are kept below as explicit examples.
+any JSON type and nesting, and bytes that are no payload, on a set-up connection.
+Whatever comes in, a stream ends with a deliberate status or is answered, no request
+gets a 5xx or INTERNAL, a well-formed client is still served after every example, and
+the process log shows no unhandled exception. Inputs that once broke something are kept
+below as explicit examples.
 """
 
 from __future__ import annotations

@@ -75,3 +75,9 @@ class RegistryStore(Protocol):
     async def release(self, owner: str, key: ServiceKey, host: str, port: int) -> bool:
         """Remove the instance if ``owner`` still holds it (not if re-registered since)."""
         ...
+
+    async def hold_many(self, owner: str, key: ServiceKey, hold: list[Instance],
+                        release: list[tuple[str, int]]) -> None:
+        """A connection's whole registration in one service at once (Nacos' batch register):
+        ``hold`` these, ``release`` those it holds; one store transaction, one change pushed."""
+        ...

@@ -182,6 +182,39 @@ class EtcdStore:
                       released_by=owner, store="etcd")
         return bool(data.get("succeeded"))
 
+    async def hold_many(self, owner: str, key: ServiceKey, hold: list[Instance],
+                        release: list[tuple[str, int]]) -> None:
+        """Releases in one transaction (each only while still bound to this replica's lease),
+        the held instances in another: two commits for a batch, not one per instance."""
+        mine = [(h, p) for h, p in release if (self._held.get((key, (h, p))) or ("",))[0] == owner]
+        for addr in mine:
+            del self._held[(key, addr)]
+        if mine:
+            keys = [self._instance_keys(key, h, p) for h, p in mine]
+            deletes = [delete_op(k) for pair in keys for k in pair]
+            data = await self._commit(deletes, [], [key_lease(ik, self._connection_lease) for ik, _ in keys])
+            if not data.get("succeeded"):  # one was re-registered elsewhere: release one by one
+                for ik, ak in keys:
+                    await self._commit([delete_op(ik), delete_op(ak)], [], [key_lease(ik, self._connection_lease)])
+        held = [inst.model_copy(update={"ephemeral": True}) for inst in hold]
+        for inst in held:
+            self._held[(key, (inst.host, inst.port))] = (owner, inst)
+        if not held:
+            return
+        lease = await self._lease_for_connections()
+        ops = []
+        for inst in held:
+            ik, ak = self._instance_keys(key, inst.host, inst.port)
+            ops += [put_op(ik, inst.model_dump_json(), lease), put_op(ak, _ALIVE, lease)]
+        try:
+            await self._commit_instance(key, ops)
+        except StoreUnavailable:
+            for inst in held:
+                self._held.pop((key, (inst.host, inst.port)), None)
+            raise
+        log_event(log, logging.INFO, "instances.registered", service=repr(key), count=len(held), held_by=owner,
+                  released=len(mine), store="etcd")
+
     async def _put_held(self, key: ServiceKey, inst: Instance, lease: int) -> None:
         ik, ak = self._instance_keys(key, inst.host, inst.port)
         await self._commit_instance(key, [put_op(ik, inst.model_dump_json(), lease), put_op(ak, _ALIVE, lease)])

@@ -121,7 +121,19 @@ class EmbeddedStore:
             return False
         return await self.deregister(key, host, port)
 
-    def _put(self, key: ServiceKey, inst: Instance, owner: str | None) -> None:
+    async def hold_many(self, owner: str, key: ServiceKey, hold: list[Instance],
+                        release: list[Address]) -> None:
+        entry = self._entry_for(key)
+        for host, port in release:
+            if entry.held.get((host, port)) == owner and (host, port) in entry.instances:
+                self._forget(entry, (host, port))
+                log_event(log, logging.INFO, "instance.deregistered", service=repr(key), instance=f"{host}:{port}",
+                          released_by=owner, left=len(entry.instances))
+        for inst in hold:
+            self._put(key, inst.model_copy(update={"ephemeral": True}), owner, publish=False)
+        self._publish(key)
+
+    def _put(self, key: ServiceKey, inst: Instance, owner: str | None, publish: bool = True) -> None:
         entry = self._entry_for(key)
         addr = (inst.host, inst.port)
         old = entry.instances.get(addr)
@@ -145,7 +157,8 @@ class EmbeddedStore:
         log_event(log, logging.INFO, "instance.registered", service=repr(key), instance=f"{inst.host}:{inst.port}",
                   ephemeral=inst.ephemeral, healthy=inst.healthy, enabled=inst.enabled,
                   **({"held_by": owner} if owner is not None else {}))
-        self._publish(key)
+        if publish:
+            self._publish(key)
 
     async def deregister(self, key: ServiceKey, host: str, port: int) -> bool:
         """Remove an instance at once; False if it was not there."""

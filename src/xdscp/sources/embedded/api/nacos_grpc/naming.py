@@ -156,14 +156,11 @@ class NamingRequests:
     async def replace_held(self, conn: NacosConnection, key: ServiceKey, instances: dict[Address, Instance]) -> None:
         """Make ``instances`` the connection's registration in ``key`` (empty: none)."""
         old = conn.held.get(key, set())
-        for host, port in sorted(old - instances.keys()):
-            await self.store.release(conn.id, key, host, port)
-            old.discard((host, port))
-        for addr, inst in instances.items():
-            await self.store.hold(conn.id, key, inst)
-            old.add(addr)
-        if old:
-            conn.held[key] = old
+        gone = sorted(old - instances.keys())
+        await self.store.hold_many(conn.id, key, list(instances.values()), gone)
+        now = (old - set(gone)) | instances.keys()
+        if now:
+            conn.held[key] = now
         else:
             conn.held.pop(key, None)
 
