@@ -192,3 +192,24 @@ async def test_past_the_connection_limit_the_client_is_told_to_connect_elsewhere
     finally:
         await first.close()
         await plane.cp.stop(0)
+
+
+async def test_every_face_maps_the_default_cluster_alike(plane: Plane, client: Client) -> None:
+    """An instance registered over HTTP and one over gRPC, neither naming a cluster: the
+    same cluster in the model (""), DEFAULT on the wire, and a DEFAULT filter finds both."""
+    url = (f"http://127.0.0.1:{plane.cp.admin_port}/nacos/v1/ns/instance?serviceName=echo&ip=127.0.0.1&port=9001"
+           "&ephemeral=false")
+    await asyncio.to_thread(lambda: urllib.request.urlopen(urllib.request.Request(url, method="POST"),
+                                                           timeout=5).close())
+    grpc_host = {**register(9002), "instance": {"ip": "127.0.0.1", "port": 9002}}  # no clusterName at all
+    assert (await client.call("PersistentInstanceRequest", grpc_host))[1]["errorCode"] == 0
+    svc = next(s for k, s in plane.cp.registry.services.items() if k.name == "echo")
+    assert sorted((i.port, i.cluster) for i in svc.instances) == [(9001, ""), (9002, "")]
+    _, body = await client.call("ServiceQueryRequest", {**SUB, "requestId": "q", "serviceName": "echo",
+                                                        "cluster": "DEFAULT"})
+    hosts = body["serviceInfo"]["hosts"]
+    assert sorted((h["port"], h["clusterName"]) for h in hosts) == [(9001, "DEFAULT"), (9002, "DEFAULT")]
+    assert {h["instanceId"].split("#")[2] for h in hosts} == {"DEFAULT"}
+    _, page = await client.call("ServiceListRequest", {"requestId": "l", "namespace": "public",
+                                                       "groupName": "DEFAULT_GROUP", "pageSize": 10_001})
+    assert page["errorCode"] == 400 and "pageSize" in page["message"]  # the HTTP face's cap, too

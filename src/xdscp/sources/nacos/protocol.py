@@ -39,17 +39,31 @@ def grouped_name(group: str, name: str) -> str:
 
 
 # -- host objects ----------------------------------------------------------------------------
-def nacos_instance(host: dict[str, Any]) -> dict[str, Any]:
-    """A Nacos host object as a registry-file instance (validated later, per instance)."""
-    cluster = host.get("clusterName") or ""
+# One mapping between Nacos' host objects and xdscp's instances, for every face that speaks
+# Nacos (the HTTP and gRPC faces of the embedded registry, the Nacos source). An instance's
+# cluster is "" for Nacos' default cluster, whatever the wire called it.
+def model_cluster(name: Any) -> Any:
+    """A Nacos cluster name as an instance's ``cluster``: "" for the default (absent, empty or
+    ``DEFAULT``); anything else as given (validated with the instance)."""
+    return "" if name is None or name == "" or name == DEFAULT_CLUSTER else name
+
+
+def nacos_cluster(cluster: str) -> str:
+    """An instance's cluster as Nacos names it."""
+    return cluster or DEFAULT_CLUSTER
+
+
+def nacos_instance(host: dict[str, Any], ephemeral: bool | None = None) -> dict[str, Any]:
+    """A Nacos host object as instance fields (validated later, per instance); ``ephemeral``:
+    set by the request rather than the host object (the gRPC face's)."""
     return {
         "host": host.get("ip"),
         "port": host.get("port"),
         "weight": host.get("weight", 1.0),
         "healthy": host.get("healthy", host.get("valid", True)),  # "valid" in Nacos 1.x docs
         "enabled": host.get("enabled", True),
-        "ephemeral": host.get("ephemeral", True),
-        "cluster": "" if cluster == DEFAULT_CLUSTER else cluster,
+        "ephemeral": host.get("ephemeral", True) if ephemeral is None else ephemeral,
+        "cluster": model_cluster(host.get("clusterName")),
         "metadata": host.get("metadata") or {},
     }
 

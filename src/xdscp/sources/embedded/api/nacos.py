@@ -24,9 +24,9 @@ from pydantic import ValidationError
 from xdscp.documents import field_path
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, ServiceKey
 from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy, selected_hosts, service_info, service_key
-from xdscp.sources.embedded.api.request_params import ParamError, Params
+from xdscp.sources.embedded.api.request_params import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ParamError, Params
 from xdscp.sources.embedded.contract import InstanceNotFound, RegistryStore, StoreUnavailable
-from xdscp.sources.nacos.protocol import DEFAULT_CLUSTER, grouped_name
+from xdscp.sources.nacos.protocol import grouped_name, model_cluster
 
 _PARAM_MISSING, _PARAM_INVALID, _SERVICE_NAME_ERROR, _INSTANCE_NOT_FOUND = 10000, 20002, 21000, 21003
 _SERVER_ERROR = 30000
@@ -149,7 +149,7 @@ class NacosApi:
             "healthy": p.boolean("healthy", True),
             "enabled": self._enabled(p, True),
             "ephemeral": p.boolean("ephemeral", True),
-            "cluster": p.text("clusterName", DEFAULT_CLUSTER),
+            "cluster": model_cluster(p.text("clusterName")),
             "metadata": p.json_object("metadata") or {},
         })
         await self.store.register(key, inst)
@@ -168,7 +168,7 @@ class NacosApi:
             "weight": p.number("weight", low=0, high=10000),
             "healthy": p.boolean("healthy"),
             "enabled": self._enabled(p, None),
-            "cluster": p.text("clusterName"),
+            "cluster": None if p.text("clusterName") is None else model_cluster(p.text("clusterName")),
             "metadata": p.json_object("metadata"),
         }
         changes = {k: v for k, v in changes.items() if v is not None}
@@ -189,7 +189,7 @@ class NacosApi:
         if info:  # a full beat can re-register an instance the server forgot (Nacos does)
             template = self._instance({
                 "host": ip, "port": port, "weight": info.get("weight", 1.0),
-                "cluster": info.get("cluster") or p.text("clusterName", DEFAULT_CLUSTER),
+                "cluster": model_cluster(info.get("cluster") or p.text("clusterName")),
                 "metadata": info.get("metadata") or {},
             })
         found = await self.store.beat(key, ip, port, template)
@@ -208,8 +208,8 @@ class NacosApi:
 
     async def list_services(self, p: Params, dialect: Dialect) -> dict[str, Any]:
         page_no = p.integer("pageNo", None if not dialect.unified else 1, required=not dialect.unified, low=1)
-        page_size = p.integer("pageSize", None if not dialect.unified else 20, required=not dialect.unified,
-                              low=1, high=10000)
+        page_size = p.integer("pageSize", None if not dialect.unified else DEFAULT_PAGE_SIZE,
+                              required=not dialect.unified, low=1, high=MAX_PAGE_SIZE)
         assert page_no is not None and page_size is not None
         namespace = p.text("namespaceId", DEFAULT_NAMESPACE) or DEFAULT_NAMESPACE
         group = p.text("groupName", DEFAULT_GROUP) or DEFAULT_GROUP

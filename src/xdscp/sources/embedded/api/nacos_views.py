@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from xdscp.model.service import DEFAULT_NAMESPACE, Instance, Service, ServiceKey
 from xdscp.sources.embedded.api.request_params import ParamError
-from xdscp.sources.nacos.protocol import DEFAULT_CLUSTER, grouped_name, split_grouped_name
+from xdscp.sources.nacos.protocol import grouped_name, nacos_cluster, split_grouped_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +40,14 @@ def service_key(service_name: str, group: str | None, namespace: str | None) -> 
 def host_json(key: ServiceKey, inst: Instance, beats: HeartbeatPolicy) -> dict[str, Any]:
     service = grouped_name(key.group, key.name)
     return {
-        "instanceId": f"{inst.host}#{inst.port}#{inst.cluster or DEFAULT_CLUSTER}#{service}",
+        "instanceId": f"{inst.host}#{inst.port}#{nacos_cluster(inst.cluster)}#{service}",
         "ip": inst.host,
         "port": inst.port,
         "weight": inst.weight,
         "healthy": inst.healthy,
         "enabled": inst.enabled,
         "ephemeral": inst.ephemeral,
-        "clusterName": inst.cluster or DEFAULT_CLUSTER,
+        "clusterName": nacos_cluster(inst.cluster),
         "serviceName": service,
         "metadata": dict(inst.metadata),
         "instanceHeartBeatInterval": beats.interval_ms,
@@ -66,7 +66,7 @@ def selected_hosts(key: ServiceKey, svc: Service | None, beats: HeartbeatPolicy,
     hosts = []
     for inst in svc.instances if svc is not None else ():
         if not inst.enabled or (healthy_only and not inst.healthy) or \
-                (clusters and (inst.cluster or DEFAULT_CLUSTER) not in clusters):
+                (clusters and nacos_cluster(inst.cluster) not in clusters):
             continue
         hosts.append(host_json(key, inst, beats))
     return hosts

@@ -1,4 +1,8 @@
-"""Typed reading of request parameters, with errors that name the parameter."""
+"""Typed reading of request parameters, with errors that name the parameter.
+
+One reading for both Nacos faces: the HTTP APIs' query and form strings (``Params``) and
+the gRPC face's JSON values (``to_int``, ``to_bool``), with the same defaults and caps.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from xdscp.errors import XdscpError
 _N = TypeVar("_N", int, float)
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
+# Paging of service lists, over HTTP and gRPC alike.
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 10_000
 
 
 class ParamError(XdscpError):
@@ -45,13 +52,7 @@ class Params:
     def integer(self, name: str, default: int | None = None, *, required: bool = False,
                 low: int | None = None, high: int | None = None) -> int | None:
         raw = self.text(name, required=required)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ParamError(name, f"Param '{name}' must be an integer, not {raw!r}.") from None
-        return _check_range(name, value, low, high)
+        return default if raw is None else to_int(raw, name, low=low, high=high)
 
     def number(self, name: str, default: float | None = None, *, low: float | None = None,
                high: float | None = None) -> float | None:
@@ -68,14 +69,7 @@ class Params:
 
     def boolean(self, name: str, default: bool | None = None) -> bool | None:
         raw = self.text(name)
-        if raw is None:
-            return default
-        lowered = raw.lower()
-        if lowered in _TRUE:
-            return True
-        if lowered in _FALSE:
-            return False
-        raise ParamError(name, f"Param '{name}' must be true or false, not {raw!r}.")
+        return default if raw is None else to_bool(raw, name)
 
     def json_object(self, name: str) -> dict[str, Any] | None:
         raw = self.text(name)
@@ -90,6 +84,33 @@ class Params:
         if not isinstance(value, dict):
             raise ParamError(name, f"Param '{name}' must be a JSON object.")
         return value
+
+
+def to_int(raw: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """An integer from a string or a JSON integer (never a boolean or a float)."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, str):
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ParamError(name, f"Param '{name}' must be an integer, not {raw!r}.") from None
+    else:
+        raise ParamError(name, f"Param '{name}' must be an integer, not {json.dumps(raw)[:40]}.")
+    return _check_range(name, value, low, high)
+
+
+def to_bool(raw: Any, name: str) -> bool:
+    """A boolean from a JSON boolean or a string (true/false, 1/0, yes/no, on/off)."""
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        lowered = raw.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+    raise ParamError(name, f"Param '{name}' must be true or false, not {json.dumps(raw)[:40]}.")
 
 
 def _check_range(name: str, value: _N, low: _N | None, high: _N | None) -> _N:

@@ -22,8 +22,9 @@ from xdscp.errors import XdscpError
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, ServiceKey
 from xdscp.sources.embedded.api.nacos_grpc.connection import Address, NacosConnection
 from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy, RefTimes, service_info, service_key
+from xdscp.sources.embedded.api.request_params import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, to_bool, to_int
 from xdscp.sources.embedded.contract import RegistryStore
-from xdscp.sources.nacos.protocol import DEFAULT_CLUSTER
+from xdscp.sources.nacos.protocol import nacos_instance
 
 # Nacos' error codes (NacosException) that these answers carry
 INVALID_PARAM = 400
@@ -135,8 +136,8 @@ class NamingRequests:
         return "QueryServiceResponse", {"serviceInfo": info}
 
     async def list_services(self, conn: NacosConnection, body: dict[str, Any]) -> Answer:
-        page_no = _int(body.get("pageNo", 1), "pageNo", 1)
-        page_size = _int(body.get("pageSize", 10), "pageSize", 1)
+        page_no = to_int(body.get("pageNo", 1), "pageNo", low=1)
+        page_size = to_int(body.get("pageSize", DEFAULT_PAGE_SIZE), "pageSize", low=1, high=MAX_PAGE_SIZE)
         namespace = _optional_str(body.get("namespace"), "namespace") or DEFAULT_NAMESPACE
         group = _optional_str(body.get("groupName"), "groupName") or DEFAULT_GROUP
         names = [s.name for s in self.store.services(namespace, group)]
@@ -205,31 +206,14 @@ def _optional_str(raw: Any, name: str) -> str | None:
 
 
 def _bool(raw: Any, name: str, default: bool) -> bool:
-    """A boolean as Nacos' JSON reader takes one: true/false, or the strings "true"/"false"."""
-    if raw is None:
-        return default
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
-        return raw.strip().lower() == "true"
-    raise NacosRequestError(INVALID_PARAM, f"Param '{name}' must be true or false")
+    return default if raw is None else to_bool(raw, name)
 
 
 def _instance(raw: Any, *, ephemeral: bool) -> Instance:
     if not isinstance(raw, dict):
         raise NacosRequestError(INVALID_PARAM, "Param 'instance' must be an instance object")
-    metadata = raw.get("metadata") or {}
     try:
-        return Instance.model_validate({
-            "host": raw.get("ip"),
-            "port": raw.get("port"),
-            "weight": raw.get("weight", 1.0),
-            "healthy": raw.get("healthy", True),
-            "enabled": raw.get("enabled", True),
-            "ephemeral": ephemeral,
-            "cluster": raw.get("clusterName") or DEFAULT_CLUSTER,
-            "metadata": metadata,
-        })
+        return Instance.model_validate(nacos_instance(raw, ephemeral))
     except ValidationError as e:
         err = e.errors()[0]
         field = {"host": "ip", "cluster": "clusterName"}.get(field_path(err["loc"]), field_path(err["loc"]))
@@ -238,15 +222,3 @@ def _instance(raw: Any, *, ephemeral: bool) -> Instance:
 
 def _clusters(raw: Any) -> list[str]:
     return [c for c in raw.split(",") if c] if isinstance(raw, str) else []
-
-
-def _int(raw: Any, name: str, low: int) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise NacosRequestError(INVALID_PARAM, f"Param '{name}' must be an integer")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise NacosRequestError(INVALID_PARAM, f"Param '{name}' must be an integer") from None
-    if value < low:
-        raise NacosRequestError(INVALID_PARAM, f"Param '{name}' must be at least {low}")
-    return value
