@@ -28,6 +28,7 @@ import asyncio, os, sys
 from v2.nacos import (ClientConfigBuilder, GRPCConfig, NacosNamingService, RegisterInstanceParam,
                       DeregisterInstanceParam, SubscribeServiceParam, ListInstanceParam)
 from v2.nacos.naming.model.naming_param import BatchRegisterInstanceParam
+from v2.nacos.common.client_config import TLSConfig
 
 async def main(server, cache, username, password):
     os.makedirs(os.path.join(cache, "naming", "public"), exist_ok=True)  # the SDK's cache files go here
@@ -35,6 +36,9 @@ async def main(server, cache, username, password):
          .grpc_config(GRPCConfig(grpc_timeout=5000)))
     if username:
         b = b.username(username).password(password)
+    if os.environ.get("SDK_TLS_CA"):  # gRPC over TLS (the SDK presents the client pair it is given)
+        b = b.tls_config(TLSConfig(enabled=True, ca_file=os.environ["SDK_TLS_CA"],
+                                   cert_file=os.environ["SDK_TLS_CERT"], key_file=os.environ["SDK_TLS_KEY"]))
     naming = await NacosNamingService.create_naming_service(b.build())
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
@@ -194,7 +198,7 @@ class SdkProcess:
 
 
 async def start_sdk(sdk: Sdk, http_port: int | list[int], cache: Path, username: str = "",
-                    password: str = "") -> SdkProcess:
+                    password: str = "", env: dict[str, str] | None = None) -> SdkProcess:
     """The SDK pointed at ``127.0.0.1:<http_port>`` (several: a server list, as for a Nacos
     cluster), ready for commands. ``cache``: a fresh folder for its disk cache (a stale one
     would hide a push that changes nothing it remembers)."""
@@ -202,4 +206,4 @@ async def start_sdk(sdk: Sdk, http_port: int | list[int], cache: Path, username:
     python = await asyncio.to_thread(sdk.python)
     cache.mkdir(parents=True, exist_ok=True)
     return await SdkProcess.launch([str(python), "-c", sdk.script, servers, str(cache), username, password],
-                                   cwd=cache, env={"HOME": str(cache), "PATH": "/usr/bin:/bin"})
+                                   cwd=cache, env={"HOME": str(cache), "PATH": "/usr/bin:/bin", **(env or {})})

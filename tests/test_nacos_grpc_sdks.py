@@ -19,11 +19,12 @@ import grpc
 import pytest
 
 from xdscp.local.ports import free_port_pair
-from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET
+from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET, REQUEST_METHOD, decode, encode
 
 from conftest import Plane, embedded_source, eventually, start_plane
 from nacos_node_sdk import node_available, start_node_sdk
 from nacos_sdk_venv import PYTHON_3, RUST, Sdk, SdkProcess, start_sdk
+from tls_certs import make_ca, make_cert
 from xds_client import follow_assignments
 
 
@@ -48,8 +49,8 @@ class Stack:
             lambda cla: sorted(e.endpoint.address.socket_address.port_value
                                for loc in cla.endpoints for e in loc.lb_endpoints)))
 
-    async def sdk(self, sdk: Sdk, **login: str) -> SdkProcess:
-        client = await start_sdk(sdk, self.http_port, self.tmp_path / f"sdk-{len(self._sdks)}", **login)
+    async def sdk(self, sdk: Sdk, env: dict[str, str] | None = None, **login: str) -> SdkProcess:
+        client = await start_sdk(sdk, self.http_port, self.tmp_path / f"sdk-{len(self._sdks)}", env=env, **login)
         self._sdks.append(client)
         return client
 
@@ -199,3 +200,51 @@ async def test_the_node_sdk_2_6_registers_over_http_and_its_instances_expire_wit
         await eventually(lambda: s.held.get("node-echo") == [], timeout=60, what="its process gone, its beats stopped")
     finally:
         await s.close()
+
+
+async def test_python_sdk_3_registers_over_tls_and_plain_text_or_a_wrong_ca_is_refused(tmp_path: Path) -> None:
+    """nacos_grpc.tls: the SDK's own TLS config (it presents a client pair; the server asks
+    for none without client_ca_file). A plain-text client, or one that trusts another CA,
+    gets no answer at all: the access tokens a client sends never cross in clear."""
+    ca, other = make_ca(tmp_path / "pki", "ca"), make_ca(tmp_path / "pki", "other-ca")
+    server = make_cert(ca, tmp_path / "pki", "nacos", "IP:127.0.0.1", server=True)
+    client = make_cert(ca, tmp_path / "pki", "app", "DNS:app.local", server=False)
+    stack = await start_stack(tmp_path, nacos_grpc={"tls": {"cert_file": server.cert, "key_file": server.key}})
+    try:
+        stack.follow("echo")
+        app = await stack.sdk(PYTHON_3, env={"SDK_TLS_CA": str(ca.cert), "SDK_TLS_CERT": str(client.cert),
+                                             "SDK_TLS_KEY": str(client.key)})
+        assert await app.do("register echo 9001") == "ok register"
+        await stack.assignment("echo", [9001], "registered over TLS")
+        grpc_target = f"127.0.0.1:{stack.http_port + GRPC_PORT_OFFSET}"
+        check = encode("ServerCheckRequest", {"requestId": "0"})
+        for channel in (grpc.aio.insecure_channel(grpc_target),
+                        grpc.aio.secure_channel(grpc_target, grpc.ssl_channel_credentials(other.cert.read_bytes()))):
+            async with channel:
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await channel.unary_unary(REQUEST_METHOD)(check, timeout=5)
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+        async with grpc.aio.secure_channel(grpc_target, grpc.ssl_channel_credentials(ca.cert.read_bytes())) as ch:
+            kind, body, _ = decode(await ch.unary_unary(REQUEST_METHOD)(check, timeout=10))
+            assert kind == "ServerCheckResponse" and body["connectionId"]
+    finally:
+        await stack.close()
+
+
+async def test_the_grpc_face_follows_the_admin_addresss_tls_unless_it_has_its_own(tmp_path: Path) -> None:
+    ca = make_ca(tmp_path / "pki", "ca")
+    server = make_cert(ca, tmp_path / "pki", "admin", "IP:127.0.0.1", server=True)
+    port = free_port_pair(GRPC_PORT_OFFSET)
+    plane = await start_plane(tmp_path, None, sources=[embedded_source(tmp_path)],
+                              admin={"address": f"127.0.0.1:{port}",
+                                     "tls": {"cert_file": server.cert, "key_file": server.key}})
+    try:
+        target = f"127.0.0.1:{port + GRPC_PORT_OFFSET}"
+        check = encode("ServerCheckRequest", {"requestId": "0"})
+        async with grpc.aio.insecure_channel(target) as plain:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await plain.unary_unary(REQUEST_METHOD)(check, timeout=5)
+        async with grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(ca.cert.read_bytes())) as ch:
+            assert decode(await ch.unary_unary(REQUEST_METHOD)(check, timeout=10))[0] == "ServerCheckResponse"
+    finally:
+        await plane.cp.stop(0)

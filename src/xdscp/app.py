@@ -24,6 +24,7 @@ from xdscp.metrics import SOURCE_UP
 from xdscp.model.registry import Registry
 from xdscp.server.authorization import TOKEN_PREFIX, Rule
 from xdscp.server.rest import RestXds
+from xdscp.server.tls import TlsSettings
 from xdscp.server.tracker import StreamTracker
 from xdscp.server.xds_server import XdsServer
 from xdscp.signals import stop_on_signals
@@ -145,7 +146,9 @@ class ControlPlane:
             except OSError as e:
                 raise BindError("admin (read-only)", self.cfg.admin.read_only_address, e.strerror or str(e)) from None
             self.admin_read_only_port = ro.addresses[0][1]
-        binding = AdminBinding(host, self.admin_port, self.credentials)
+        admin_tls = self.cfg.admin.tls
+        binding = AdminBinding(host, self.admin_port, self.credentials,
+                               TlsSettings(admin_tls.cert_file, admin_tls.key_file) if admin_tls else None)
         for src in self.sources:
             await src.open_ports(binding)
         log_event(log, logging.INFO, "xdscp.started", xds=f"{xds_host}:{self.xds_port}",

@@ -376,6 +376,9 @@ class NacosGrpcConfig(_Section):
     keepalive_time: float = Field(default=20.0, gt=0, le=3600)
     detection_timeout: float = Field(default=5.0, gt=0, le=600)
     detection_interval: float = Field(default=3.0, gt=0, le=600)
+    # TLS (with client_ca_file: mTLS). Unset: the admin address's TLS (admin.tls) when it
+    # has one, so SDK access tokens never cross the network in clear; else plain text.
+    tls: XdsTlsConfig | None = None
 
     _valid_address = field_validator("address")(classmethod(lambda cls, v: _optional_address(v)))
 
@@ -470,10 +473,11 @@ def load_config(path: Path) -> Config:
     if cfg.admin.tls is not None:
         cfg.admin.tls.cert_file = path.parent / cfg.admin.tls.cert_file
         cfg.admin.tls.key_file = path.parent / cfg.admin.tls.key_file
-    tls = cfg.xds.tls
-    if tls is not None:
-        tls.cert_file, tls.key_file = path.parent / tls.cert_file, path.parent / tls.key_file
-        tls.client_ca_file = path.parent / tls.client_ca_file if tls.client_ca_file is not None else None
+    grpc_tls = [s.nacos_grpc.tls for s in cfg.sources if isinstance(s, EmbeddedSourceConfig)]
+    for tls in [cfg.xds.tls, *grpc_tls]:
+        if tls is not None:
+            tls.cert_file, tls.key_file = path.parent / tls.cert_file, path.parent / tls.key_file
+            tls.client_ca_file = path.parent / tls.client_ca_file if tls.client_ca_file is not None else None
     for src in cfg.sources:
         if isinstance(src, FileSourceConfig) and not src.path.is_absolute():
             src.path = (path.parent / src.path).resolve()

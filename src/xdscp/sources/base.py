@@ -10,6 +10,7 @@ from aiohttp import web
 
 from xdscp.admin.credentials import Credentials
 from xdscp.model.registry import Registry
+from xdscp.server.tls import TlsSettings
 
 _READ_POLL = 0.02  # seconds between looks at a read under way (xdscp validate only)
 
@@ -21,6 +22,7 @@ class AdminBinding:
     host: str
     port: int
     credentials: Credentials  # who may read and write what the source serves
+    tls: TlsSettings | None = None  # the admin address's certificate, for ports that follow it
 
 
 class Source(Protocol):

@@ -19,6 +19,7 @@ from xdscp.config import EmbeddedSourceConfig
 from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
+from xdscp.server.tls import TlsSettings
 from xdscp.sources.base import AdminBinding
 from xdscp.sources.embedded.api.nacos import NacosApi
 from xdscp.sources.embedded.api.nacos_grpc.server import NacosGrpcServer
@@ -93,8 +94,10 @@ class EmbeddedSource:
             return
         address = grpc_cfg.address or f"{admin.host}:{admin.port + GRPC_PORT_OFFSET}"
         server = NacosGrpcServer(self.store, grpc_cfg, self.beats, admin.credentials)
+        own = grpc_cfg.tls
+        tls = TlsSettings(own.cert_file, own.key_file, own.client_ca_file) if own is not None else admin.tls
         try:
-            await server.start(address)
+            await server.start(address, tls)
         except BindError as e:
             if grpc_cfg.address is not None:
                 raise  # asked for by name: not serving it is an error

@@ -38,6 +38,7 @@ from xdscp.logfmt import log_event
 from xdscp.metrics import NACOS_GRPC_CONNECTIONS, NACOS_GRPC_PUSHES, NACOS_GRPC_REQUESTS
 from xdscp.model.service import DEFAULT_NAMESPACE, ServiceKey
 from xdscp.rate_limit import TokenBucket
+from xdscp.server.tls import TlsSettings, server_credentials
 from xdscp.sources.embedded.api.nacos_grpc.connection import NacosConnection
 from xdscp.sources.embedded.api.nacos_grpc.naming import (
     BAD_GATEWAY,
@@ -106,8 +107,8 @@ class NacosGrpcServer:
         store.add_listener(self._changed)
 
     # -- lifecycle ---------------------------------------------------------------------------
-    async def start(self, address: str) -> int:
-        """Listen on ``address`` (port 0: any free one); the port bound."""
+    async def start(self, address: str, tls: TlsSettings | None = None) -> int:
+        """Listen on ``address`` (port 0: any free one), with ``tls`` when given; the port bound."""
         server = aio.server(options=nacos_server_options(self.settings.max_message_bytes))
         server.add_generic_rpc_handlers((
             grpc.method_handlers_generic_handler("Request", {
@@ -117,7 +118,8 @@ class NacosGrpcServer:
         ))
         split_host_port(address)
         try:
-            port = server.add_insecure_port(address)
+            port = (server.add_secure_port(address, server_credentials(tls)) if tls is not None
+                    else server.add_insecure_port(address))
         except RuntimeError as e:
             raise BindError("nacos gRPC", address, str(e)) from None
         if port == 0:
@@ -126,7 +128,8 @@ class NacosGrpcServer:
         self._server = server
         self.port = port
         self._tasks.append(asyncio.create_task(self._detect_forever()))
-        log_event(log, logging.INFO, "nacos_grpc.started", address=address, port=port)
+        log_event(log, logging.INFO, "nacos_grpc.started", address=address, port=port, tls=tls is not None,
+                  mtls=tls is not None and tls.client_ca_file is not None)
         return port
 
     async def stop(self, grace: float = 0.0) -> None:
