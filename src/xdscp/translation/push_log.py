@@ -69,9 +69,9 @@ class PushLog:
     def _note_instances(self, key: ServiceKey, svc: Service | None, now: float) -> None:
         old = self._held.pop(key, None)
         before = {(i.host, i.port): i for i in old.instances} if old is not None else {}
-        for addr in before:
-            if svc is None or all((i.host, i.port) != addr for i in svc.instances):
-                self._since.pop((key, *addr), None)
+        now_at = {(i.host, i.port) for i in svc.instances} if svc is not None else set()
+        for addr in before.keys() - now_at:
+            self._since.pop((key, *addr), None)
         if svc is None:
             return
         self._held[key] = svc
