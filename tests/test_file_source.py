@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 from xdscp.config import FileSourceConfig
 from xdscp.model.registry import Registry
-from xdscp.sources.file import FileSource
+from xdscp.sources.file import SETTLE_NS, FileSource
 
 ONE = "services:\n  - name: echo\n    instances: [{host: 10.0.0.1, port: 80}]\n"
 TWO = "services:\n  - name: echo\n    instances: [{host: 10.0.0.1, port: 80}, {host: 10.0.0.2, port: 80}]\n"
@@ -21,6 +22,13 @@ async def loaded(path: Path, text: str) -> tuple[Registry, FileSource]:
     src = FileSource("f", FileSourceConfig(kind="file", path=path))
     await src.poll_once(reg)
     return reg, src
+
+
+def settled(path: Path) -> None:
+    """Date the file a second back: its writer is done (a fresh broken file is read again
+    before it is rejected, see test_a_file_still_being_written_is_read_again_before_rejected)."""
+    past = time.time_ns() - 1_000_000_000
+    os.utime(path, ns=(past, past))
 
 
 def ports(reg: Registry) -> list[str]:
@@ -49,6 +57,7 @@ async def test_half_written_file_is_rejected_then_the_whole_one_loads(tmp_path: 
     reg, src = await loaded(path, ONE)
     with path.open("w") as f:  # an in-place rewrite caught halfway
         f.write(TWO[: len(TWO) // 2 + 9])
+    settled(path)  # and left so
     await src.poll_once(reg)
     assert src.last_error is not None and str(path) in src.last_error
     assert ports(reg) == ["10.0.0.1"]  # the last good view stays
@@ -78,6 +87,7 @@ async def test_a_truncated_file_never_wipes_the_registry(tmp_path: Path) -> None
     path = tmp_path / "registry.yaml"
     reg, src = await loaded(path, TWO)
     path.write_text("")
+    settled(path)
     await src.poll_once(reg)
     assert src.last_error is not None and "empty" in src.last_error
     assert ports(reg) == ["10.0.0.1", "10.0.0.2"]
@@ -87,12 +97,14 @@ async def test_a_repaired_file_clears_its_error_even_when_its_content_is_the_las
     path = tmp_path / "registry.yaml"
     reg, src = await loaded(path, ONE)
     path.write_text("services: [\n")
+    settled(path)
     await src.poll_once(reg)
     assert src.last_error is not None
     path.write_text(ONE)  # the last good bytes again: nothing to apply, but the file is fine
     await src.poll_once(reg)
     assert src.last_error is None
     path.write_text("services: [\n")
+    settled(path)
     await src.poll_once(reg)
     assert src.last_error is not None
     path.write_text(ONE)
@@ -125,3 +137,25 @@ async def test_source_up_follows_the_file_in_metrics_readyz_and_debug(tmp_path: 
         assert plane.cp.readiness()["sources"]["file"]["last_error"] is None
     finally:
         await plane.cp.stop(0)
+
+
+async def test_a_file_still_being_written_is_read_again_before_rejected(tmp_path: Path, caplog) -> None:
+    """`>` and write_text truncate first: a poll in between sees an empty file its writer
+    never meant. Written under SETTLE_NS ago, it is read again, not rejected; a broken file
+    that stays so is rejected once it has settled."""
+    path = tmp_path / "registry.yaml"
+    reg, src = await loaded(path, ONE)
+    caplog.set_level(logging.INFO, logger="xdscp.sources.file")
+    path.write_text("")  # the truncation, just now
+    await src.poll_once(reg)
+    assert src.last_error is None and ports(reg) == ["10.0.0.1"]
+    path.write_text(TWO)  # the write lands
+    await src.poll_once(reg)
+    assert src.last_error is None and ports(reg) == ["10.0.0.1", "10.0.0.2"]
+    assert "source.rejected" not in [r.getMessage() for r in caplog.records]
+    path.write_text("services: [\n")  # broken, and it stays so
+    await src.poll_once(reg)
+    assert src.last_error is None  # not yet: it may still be being written
+    time.sleep(SETTLE_NS / 1e9)
+    await src.poll_once(reg)  # read again (not waiting for the stat to change), now settled
+    assert src.last_error is not None and "invalid YAML" in src.last_error

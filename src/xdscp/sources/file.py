@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import time
 from pathlib import Path
 
 from xdscp.config import FileSourceConfig
@@ -30,6 +31,10 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
 
 
 _UNREAD = (-1, -1, -1)  # the signature before the first poll: even a missing file is news then
+# A file written less than this long ago that does not parse is read again before it is
+# rejected: `>` and write_text truncate first and write after, and a poll in between sees
+# an empty or half-written file that its writer never meant.
+SETTLE_NS = 250_000_000
 
 
 class FileSource(WatchingSource):
@@ -89,6 +94,9 @@ class FileSource(WatchingSource):
         try:
             services = await asyncio.to_thread(self.reader.read, data, str(self.path))
         except DocumentError as e:
+            if 0 <= time.time_ns() - sig[0] < SETTLE_NS:
+                self._last_signature = None  # still being written, perhaps: read again next poll
+                return
             self._fail(str(e), problems=[str(p) for p in e.problems])
             return
         self._last_digest = digest
