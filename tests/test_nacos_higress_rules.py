@@ -213,3 +213,90 @@ async def test_every_face_maps_the_default_cluster_alike(plane: Plane, client: C
     _, page = await client.call("ServiceListRequest", {"requestId": "l", "namespace": "public",
                                                        "groupName": "DEFAULT_GROUP", "pageSize": 10_001})
     assert page["errorCode"] == 400 and "pageSize" in page["message"]  # the HTTP face's cap, too
+
+
+class GoSdk:
+    """nacos-sdk-go 2.3.5 as Higress' McpBridge runs it, from the SDK's source: typed
+    responses (an error code inside one is not an exception), a redo of every subscription
+    after each reconnect, and a service cache that drops stale pushes and, with
+    UpdateCacheWhenEmpty false (Higress' setting), empty ones."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.subscribed: list[str] = []
+        self.cache = GoSdkCache()
+        self.client: Client | None = None
+        self.dropped_empty = 0
+
+    async def connect(self) -> None:
+        self.client = Client(self.port)
+        await self.client.setup()
+        self.client.received.clear()
+        await self.redo()
+
+    async def redo(self) -> list[int]:
+        """Subscribe to everything at once; the codes answered (the SDK logs and moves on)."""
+        assert self.client is not None
+        answers = await asyncio.gather(*(self.client.call("SubscribeServiceRequest", {
+            **SUB, "requestId": f"redo-{i}", "serviceName": name}) for i, name in enumerate(self.subscribed)))
+        for _, body in answers:
+            self.offer(body.get("serviceInfo") or {})
+        return [body["errorCode"] for _, body in answers]
+
+    def offer(self, info: dict[str, Any]) -> None:
+        if not info:
+            return
+        if not info.get("hosts"):
+            self.dropped_empty += 1  # UpdateCacheWhenEmpty = false
+            return
+        self.cache.offer(info)
+
+    def absorb_pushes(self) -> None:
+        assert self.client is not None
+        for kind, body in self.client.received:
+            if kind == "NotifySubscriberRequest":
+                self.offer(body["serviceInfo"])
+        self.client.received.clear()
+
+    async def reconnect(self) -> list[int]:
+        assert self.client is not None
+        await self.client.close()
+        self.client = Client(self.port)
+        await self.client.setup()
+        return await self.redo()
+
+
+async def test_higress_mcp_bridge_rules_hold_through_a_reconnect(plane: Plane) -> None:
+    """Higress' first sync subscribes to every service at once, and the SDK redoes it all
+    after a reconnect: every subscription succeeds, every change is kept. The one gap is
+    the SDK's own: an emptied service's last instance stays in its cache (docs/istio-higress.md:
+    MCP removes it; this path cannot)."""
+    writer = Client(grpc_port(plane))
+    await writer.setup()
+    sdk = GoSdk(grpc_port(plane))
+    try:
+        for i in range(600):  # past the old limit's burst (400)
+            assert (await writer.call("PersistentInstanceRequest", register(9000 + i % 3, f"svc-{i}")))[1][
+                "errorCode"] == 0
+        sdk.subscribed = [f"svc-{i}" for i in range(600)]
+        await sdk.connect()
+        assert len(sdk.cache.held) == 600 and sdk.cache.dropped == 0
+        assert set(await sdk.reconnect()) == {0}  # the redo: all 600 again, none refused
+        await writer.call("PersistentInstanceRequest", register(9100, "svc-7"))
+        await eventually(lambda: (sdk.absorb_pushes() or True) and any(
+            h["port"] == 9100 for h in sdk.cache.held["svc-7"]["hosts"]), what="a change after the redo kept")
+        assert sdk.cache.dropped == 0  # never stale, across the reconnect
+        for port in (9001, 9100):  # svc-7 loses its last instances
+            await writer.call("PersistentInstanceRequest", {**register(port, "svc-7"), "type": "deregisterInstance"})
+        await eventually(lambda: not svc_instances(plane, "svc-7"), what="svc-7 emptied")
+        await eventually(lambda: (sdk.absorb_pushes() or True) and sdk.dropped_empty > 0, what="the empty push")
+        assert [h["port"] for h in sdk.cache.held["svc-7"]["hosts"]] == [9100]  # the SDK's gap
+    finally:
+        await writer.close()
+        if sdk.client is not None:
+            await sdk.client.close()
+
+
+def svc_instances(plane: Plane, name: str) -> list[int]:
+    svc = next((s for k, s in plane.cp.registry.services.items() if k.name == name), None)
+    return [] if svc is None else [i.port for i in svc.instances]
