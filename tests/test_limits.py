@@ -11,6 +11,12 @@ from pathlib import Path
 import grpc
 import pytest
 
+from xdscp import runtime_settings
+from xdscp.cache.cache import SnapshotCache
+from xdscp.config import Config, XdsConfig
+from xdscp.server.authorization import NodePolicy
+from xdscp.server.callbacks import StreamCallbacks
+from xdscp.server.xds_server import XdsServer
 from xdscp.type_urls import CLUSTER, ENDPOINT
 
 from conftest import Plane, service, start_plane
@@ -90,3 +96,29 @@ async def test_too_many_names_too_many_requests_or_bytes_end_that_stream_only(
         _, nodes = await tight.admin_json("/debug/nodes")
         assert [n["node_id"] for n in nodes["nodes"]] == ["calm"]
         await calm.close()
+
+
+async def test_the_stream_limit_and_the_drain_hold_with_callbacks_that_do_nothing() -> None:
+    """The tracker is the server's own state: with the no-op StreamCallbacks (a fake that
+    observes nothing) the limit still refuses the fourth stream, and stop() still drains."""
+    cache = SnapshotCache()
+    cache.set_all(runtime_settings.translator(Config()).snapshot)
+    settings = runtime_settings.xds_server_settings(XdsConfig(limits={"max_streams": 3}), NodePolicy(), "cluster",
+                                                    "127.0.0.1:0")
+    server = XdsServer(cache, settings, callbacks=StreamCallbacks())
+    port = await server.start()
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+        streams = []
+        for i in range(3):
+            s = sotw_stream(ch)
+            s.send(sotw_request(CLUSTER, with_node=node(f"n{i}")))
+            await s.recv()
+            streams.append(s)
+        assert len(server.tracker) == 3
+        extra = sotw_stream(ch)
+        extra.send(sotw_request(CLUSTER, with_node=node("n3")))
+        assert await extra.closed_with() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        closed, left = await server.stop(asyncio.get_running_loop().time() + 10)
+        assert (closed, left) == (3, 0)
+        for s in streams:
+            assert await s.closed_with() == grpc.StatusCode.UNAVAILABLE

@@ -35,7 +35,7 @@ def feed(stream: SotwStream | DeltaStream, req: DiscoveryRequest | DeltaDiscover
 def env() -> ServerEnv:
     tracker = StreamTracker()
     return ServerEnv(SnapshotCache(), node_grouper("cluster"), tracker, missing_resource,
-                     stream_limits(XdsLimitsConfig()), ObservedStreams(tracker))
+                     stream_limits(XdsLimitsConfig()), ObservedStreams())
 
 
 def cla(name: str, port: int) -> Resource:

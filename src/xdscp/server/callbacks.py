@@ -2,8 +2,9 @@
 
 The SotW and Delta streams call these at each step (opened, node bound, type added,
 response, ACK, NACK, push, closed) and keep no metrics, logs or registry of streams
-themselves. ``StreamCallbacks`` does nothing; ``ObservedStreams`` counts (Prometheus),
-logs (one event a line) and keeps the StreamTracker behind /debug/nodes.
+themselves. ``StreamCallbacks`` does nothing; ``ObservedStreams`` counts (Prometheus) and
+logs (one event a line). The StreamTracker (the stream limit, the drain, /debug/nodes) is
+the server's own state: streams add and remove themselves there, not through a callback.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from xdscp.logfmt import log_event
 from xdscp.metrics import ACKS, NACKS, PUSH_LATENCY, RESPONSES, STREAM_TYPES, STREAMS, per_type
-from xdscp.server.tracker import StreamTracker
 
 if TYPE_CHECKING:
     from xdscp.server.stream import Stream
@@ -46,13 +46,9 @@ class StreamCallbacks:
 
 
 class ObservedStreams(StreamCallbacks):
-    """Metrics, structured logs and the tracker of open streams."""
-
-    def __init__(self, tracker: StreamTracker) -> None:
-        self.tracker = tracker
+    """Metrics and structured logs."""
 
     def opened(self, stream: Stream) -> None:
-        self.tracker.add(stream)
         STREAMS.labels(stream.transport).inc()
 
     def node_bound(self, stream: Stream) -> None:
@@ -87,6 +83,5 @@ class ObservedStreams(StreamCallbacks):
         STREAMS.labels(stream.transport).dec()
         for type_url in stream.types:
             per_type(STREAM_TYPES, type_url, stream.transport).dec()
-        self.tracker.remove(stream)
         log_event(log, logging.INFO, "stream.close", node=stream.node_id, transport=stream.transport,
                   stream=stream.id)

@@ -175,6 +175,9 @@ class Stream(ABC):
         no reference to the last request.
         """
         callbacks = self.env.callbacks
+        # The server's own state (the stream limit, the shutdown drain count on it): kept here,
+        # whatever the callbacks do; they only observe.
+        self.env.tracker.add(self)
         callbacks.opened(self)
         reader = asyncio.ensure_future(self._read(read))
         reader.add_done_callback(lambda _: self.wake.set())
@@ -209,6 +212,7 @@ class Stream(ABC):
             reader.cancel()
             if self.group is not None:
                 self.env.cache.unwatch(self.view, self.wake)
+            self.env.tracker.remove(self)
             callbacks.closed(self)
 
     async def _read(self, read: Reader) -> None:

@@ -20,7 +20,7 @@ from xdscp.cache.node_group import NodeGrouper
 from xdscp.cache.resource import Resource
 from xdscp.errors import BindError
 from xdscp.server.authorization import NodePolicy
-from xdscp.server.callbacks import ObservedStreams
+from xdscp.server.callbacks import ObservedStreams, StreamCallbacks
 from xdscp.server.services import GRPC_SERVER_OPTIONS, add_xds_services
 from xdscp.server.stream import ServerEnv, StreamLimits
 from xdscp.server.tracker import StreamTracker
@@ -43,11 +43,14 @@ class XdsServerSettings:
 class XdsServer:
     """Serves ``cache`` on the configured address (and on ports added before ``start``)."""
 
-    def __init__(self, cache: SnapshotCache, settings: XdsServerSettings, tracker: StreamTracker | None = None) -> None:
+    def __init__(self, cache: SnapshotCache, settings: XdsServerSettings, tracker: StreamTracker | None = None,
+                 callbacks: StreamCallbacks | None = None) -> None:
+        """``callbacks``: what observes the streams (default: metrics and logs); the stream
+        limit and the drain work whatever they are."""
         self.settings = settings
         tracker = tracker if tracker is not None else StreamTracker()
         self.env = ServerEnv(cache, settings.grouper, tracker, settings.placeholder, settings.limits,
-                             ObservedStreams(tracker), policy=settings.policy)
+                             callbacks if callbacks is not None else ObservedStreams(), policy=settings.policy)
         options = [*GRPC_SERVER_OPTIONS, ("grpc.so_reuseport", int(settings.reuse_port)),
                    ("grpc.max_receive_message_length", settings.max_message_bytes)]
         self._server: aio.Server | None = aio.server(options=options)
