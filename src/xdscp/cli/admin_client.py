@@ -9,11 +9,12 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from xdscp.errors import XdscpError
 from xdscp.server.tracker import stands_nacked
 from xdscp.type_urls import short
 
 
-class AdminUnavailable(Exception):
+class AdminUnavailable(XdscpError):
     """The admin API could not be read, or refused what was asked."""
 
 

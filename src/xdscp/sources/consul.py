@@ -23,6 +23,7 @@ import aiohttp
 
 from xdscp.background import cancel_and_wait
 from xdscp.config import ConsulSourceConfig
+from xdscp.errors import XdscpError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Service, ServiceKey
@@ -33,7 +34,7 @@ from xdscp.sources.salvage import salvage_services
 log = logging.getLogger(__name__)
 
 
-class ConsulError(Exception):
+class ConsulError(XdscpError):
     """Consul could not be read; the last good view stays."""
 
 

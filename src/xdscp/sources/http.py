@@ -22,6 +22,7 @@ import logging
 import aiohttp
 
 from xdscp.config import HttpSourceConfig
+from xdscp.errors import XdscpError
 from xdscp.gc_pause import gc_paused
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024 * 1024
 
 
-class HttpSourceError(Exception):
+class HttpSourceError(XdscpError):
     """This poll produced nothing usable; the last good view stays."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from xdscp.errors import XdscpError
 
-class NacosError(Exception):
+
+class NacosError(XdscpError):
     """Nacos could not be read (or said something that is not its API); nothing is applied."""
 
 

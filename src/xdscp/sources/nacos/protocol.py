@@ -17,6 +17,7 @@ from typing import Any
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 
+from xdscp.errors import XdscpError
 from xdscp.model.service import DEFAULT_GROUP
 
 # -- names ---------------------------------------------------------------------------------
@@ -77,7 +78,7 @@ SERVER_REQUEST_ANSWERS = {"NotifySubscriberRequest": "NotifySubscriberResponse",
             "SetupAckRequest": "SetupAckResponse"}
 
 
-class NacosWireError(Exception):
+class NacosWireError(XdscpError):
     """A payload that is not Nacos' envelope around a JSON object."""
 
 

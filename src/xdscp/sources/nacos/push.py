@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 
+from xdscp.errors import XdscpError
 from xdscp.logfmt import log_event
 from xdscp.sources.nacos.protocol import (
     BI_STREAM_METHOD,
@@ -33,7 +34,7 @@ log = logging.getLogger("xdscp.sources.nacos")
 CLIENT_VERSION = "xdscp-nacos-push"
 
 
-class NacosPushError(Exception):
+class NacosPushError(XdscpError):
     """The gRPC connection failed or the server refused a request."""
 
 

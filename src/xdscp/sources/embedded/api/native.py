@@ -23,12 +23,13 @@ from pydantic import ValidationError
 
 from xdscp.addresses import split_host_port
 from xdscp.documents import field_path
+from xdscp.errors import XdscpError
 from xdscp.model.naming import cluster_name
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, Service, ServiceKey
 from xdscp.sources.embedded.contract import InstanceNotFound, RegistryStore, StoreUnavailable
 
 
-class _BadRequest(Exception):
+class _BadRequest(XdscpError):
     def __init__(self, message: str, problems: list[dict[str, str]] | None = None) -> None:
         super().__init__(message)
         self.problems = problems or []
