@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from xdscp.cli.bootstrap import render_bootstrap
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
+from xdscp.local.envoy_bootstrap import render_bootstrap
 from xdscp.local.ports import free_port
 from xdscp.local.traffic import count_responses
 from xdscp.local.upstream import NamedUpstream

@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 import yaml
 
-from xdscp.cli.bootstrap import render_bootstrap
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
+from xdscp.local.envoy_bootstrap import render_bootstrap
 from xdscp.local.etcd import EtcdServer, etcd_binary
 from xdscp.local.traffic import count_responses
 from xdscp.local.upstream import NamedUpstream

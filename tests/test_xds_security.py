@@ -208,7 +208,7 @@ def test_a_real_envoy_over_mtls_stays_connected_through_a_rotation(tmp_path: Pat
 def _mtls_bootstrap(xds_address: str, certs: Certs) -> dict[str, Any]:
     import yaml
 
-    from xdscp.cli.bootstrap import render_bootstrap
+    from xdscp.local.envoy_bootstrap import render_bootstrap
 
     doc = render_bootstrap(REPO_ENVOY_DIR / "bootstrap-mtls.yaml", xds_address)
     tls = yaml.safe_load(yaml.safe_dump(doc))

@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bootstrap":
         import yaml
 
-        from xdscp.cli.bootstrap import render_bootstrap
+        from xdscp.local.envoy_bootstrap import render_bootstrap
 
         try:
             doc = render_bootstrap(args.template, args.xds_address, args.admin_port, args.node_id, args.node_cluster)

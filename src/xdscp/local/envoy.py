@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from xdscp.cli.bootstrap import render_bootstrap, write_bootstrap
+from xdscp.local.envoy_bootstrap import render_bootstrap, write_bootstrap
 from xdscp.local.ports import free_port
 from xdscp.local.processes import terminate, wait_ready
 
