@@ -16,7 +16,7 @@ from typing import Any
 import nacos
 import pytest
 
-from xdscp.admin.credentials import Credentials, User, hash_password
+from xdscp.credentials import Credentials, User, hash_password
 from xdscp.local.ports import free_port_pair
 from xdscp.model.service import ServiceKey
 from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from xdscp.admin.credentials import hash_password
 from xdscp.config import NacosSourceConfig
+from xdscp.credentials import hash_password
 from xdscp.local.ports import free_port_pair
 from xdscp.metrics import NACOS_GRPC_REQUESTS
 from xdscp.model.service import Instance, ServiceKey

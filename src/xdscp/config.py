@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from xdscp.addresses import split_host_port
-from xdscp.admin.credentials import check_hash_format
 from xdscp.cache.node_group import node_grouper
+from xdscp.credentials import check_hash_format
 from xdscp.documents import load_document
 from xdscp.errors import ConfigError, DocumentError
 

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 
 import grpc
 
-from xdscp.admin.credentials import Credentials, User
 from xdscp.cache.cache import Localities, LocalityViews, SnapshotCache
 from xdscp.cache.node_group import node_grouper
 from xdscp.config import (
@@ -24,6 +23,7 @@ from xdscp.config import (
     XdsLimitsConfig,
     XdsTlsConfig,
 )
+from xdscp.credentials import Credentials, User
 from xdscp.server.authorization import NodePolicy, Rule
 from xdscp.server.stream import StreamLimits
 from xdscp.server.tls import TlsSettings, server_credentials

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from xdscp.admin.credentials import Credentials
+from xdscp.credentials import Credentials
 from xdscp.metrics import REJECTED_REQUESTS
 from xdscp.server.tracker import StreamTracker
 

@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("status", "dump"):
         return _admin_command(args)
     if args.command == "hash-password":
-        from xdscp.admin.credentials import hash_password
+        from xdscp.credentials import hash_password
 
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from xdscp.admin.credentials import Credentials
+from xdscp.credentials import Credentials
 from xdscp.model.registry import Registry
 from xdscp.server.tls import TlsSettings
 

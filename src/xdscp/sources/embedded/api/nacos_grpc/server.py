@@ -29,9 +29,9 @@ import grpc
 from grpc import aio
 
 from xdscp.addresses import split_host_port
-from xdscp.admin.credentials import Credentials
 from xdscp.background import cancel_and_wait
 from xdscp.config import NacosGrpcConfig
+from xdscp.credentials import Credentials
 from xdscp.errors import BindError
 from xdscp.grpc_options import ACCEPT_STORMS, KEEPALIVE
 from xdscp.logfmt import log_event
