@@ -50,8 +50,8 @@ from nacos_fanout import PER_PROCESS, SERVICE, VICTIM, floor_server, json_body, 
 
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.ports import free_port
+from xdscp.nacos_protocol import BI_STREAM_METHOD, GRPC_PORT_OFFSET, REQUEST_METHOD, decode, encode
 from xdscp.sources.embedded.api.nacos_grpc.server import nacos_server_options
-from xdscp.sources.nacos.protocol import BI_STREAM_METHOD, GRPC_PORT_OFFSET, REQUEST_METHOD, decode, encode
 from xdscp.type_urls import ENDPOINT
 
 ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources"

@@ -22,7 +22,7 @@ from typing import Any
 import grpc
 from aiohttp import web
 
-from xdscp.sources.nacos.protocol import BI_STREAM_METHOD, REQUEST_METHOD, decode, encode, message_type
+from xdscp.nacos_protocol import BI_STREAM_METHOD, REQUEST_METHOD, decode, encode, message_type
 
 PER_PROCESS = 1250
 SERVICE = "hot"

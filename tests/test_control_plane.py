@@ -191,7 +191,7 @@ async def test_an_embedded_registry_whose_nacos_grpc_port_is_taken_reports_it(tm
     from prometheus_client import REGISTRY
 
     from xdscp.local.ports import free_port_pair
-    from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET
+    from xdscp.nacos_protocol import GRPC_PORT_OFFSET
 
     admin = free_port_pair(GRPC_PORT_OFFSET)
     with socket.socket() as taken:

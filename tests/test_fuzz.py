@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xdscp.local.control_plane import XdscpProcess
-from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET, Payload, decode
+from xdscp.nacos_protocol import GRPC_PORT_OFFSET, Payload, decode
 from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, ROUTE, SERVICE_ENTRY
 
 from test_nacos_grpc_protocol import Client

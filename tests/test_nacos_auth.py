@@ -19,7 +19,7 @@ import pytest
 from xdscp.credentials import Credentials, User, hash_password
 from xdscp.local.ports import free_port_pair
 from xdscp.model.service import ServiceKey
-from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET
+from xdscp.nacos_protocol import GRPC_PORT_OFFSET
 
 from conftest import Plane, embedded_source, eventually, start_plane
 from nacos_sdk_venv import PYTHON_3, RUST, Sdk, start_sdk

@@ -14,8 +14,8 @@ import grpc
 import pytest
 
 from xdscp.model.service import ServiceKey
+from xdscp.nacos_protocol import BI_STREAM_METHOD, REQUEST_METHOD, decode, encode
 from xdscp.sources.embedded.source import EmbeddedSource
-from xdscp.sources.nacos.protocol import BI_STREAM_METHOD, REQUEST_METHOD, decode, encode
 
 from conftest import Plane, embedded_source, eventually, start_plane
 

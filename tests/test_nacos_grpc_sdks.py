@@ -19,7 +19,7 @@ import grpc
 import pytest
 
 from xdscp.local.ports import free_port_pair
-from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET, REQUEST_METHOD, decode, encode
+from xdscp.nacos_protocol import GRPC_PORT_OFFSET, REQUEST_METHOD, decode, encode
 
 from conftest import Plane, embedded_source, eventually, start_plane
 from nacos_node_sdk import node_available, start_node_sdk

@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 import pytest
 
-from xdscp.sources.nacos.protocol import BI_STREAM_METHOD, Payload, decode, encode
+from xdscp.nacos_protocol import BI_STREAM_METHOD, Payload, decode, encode
 
 from conftest import Plane, eventually
 from test_nacos_grpc_protocol import Client, grpc_port, nacos_plane, register

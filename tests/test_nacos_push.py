@@ -18,9 +18,9 @@ from xdscp.credentials import hash_password
 from xdscp.local.ports import free_port_pair
 from xdscp.metrics import NACOS_GRPC_REQUESTS
 from xdscp.model.service import Instance, ServiceKey
+from xdscp.nacos_protocol import GRPC_PORT_OFFSET
 from xdscp.sources.embedded.api.nacos_grpc.server import NacosGrpcServer
 from xdscp.sources.embedded.source import EmbeddedSource
-from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET
 
 from conftest import Plane, embedded_source, eventually, start_plane
 from nacos_sdk_venv import PYTHON_3, start_sdk

@@ -17,7 +17,7 @@ import pytest
 
 from xdscp.local.envoy import REPO_ENVOY_DIR
 from xdscp.local.ports import free_port, free_port_pair
-from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET
+from xdscp.nacos_protocol import GRPC_PORT_OFFSET
 
 pytestmark = pytest.mark.envoy
 

@@ -14,7 +14,7 @@ import yaml
 
 from xdscp.local.ports import free_port, free_port_pair
 from xdscp.local.processes import terminate, wait_ready
-from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET
+from xdscp.nacos_protocol import GRPC_PORT_OFFSET
 
 
 class XdscpProcess:

@@ -19,6 +19,7 @@ from xdscp.config import EmbeddedSourceConfig
 from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
+from xdscp.nacos_protocol import GRPC_PORT_OFFSET
 from xdscp.server.tls import TlsSettings
 from xdscp.sources.base import AdminBinding
 from xdscp.sources.embedded.api.nacos import NacosApi
@@ -31,7 +32,6 @@ from xdscp.sources.embedded.etcd_store import EtcdStore
 from xdscp.sources.embedded.leader import EtcdLeader
 from xdscp.sources.embedded.store import EmbeddedStore
 from xdscp.sources.etcd.client import EtcdClient
-from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET
 
 log = logging.getLogger(__name__)
 

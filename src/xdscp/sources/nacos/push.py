@@ -20,7 +20,7 @@ import grpc
 
 from xdscp.errors import XdscpError
 from xdscp.logfmt import log_event
-from xdscp.sources.nacos.protocol import (
+from xdscp.nacos_protocol import (
     BI_STREAM_METHOD,
     REQUEST_METHOD,
     SERVER_REQUEST_ANSWERS,

@@ -34,9 +34,9 @@ from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import DEFAULT_NAMESPACE, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
+from xdscp.nacos_protocol import SERVICE_PAGE_SIZE, nacos_instance, split_grouped_name
 from xdscp.sources.health import RemoteSource, SourceHealth
 from xdscp.sources.nacos.errors import NacosError, NacosLoginFailed, NacosUnreachable
-from xdscp.sources.nacos.protocol import SERVICE_PAGE_SIZE, nacos_instance, split_grouped_name
 from xdscp.sources.nacos.servers import NacosServers
 from xdscp.sources.nacos.subscriptions import NacosSubscriptions
 from xdscp.sources.salvage import salvage_services

@@ -23,9 +23,9 @@ from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
+from xdscp.nacos_protocol import GRPC_PORT_OFFSET, SERVICE_PAGE_SIZE, nacos_instance, split_grouped_name
 from xdscp.sources.health import SourceHealth
 from xdscp.sources.nacos.errors import NacosError
-from xdscp.sources.nacos.protocol import GRPC_PORT_OFFSET, SERVICE_PAGE_SIZE, nacos_instance, split_grouped_name
 from xdscp.sources.nacos.push import NacosPushError, NacosPushSession
 from xdscp.sources.nacos.servers import NacosServers
 from xdscp.sources.salvage import salvage_services

@@ -23,10 +23,10 @@ from pydantic import ValidationError
 
 from xdscp.documents import field_path
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, ServiceKey
+from xdscp.nacos_protocol import grouped_name, model_cluster
 from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy, selected_hosts, service_info, service_key
 from xdscp.sources.embedded.api.request_params import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, ParamError, Params
 from xdscp.sources.embedded.contract import InstanceNotFound, RegistryStore, StoreUnavailable
-from xdscp.sources.nacos.protocol import grouped_name, model_cluster
 
 _PARAM_MISSING, _PARAM_INVALID, _SERVICE_NAME_ERROR, _INSTANCE_NOT_FOUND = 10000, 20002, 21000, 21003
 _SERVER_ERROR = 30000

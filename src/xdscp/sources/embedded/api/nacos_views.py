@@ -10,8 +10,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from xdscp.model.service import DEFAULT_NAMESPACE, Instance, Service, ServiceKey
+from xdscp.nacos_protocol import grouped_name, nacos_cluster, split_grouped_name
 from xdscp.sources.embedded.api.request_params import ParamError
-from xdscp.sources.nacos.protocol import grouped_name, nacos_cluster, split_grouped_name
 
 
 @dataclass(frozen=True, slots=True)

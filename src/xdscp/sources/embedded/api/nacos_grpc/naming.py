@@ -20,11 +20,11 @@ from pydantic import ValidationError
 from xdscp.documents import field_path
 from xdscp.errors import XdscpError
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, ServiceKey
+from xdscp.nacos_protocol import nacos_instance
 from xdscp.sources.embedded.api.nacos_grpc.connection import Address, NacosConnection
 from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy, RefTimes, service_info, service_key
 from xdscp.sources.embedded.api.request_params import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, to_bool, to_int
 from xdscp.sources.embedded.contract import RegistryStore
-from xdscp.sources.nacos.protocol import nacos_instance
 
 # Nacos' error codes (NacosException) that these answers carry
 INVALID_PARAM = 400

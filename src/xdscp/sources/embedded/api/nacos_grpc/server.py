@@ -37,6 +37,7 @@ from xdscp.grpc_options import ACCEPT_STORMS, KEEPALIVE
 from xdscp.logfmt import log_event
 from xdscp.metrics import NACOS_GRPC_CONNECTIONS, NACOS_GRPC_PUSHES, NACOS_GRPC_REQUESTS
 from xdscp.model.service import DEFAULT_NAMESPACE, ServiceKey
+from xdscp.nacos_protocol import NacosWireError, decode, encode, message_type
 from xdscp.rate_limit import TokenBucket
 from xdscp.server.tls import TlsSettings, server_credentials
 from xdscp.sources.embedded.api.nacos_grpc.connection import NacosConnection
@@ -55,7 +56,6 @@ from xdscp.sources.embedded.api.nacos_grpc.naming import (
 from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy
 from xdscp.sources.embedded.api.request_params import ParamError
 from xdscp.sources.embedded.contract import RegistryStore, StoreUnavailable
-from xdscp.sources.nacos.protocol import NacosWireError, decode, encode, message_type
 
 log = logging.getLogger(__name__)
 
