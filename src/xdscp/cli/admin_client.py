@@ -10,7 +10,7 @@ import urllib.request
 from typing import Any
 
 from xdscp.errors import XdscpError
-from xdscp.server.tracker import stands_nacked
+from xdscp.server.subscription import stands_nacked
 from xdscp.type_urls import short
 
 

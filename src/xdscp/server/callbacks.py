@@ -10,13 +10,10 @@ the server's own state: streams add and remove themselves there, not through a c
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
 from xdscp.logfmt import log_event
 from xdscp.metrics import ACKS, NACKS, PUSH_LATENCY, RESPONSES, STREAM_TYPES, STREAMS, per_type
-
-if TYPE_CHECKING:
-    from xdscp.server.stream import Stream
+from xdscp.server.stream_info import StreamInfo
 
 log = logging.getLogger("xdscp.server")
 
@@ -24,62 +21,62 @@ log = logging.getLogger("xdscp.server")
 class StreamCallbacks:
     """Every hook, doing nothing: a base to override, and a fake for protocol tests."""
 
-    def opened(self, stream: Stream) -> None: ...
+    def opened(self, stream: StreamInfo) -> None: ...
 
-    def node_bound(self, stream: Stream) -> None: ...
+    def node_bound(self, stream: StreamInfo) -> None: ...
 
-    def type_added(self, stream: Stream, type_url: str) -> None: ...
+    def type_added(self, stream: StreamInfo, type_url: str) -> None: ...
 
-    def responded(self, stream: Stream, type_url: str, version: str, nonce: str, resources: int,
+    def responded(self, stream: StreamInfo, type_url: str, version: str, nonce: str, resources: int,
                   removed: int) -> None: ...
 
-    def acked(self, stream: Stream, type_url: str, version: str, nonce: str) -> None: ...
+    def acked(self, stream: StreamInfo, type_url: str, version: str, nonce: str) -> None: ...
 
-    def nacked(self, stream: Stream, type_url: str, rejected: str, kept: str, nonce: str, error: str,
+    def nacked(self, stream: StreamInfo, type_url: str, rejected: str, kept: str, nonce: str, error: str,
                repeated: bool) -> None:
         """``repeated``: the same error for the same version as the NACK before."""
 
-    def pushed(self, stream: Stream, latency: float) -> None:
+    def pushed(self, stream: StreamInfo, latency: float) -> None:
         """A registry change reached a stream served before, ``latency`` seconds after it."""
 
-    def closed(self, stream: Stream) -> None: ...
+    def closed(self, stream: StreamInfo) -> None: ...
 
 
 class ObservedStreams(StreamCallbacks):
     """Metrics and structured logs."""
 
-    def opened(self, stream: Stream) -> None:
+    def opened(self, stream: StreamInfo) -> None:
         STREAMS.labels(stream.transport).inc()
 
-    def node_bound(self, stream: Stream) -> None:
+    def node_bound(self, stream: StreamInfo) -> None:
         log_event(log, logging.INFO, "stream.open", node=stream.node_id, group=stream.group,
                   transport=stream.transport, stream=stream.id, peer=stream.peer)
 
-    def type_added(self, stream: Stream, type_url: str) -> None:
+    def type_added(self, stream: StreamInfo, type_url: str) -> None:
         per_type(STREAM_TYPES, type_url, stream.transport).inc()
 
-    def responded(self, stream: Stream, type_url: str, version: str, nonce: str, resources: int,
+    def responded(self, stream: StreamInfo, type_url: str, version: str, nonce: str, resources: int,
                   removed: int) -> None:
         per_type(RESPONSES, type_url, stream.transport).inc()
         log_event(log, logging.DEBUG, "xds.response", node=stream.node_id, type=type_url, version=version,
                   nonce=nonce, resources=resources, removed=removed, stream=stream.id)
 
-    def acked(self, stream: Stream, type_url: str, version: str, nonce: str) -> None:
+    def acked(self, stream: StreamInfo, type_url: str, version: str, nonce: str) -> None:
         per_type(ACKS, type_url, stream.transport).inc()
         log_event(log, logging.DEBUG, "xds.ack", node=stream.node_id, type=type_url, version=version,
                   nonce=nonce, stream=stream.id)
 
-    def nacked(self, stream: Stream, type_url: str, rejected: str, kept: str, nonce: str, error: str,
+    def nacked(self, stream: StreamInfo, type_url: str, rejected: str, kept: str, nonce: str, error: str,
                repeated: bool) -> None:
         per_type(NACKS, type_url, stream.transport).inc()
         if not repeated:  # each NACK is logged once per version and error
             log_event(log, logging.WARNING, "xds.nack", node=stream.node_id, type=type_url,
                       rejected_version=rejected, kept_version=kept, nonce=nonce, stream=stream.id, error=error)
 
-    def pushed(self, stream: Stream, latency: float) -> None:
+    def pushed(self, stream: StreamInfo, latency: float) -> None:
         PUSH_LATENCY.observe(latency)
 
-    def closed(self, stream: Stream) -> None:
+    def closed(self, stream: StreamInfo) -> None:
         STREAMS.labels(stream.transport).dec()
         for type_url in stream.types:
             per_type(STREAM_TYPES, type_url, stream.transport).dec()

@@ -25,7 +25,8 @@ from xdscp.rate_limit import TokenBucket
 from xdscp.server.authorization import NodePolicy
 from xdscp.server.callbacks import StreamCallbacks
 from xdscp.server.names_pool import NamesPool
-from xdscp.server.tracker import StreamTracker, TypeStatus
+from xdscp.server.subscription import TypeStatus
+from xdscp.server.tracker import StreamTracker
 from xdscp.type_urls import MCP_TYPES, PUSH_ORDER, canonical
 
 log = logging.getLogger("xdscp.server")

@@ -1,64 +1,23 @@
-"""Connected streams and their per-type protocol state, for /debug/nodes."""
+"""The open streams: the server's own state, behind the stream limit, the shutdown drain
+and /debug/nodes. Streams add and remove themselves (Stream.serve)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from xdscp.server.stream import Stream
-
-
-@dataclass(slots=True)
-class TypeStatus:
-    """What a stream has been sent and has acknowledged for one type URL."""
-
-    version_sent: str = ""
-    nonce_sent: str = ""
-    version_acked: str = ""  # what the client holds: its last ACK, or the version a NACK says it kept
-    last_nack: str | None = None
-    last_nack_version: str | None = None
-    responses: int = 0
-    acks: int = 0
-    nacks: int = 0
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "version_sent": self.version_sent,
-            "nonce_sent": self.nonce_sent,
-            "version_acked": self.version_acked,
-            "last_nack": self.last_nack,
-            "last_nack_version": self.last_nack_version,
-            "responses": self.responses,
-            "acks": self.acks,
-            "nacks": self.nacks,
-        }
-
-
-def stands_nacked(status: dict[str, Any]) -> bool:
-    """Whether a type's last response is rejected: its last NACK was of the version sent last
-    (``status``: ``TypeStatus.as_json()``)."""
-    return bool(status["last_nack"]) and status["last_nack_version"] == status["version_sent"]
-
-
-def sync_state(status: dict[str, Any], current: str) -> str:
-    """``NACKed``, ``in sync`` (it holds ``current``, the version it is to be served now) or
-    ``pending`` (sent or about to be, not ACKed yet), as istioctl proxy-status says."""
-    if stands_nacked(status):
-        return "NACKed"
-    return "in sync" if status["version_acked"] == current else "pending"
+from xdscp.server.stream_info import StreamInfo
 
 
 class StreamTracker:
     """The set of open streams; cheap to update, read only by the admin server."""
 
     def __init__(self) -> None:
-        self._streams: dict[int, Stream] = {}
+        self._streams: dict[int, StreamInfo] = {}
 
-    def add(self, stream: Stream) -> None:
+    def add(self, stream: StreamInfo) -> None:
         self._streams[stream.id] = stream
 
-    def remove(self, stream: Stream) -> None:
+    def remove(self, stream: StreamInfo) -> None:
         self._streams.pop(stream.id, None)
 
     def __len__(self) -> int:

@@ -16,7 +16,7 @@ from xdscp.cache.cache import SnapshotCache
 from xdscp.model.locality import Locality
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
-from xdscp.server.tracker import sync_state
+from xdscp.server.subscription import sync_state
 from xdscp.sources.states import SourceState
 from xdscp.translation.push_log import PushLog
 from xdscp.type_urls import canonical, kind_name
