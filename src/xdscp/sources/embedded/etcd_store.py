@@ -30,15 +30,13 @@ import asyncio
 import logging
 import math
 from typing import Any
-from urllib.parse import quote, unquote
-
-from pydantic import ValidationError
 
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound, StoreListener, StoreUnavailable
+from xdscp.sources.embedded.etcd_view import EtcdServiceView, instance_path, service_path
 from xdscp.sources.etcd.client import EtcdClient, EtcdError, delete_op, key_absent, key_lease, key_present, put_op
 from xdscp.sources.etcd.mirror import EtcdMirror
 from xdscp.sources.health import SourceHealth
@@ -51,22 +49,6 @@ _ALIVE = b"1"
 
 async def _false() -> bool:
     return False
-
-
-def _service_path(key: ServiceKey) -> str:
-    return "/".join(quote(part, safe="") for part in (key.namespace, key.group, key.name))
-
-
-def _instance_path(key: ServiceKey, host: str, port: int) -> str:
-    return f"{_service_path(key)}/{quote(host, safe='')}/{port}"
-
-
-def _service_of(rel: str) -> ServiceKey | None:
-    """The service a key under the prefix belongs to; None for the leader key or a foreign one."""
-    parts = rel.split("/")
-    if (parts[0] == "services" and len(parts) == 4) or (parts[0] in ("instances", "alive") and len(parts) == 6):
-        return ServiceKey(*(unquote(p) for p in parts[1:4]))
-    return None
 
 
 class EtcdStore:
@@ -83,11 +65,7 @@ class EtcdStore:
         # etcd leases are whole seconds
         self._unhealthy_ttl = max(1, math.ceil(unhealthy_after))
         self._remove_ttl = max(self._unhealthy_ttl, math.ceil(remove_after))
-        self._keys: dict[ServiceKey, set[str]] = {}  # relative keys of each service
-        self._services: dict[ServiceKey, Service] = {}
-        # each record decoded once per value: a service is rebuilt from all of its records
-        # on every change to one of them
-        self._decoded: dict[str, Service | Instance | None] = {}
+        self.view = EtcdServiceView(lambda: self.mirror.kvs, self._bad_record)
         self._checks: dict[tuple[ServiceKey, Address], CheckCounts] = {}
         self._registry: Registry | None = None
         self._listeners: list[StoreListener] = []
@@ -124,15 +102,15 @@ class EtcdStore:
 
     # -- reads ------------------------------------------------------------------------
     def service(self, key: ServiceKey) -> Service | None:
-        return self._services.get(key)
+        return self.view.services.get(key)
 
     def services(self, namespace: str | None = None, group: str | None = None) -> list[Service]:
-        keys = sorted(k for k in self._services
+        keys = sorted(k for k in self.view.services
                       if (namespace is None or k.namespace == namespace) and (group is None or k.group == group))
-        return [self._services[k] for k in keys]
+        return [self.view.services[k] for k in keys]
 
     def check_targets(self) -> list[CheckTarget]:
-        return [CheckTarget(key, i.host, i.port) for key, svc in self._services.items()
+        return [CheckTarget(key, i.host, i.port) for key, svc in self.view.services.items()
                 for i in svc.instances if not i.ephemeral]
 
     # -- writes -----------------------------------------------------------------------
@@ -140,7 +118,7 @@ class EtcdStore:
         """Create a service or replace its settings (its instances stay)."""
         spec = spec.model_copy(update={"instances": ()})
         await self._commit([put_op(self._key("services", spec.key), spec.model_dump_json(exclude={"instances"}))])
-        return self._services.get(spec.key, spec)
+        return self.view.services.get(spec.key, spec)
 
     async def register(self, key: ServiceKey, inst: Instance) -> None:
         """Add or replace an instance; a new service gets default settings."""
@@ -267,7 +245,7 @@ class EtcdStore:
 
     async def update(self, key: ServiceKey, host: str, port: int, changes: dict[str, Any]) -> Instance:
         """Change some fields of a registered instance (validated as a whole)."""
-        old = self._record(key, host, port)
+        old = self.view.record(key, host, port)
         if old is None:
             raise InstanceNotFound(key, host, port)
         new = Instance.model_validate({**old.model_dump(), **changes, "host": host, "port": port})
@@ -311,7 +289,7 @@ class EtcdStore:
     async def record_check(self, target: CheckTarget, ok: bool, healthy_threshold: int,
                            unhealthy_threshold: int) -> None:
         """Count a probe result; flip health when a threshold of consecutive results is reached."""
-        inst = self._record(target.key, target.host, target.port)
+        inst = self.view.record(target.key, target.host, target.port)
         addr = (target.host, target.port)
         if inst is None or inst.ephemeral:
             self._checks.pop((target.key, addr), None)
@@ -355,96 +333,29 @@ class EtcdStore:
 
     # -- the view ---------------------------------------------------------------------
     def _key(self, kind: str, key: ServiceKey) -> str:
-        return f"{self.prefix}{kind}/{_service_path(key)}"
+        return f"{self.prefix}{kind}/{service_path(key)}"
 
     def _instance_keys(self, key: ServiceKey, host: str, port: int) -> tuple[str, str]:
-        path = _instance_path(key, host, port)
+        path = instance_path(key, host, port)
         return f"{self.prefix}instances/{path}", f"{self.prefix}alive/{path}"
 
-    def _record(self, key: ServiceKey, host: str, port: int) -> Instance | None:
-        """The instance as stored (its health before the heartbeat rule)."""
-        rel = f"instances/{_instance_path(key, host, port)}"
-        record = self._decode(rel, Instance) if rel in self.mirror.kvs else None
-        return record if isinstance(record, Instance) else None
-
     def _reset(self) -> None:
-        self._keys = {}
-        self._decoded = {}
-        for rel in self.mirror.kvs:
-            key = _service_of(rel)
-            if key is not None:
-                self._keys.setdefault(key, set()).add(rel)
-        built = {key: self._build(key) for key in self._keys}
-        self._services = {key: svc for key, svc in built.items() if svc is not None}
+        self.view.reset()
         if self._registry is not None:
-            self._registry.apply(self.source_name, FullSnapshot(dict(self._services)))
+            self._registry.apply(self.source_name, FullSnapshot(dict(self.view.services)))
         for listener in self._listeners:
             listener(None)
         log_event(log, logging.INFO, "source.loaded", source=self.source_name, revision=self.mirror.revision,
-                  services=len(self._services), store="etcd")
+                  services=len(self.view.services), store="etcd")
 
     def _changed(self, rels: set[str]) -> None:
-        touched: set[ServiceKey] = set()
-        for rel in rels:
-            key = _service_of(rel)
-            if key is None:
-                continue
-            self._decoded.pop(rel, None)
-            keys = self._keys.setdefault(key, set())
-            if rel in self.mirror.kvs:
-                keys.add(rel)
-            else:
-                keys.discard(rel)
-            touched.add(key)
-        upserted: list[Service] = []
-        removed: list[ServiceKey] = []
-        for key in sorted(touched):
-            svc = self._build(key)
-            if svc is None:
-                self._keys.pop(key, None)
-                if self._services.pop(key, None) is not None:
-                    removed.append(key)
-            else:
-                self._services[key] = svc
-                upserted.append(svc)
+        upserted, removed, touched = self.view.changed(rels)
         if self._registry is not None and (upserted or removed):
             self._registry.apply(self.source_name, ServiceChange(tuple(upserted), tuple(removed)))
         if touched:
-            changed = frozenset(touched)
             for listener in self._listeners:
-                listener(changed)
+                listener(touched)
 
-    def _build(self, key: ServiceKey) -> Service | None:
-        """The service as the mirror holds it; None if etcd has neither settings nor instances."""
-        spec = Service(name=key.name, namespace=key.namespace, group=key.group)
-        found = False
-        instances: list[Instance] = []
-        for rel in self._keys.get(key, ()):
-            kind = rel.split("/", 1)[0]
-            if kind == "alive":
-                continue
-            found = True
-            record = self._decode(rel, Service if kind == "services" else Instance)
-            if isinstance(record, Service):
-                spec = record.model_copy(update={"name": key.name, "namespace": key.namespace,
-                                                 "group": key.group, "instances": ()})
-            elif isinstance(record, Instance):
-                if record.ephemeral and record.healthy and f"alive/{rel.split('/', 1)[1]}" not in self.mirror.kvs:
-                    record = record.model_copy(update={"healthy": False})  # silent: no heartbeat renewed it
-                instances.append(record)
-        if not found:
-            return None
-        instances.sort(key=lambda i: (i.host, i.port))
-        return spec.model_copy(update={"instances": tuple(instances)})
-
-    def _decode(self, rel: str, model: type[Service] | type[Instance]) -> Service | Instance | None:
-        if rel in self._decoded:
-            return self._decoded[rel]
-        record: Service | Instance | None = None
-        try:
-            record = model.model_validate_json(self.mirror.kvs[rel].value)
-        except ValidationError as e:
-            log_event(log, logging.ERROR, "store.bad_record", source=self.source_name, key=self.prefix + rel,
-                      reason=str(e).splitlines()[0])
-        self._decoded[rel] = record
-        return record
+    def _bad_record(self, rel: str, reason: str) -> None:
+        log_event(log, logging.ERROR, "store.bad_record", source=self.source_name, key=self.prefix + rel,
+                  reason=reason)
