@@ -153,6 +153,14 @@ async def hosts_are(hosts: Any, expected: set[str]) -> bool:
 async def test_a_client_that_nacks_shows_as_nacked_with_its_message(
         tmp_path: Path, console_plane: Plane, browser: Browser) -> None:
     await asyncio.to_thread(register, console_plane, "echo", 9001)
+
+    def published() -> bool:
+        snapshot = console_plane.cp.cache.get()
+        return snapshot is not None and "echo" in snapshot.get(CLUSTER).resources
+
+    # The registration's push must not land between the answer below and its NACK: a NACK of
+    # a response that is no longer the latest is stale, and ignored (as the protocol says).
+    await eventually(published, what="the registration published")
     async with grpc.aio.insecure_channel(console_plane.target) as ch:
         good, bad = sotw_stream(ch), sotw_stream(ch)
         good.send(sotw_request(CLUSTER, with_node=node("good-proxy")))
