@@ -19,8 +19,8 @@ from xdscp.server.callbacks import StreamCallbacks
 from xdscp.server.xds_server import XdsServer
 from xdscp.type_urls import CLUSTER, ENDPOINT
 
-from conftest import Plane, service, start_plane
-from xds_client import delta_request, delta_stream, node, sotw_request, sotw_stream
+from conftest import Plane, eventually, service, start_plane
+from xds_client import XdsStream, delta_request, delta_stream, node, sotw_request, sotw_stream
 
 
 @pytest.fixture
@@ -34,22 +34,25 @@ async def tight(tmp_path: Path) -> AsyncIterator[Plane]:
         await plane.cp.stop(0)
 
 
+async def served_streams(ch: grpc.aio.Channel, count: int) -> list[XdsStream]:
+    """``count`` SotW streams, each answered once (so each is counted by the server)."""
+    streams = []
+    for i in range(count):
+        s = sotw_stream(ch)
+        s.send(sotw_request(CLUSTER, with_node=node(f"n{i}")))
+        await s.recv()
+        streams.append(s)
+    return streams
+
+
 async def test_a_stream_past_max_streams_is_refused_until_one_closes(tight: Plane) -> None:
     async with grpc.aio.insecure_channel(tight.target) as ch:
-        streams = []
-        for i in range(3):
-            s = sotw_stream(ch)
-            s.send(sotw_request(CLUSTER, with_node=node(f"n{i}")))
-            await s.recv()
-            streams.append(s)
+        streams = await served_streams(ch, 3)
         extra = sotw_stream(ch)
         extra.send(sotw_request(CLUSTER, with_node=node("n3")))
         assert await extra.closed_with() == grpc.StatusCode.RESOURCE_EXHAUSTED
         await streams.pop().close()
-        for _ in range(100):  # the server notices the close
-            if len(tight.cp.tracker) < 3:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: len(tight.cp.tracker) < 3, timeout=30, what="the server noticed the close")
         again = sotw_stream(ch)
         again.send(sotw_request(CLUSTER, with_node=node("n3")))
         assert (await again.recv()).resources
@@ -107,18 +110,16 @@ async def test_the_stream_limit_and_the_drain_hold_with_callbacks_that_do_nothin
                                                     "127.0.0.1:0")
     server = XdsServer(cache, settings, callbacks=StreamCallbacks())
     port = await server.start()
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
-        streams = []
-        for i in range(3):
-            s = sotw_stream(ch)
-            s.send(sotw_request(CLUSTER, with_node=node(f"n{i}")))
-            await s.recv()
-            streams.append(s)
-        assert len(server.tracker) == 3
-        extra = sotw_stream(ch)
-        extra.send(sotw_request(CLUSTER, with_node=node("n3")))
-        assert await extra.closed_with() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        closed, left = await server.stop(asyncio.get_running_loop().time() + 10)
-        assert (closed, left) == (3, 0)
-        for s in streams:
-            assert await s.closed_with() == grpc.StatusCode.UNAVAILABLE
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
+            streams = await served_streams(ch, 3)
+            assert len(server.tracker) == 3
+            extra = sotw_stream(ch)
+            extra.send(sotw_request(CLUSTER, with_node=node("n3")))
+            assert await extra.closed_with() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            closed, left = await server.stop(asyncio.get_running_loop().time() + 10)
+            assert (closed, left) == (3, 0)
+            for s in streams:
+                assert await s.closed_with() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await server.stop(asyncio.get_running_loop().time())  # a no-op once stopped
