@@ -7,9 +7,12 @@ import os
 import time
 from pathlib import Path
 
+import pytest
+
 from xdscp.config import FileSourceConfig
 from xdscp.model.registry import Registry
-from xdscp.sources.file import SETTLE_NS, FileSource
+from xdscp.sources import file as file_source
+from xdscp.sources.file import FileSource
 
 ONE = "services:\n  - name: echo\n    instances: [{host: 10.0.0.1, port: 80}]\n"
 TWO = "services:\n  - name: echo\n    instances: [{host: 10.0.0.1, port: 80}, {host: 10.0.0.2, port: 80}]\n"
@@ -139,10 +142,13 @@ async def test_source_up_follows_the_file_in_metrics_readyz_and_debug(tmp_path: 
         await plane.cp.stop(0)
 
 
-async def test_a_file_still_being_written_is_read_again_before_rejected(tmp_path: Path, caplog) -> None:
+async def test_a_file_still_being_written_is_read_again_before_rejected(
+        tmp_path: Path, caplog, monkeypatch: pytest.MonkeyPatch) -> None:
     """`>` and write_text truncate first: a poll in between sees an empty file its writer
     never meant. Written under SETTLE_NS ago, it is read again, not rejected; a broken file
-    that stays so is rejected once it has settled."""
+    that stays so is rejected once it has settled. The window is stretched to an hour here,
+    so no pause of a busy machine between a write and its poll can outlast it."""
+    monkeypatch.setattr(file_source, "SETTLE_NS", 3600 * 10**9)
     path = tmp_path / "registry.yaml"
     reg, src = await loaded(path, ONE)
     caplog.set_level(logging.INFO, logger="xdscp.sources.file")
@@ -156,6 +162,6 @@ async def test_a_file_still_being_written_is_read_again_before_rejected(tmp_path
     path.write_text("services: [\n")  # broken, and it stays so
     await src.poll_once(reg)
     assert src.last_error is None  # not yet: it may still be being written
-    time.sleep(SETTLE_NS / 1e9)
-    await src.poll_once(reg)  # read again (not waiting for the stat to change), now settled
+    monkeypatch.setattr(file_source, "SETTLE_NS", 0)  # the window has passed
+    await src.poll_once(reg)  # read again though its stat is unchanged, and now rejected
     assert src.last_error is not None and "invalid YAML" in src.last_error
