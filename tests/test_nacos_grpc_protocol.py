@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -87,22 +88,38 @@ async def nacos_plane(tmp_path: Path, admin: dict[str, Any] | None = None, **grp
         tmp_path, nacos_grpc={"address": "127.0.0.1:0", "max_message_bytes": 64 * 1024, **grpc_settings})])
 
 
-@pytest.fixture
-async def plane(tmp_path: Path) -> AsyncIterator[Plane]:
-    p = await nacos_plane(tmp_path, max_subscriptions=1)
+@asynccontextmanager
+async def running_nacos_plane(tmp_path: Path, **grpc_settings: Any) -> AsyncIterator[Plane]:
+    """``nacos_plane``, stopped on exit."""
+    p = await nacos_plane(tmp_path, **grpc_settings)
     try:
         yield p
     finally:
         await p.cp.stop(0)
 
 
-@pytest.fixture
-async def client(plane: Plane) -> AsyncIterator[Client]:
+@asynccontextmanager
+async def connected(plane: Plane, set_up: bool) -> AsyncIterator[Client]:
+    """A client of the plane's gRPC face (its stream set up with ``set_up``), closed on exit."""
     c = Client(grpc_port(plane))
     try:
+        if set_up:
+            await c.setup()
         yield c
     finally:
         await c.close()
+
+
+@pytest.fixture
+async def plane(tmp_path: Path) -> AsyncIterator[Plane]:
+    async with running_nacos_plane(tmp_path, max_subscriptions=1) as p:
+        yield p
+
+
+@pytest.fixture
+async def client(plane: Plane) -> AsyncIterator[Client]:
+    async with connected(plane, set_up=False) as c:  # the tests set it up (or show what comes before)
+        yield c
 
 
 async def test_server_check_then_setup_then_register_and_a_subscriber_is_pushed(plane: Plane, client: Client) -> None:

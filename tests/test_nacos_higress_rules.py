@@ -19,7 +19,7 @@ import pytest
 from xdscp.nacos_protocol import BI_STREAM_METHOD, Payload, decode, encode
 
 from conftest import Plane, eventually
-from test_nacos_grpc_protocol import Client, grpc_port, nacos_plane, register
+from test_nacos_grpc_protocol import Client, connected, grpc_port, register, running_nacos_plane
 
 SUB = {"namespace": "public", "groupName": "DEFAULT_GROUP", "subscribe": True, "clusters": ""}
 
@@ -41,21 +41,14 @@ class GoSdkCache:
 
 @pytest.fixture
 async def plane(tmp_path: Path) -> AsyncIterator[Plane]:
-    p = await nacos_plane(tmp_path)  # the default limits
-    try:
+    async with running_nacos_plane(tmp_path) as p:  # the default limits
         yield p
-    finally:
-        await p.cp.stop(0)
 
 
 @pytest.fixture
 async def client(plane: Plane) -> AsyncIterator[Client]:
-    c = Client(grpc_port(plane))
-    try:
-        await c.setup()
+    async with connected(plane, set_up=True) as c:
         yield c
-    finally:
-        await c.close()
 
 
 def pushes(client: Client, name: str = "echo") -> list[dict[str, Any]]:
@@ -178,10 +171,7 @@ async def test_a_body_nested_past_the_parser_gets_a_nacos_error(plane: Plane, cl
 
 
 async def test_past_the_connection_limit_the_client_is_told_to_connect_elsewhere(tmp_path: Path) -> None:
-    plane = await nacos_plane(tmp_path, max_connections=1)
-    first = Client(grpc_port(plane))
-    try:
-        await first.setup()
+    async with running_nacos_plane(tmp_path, max_connections=1) as plane, connected(plane, set_up=True) as first:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port(plane)}") as ch:
             stream = ch.stream_stream(BI_STREAM_METHOD)()
             await stream.write(encode("ConnectionSetupRequest", {"clientVersion": "t", "tenant": "", "labels": {},
@@ -189,9 +179,6 @@ async def test_past_the_connection_limit_the_client_is_told_to_connect_elsewhere
             got = [decode(raw)[0] async for raw in stream]
             assert got == ["ConnectResetRequest"]
         assert (await first.call("HealthCheckRequest", {"requestId": "h"}))[1]["errorCode"] == 0
-    finally:
-        await first.close()
-        await plane.cp.stop(0)
 
 
 async def test_every_face_maps_the_default_cluster_alike(plane: Plane, client: Client) -> None:
