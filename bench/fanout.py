@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import os
 import statistics
 import sys
@@ -47,6 +46,7 @@ from envoy.service.discovery.v3.discovery_pb2 import (
     DiscoveryResponse,
 )
 from synthetic_registry import synthetic_registry
+from worker_processes import start_floor, start_workers, stop_floor
 
 from xdscp.cache import wire
 from xdscp.config import Config
@@ -348,9 +348,6 @@ def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: 
                 trigger: Callable[[int], None], rounds: int, zones: int = 0) -> Result:
     """``rounds`` pushes to ``streams`` synced clients. Each round's CPU window runs from just
     before ``trigger(round)`` to the last client's ACK; the rounds are summed."""
-    ctx = mp.get_context("spawn")
-    workers = max(1, -(-streams // STREAMS_PER_WORKER))
-    sizes = [streams // workers + (1 if i < streams % workers else 0) for i in range(workers)]
     fixed = []
     for rnd in range(2 * max(1, rounds // 2)):  # an even count: the registry ends as it began
         cpu0 = cpu_seconds(server_pid)
@@ -358,14 +355,9 @@ def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: 
         time.sleep(0.3)  # the change is published (to no one) meanwhile
         fixed.append(cpu_seconds(server_pid) - cpu0)
     rss_before = rss_kib(server_pid)
-    pipes, procs = [], []
-    for size in sizes:
-        parent, child = ctx.Pipe()
-        p = ctx.Process(target=_worker, args=(target, delta, size, names, changed, rounds, zones, child),
-                        daemon=True)
-        p.start()
-        pipes.append(parent)
-        procs.append(p)
+    workers = start_workers(_worker, streams, STREAMS_PER_WORKER,
+                            lambda size: (target, delta, size, names, changed, rounds, zones))
+    pipes = workers.pipes
     for parent in pipes:
         if not parent.poll(600):
             raise TimeoutError("clients did not sync in 600 s")
@@ -397,12 +389,7 @@ def run_clients(target: str, server_pid: int, streams: int, delta: bool, names: 
             print(f"  ! round {rnd}: only {len(stamps)} of {streams} clients saw the change", file=sys.stderr)
         latencies += [(s - t0) * 1000 for s in stamps]
         reached.append(len(stamps))
-    for parent in pipes:
-        parent.send("close")
-    for parent in pipes:
-        parent.poll(120) and parent.recv()
-    for p in procs:
-        p.join(10)
+    workers.close()
     return Result(latencies, statistics.median(cpu), statistics.median(fixed), int(statistics.median(reached)),
                   (rss_after - rss_before) / streams,
                   [(pid, served[pid], per_process[pid] / rounds) for pid in served])
@@ -494,20 +481,7 @@ def run_floor(args: argparse.Namespace, svcs: list[Any], n: int, delta: bool) ->
     names = [s.name for s in svcs]
     target = svcs[args.services // 2]
     port, control = free_port(), free_port()
-    ctx = mp.get_context("spawn")
-    floor = ctx.Process(target=_floor_server, args=(port, control, args.services, args.instances, delta),
-                        daemon=True)
-    floor.start()
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{control}/none"), timeout=1)
-        except urllib.error.HTTPError:
-            break  # up (404 for the probe path)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    floor = start_floor(_floor_server, (port, control, args.services, args.instances, delta), control)
 
     def push(rnd: int, c: int = control) -> None:
         urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{c}/push", method="POST"),
@@ -517,8 +491,7 @@ def run_floor(args: argparse.Namespace, svcs: list[Any], n: int, delta: bool) ->
         assert floor.pid is not None
         return run_clients(f"127.0.0.1:{port}", floor.pid, n, delta, names, target.name, push, args.rounds)
     finally:
-        floor.terminate()
-        floor.join(10)
+        stop_floor(floor)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import resource
 import statistics
 import tempfile
@@ -46,11 +45,13 @@ import uvloop
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 from fanout import cpu_seconds, rss_kib
+from nacos_client import NacosClient
 from nacos_fanout import PER_PROCESS, SERVICE, VICTIM, floor_server, json_body, subscriber_worker
+from worker_processes import start_floor, start_workers, stop_floor
 
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.ports import free_port
-from xdscp.nacos_protocol import BI_STREAM_METHOD, GRPC_PORT_OFFSET, REQUEST_METHOD, decode, encode
+from xdscp.nacos_protocol import GRPC_PORT_OFFSET
 from xdscp.sources.embedded.api.nacos_grpc.server import nacos_server_options
 from xdscp.type_urls import ENDPOINT
 
@@ -60,51 +61,6 @@ ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedRe
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-class NacosClient:
-    """One SDK-like connection: a transport of its own, set up, answering server requests."""
-
-    def __init__(self, port: int) -> None:
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-        self.unary = self.channel.unary_unary(REQUEST_METHOD)
-        self._reader: asyncio.Task[None] | None = None
-        self._ids = 0
-
-    async def connect(self) -> None:
-        await self.call("ServerCheckRequest", {})
-        stream = self.channel.stream_stream(BI_STREAM_METHOD)()
-        await stream.write(encode("ConnectionSetupRequest", {"clientVersion": "bench", "tenant": "", "labels": {},
-                                                             "abilityTable": {}}))
-        acked = asyncio.Event()
-
-        async def read() -> None:
-            async for raw in stream:
-                kind, body, _ = decode(raw)
-                if kind == "SetupAckRequest":
-                    acked.set()
-                elif kind.endswith("Request"):
-                    await stream.write(encode(kind.removesuffix("Request") + "Response",
-                                              {"resultCode": 200, "requestId": body.get("requestId")}))
-
-        self._reader = asyncio.create_task(read())
-        await asyncio.wait_for(acked.wait(), 60)
-
-    async def call(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        self._ids += 1
-        _, answer, _ = decode(await self.unary(encode(kind, {"requestId": str(self._ids), **body}), timeout=60))
-        if answer.get("errorCode"):
-            raise RuntimeError(f"{kind}: {answer}")
-        return answer
-
-    async def register(self, service: str, port: int) -> None:
-        await self.call("InstanceRequest", {"namespace": "public", "serviceName": service, "groupName": "DEFAULT_GROUP",
-                                            "type": "registerInstance", "instance": {"ip": "127.0.0.1", "port": port}})
-
-    async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        await self.channel.close()
 
 
 async def grpc_registrations(port: int, clients: int, total: int) -> float:
@@ -268,16 +224,8 @@ class FanoutResult:
 
 def run_subscribers(port: int, server_pid: int, count: int, rounds: int, trigger: Callable[[int], float]
                     ) -> FanoutResult:
-    ctx = mp.get_context("spawn")
-    workers = max(1, -(-count // PER_PROCESS))
-    sizes = [count // workers + (1 if i < count % workers else 0) for i in range(workers)]
-    pipes, procs = [], []
-    for size in sizes:
-        parent, child = ctx.Pipe()
-        p = ctx.Process(target=subscriber_worker, args=(port, size, rounds, child), daemon=True)
-        p.start()
-        pipes.append(parent)
-        procs.append(p)
+    workers = start_workers(subscriber_worker, count, PER_PROCESS, lambda size: (port, size, rounds))
+    pipes = workers.pipes
     failed = 0
     for parent in pipes:
         if not parent.poll(900):
@@ -302,12 +250,7 @@ def run_subscribers(port: int, server_pid: int, count: int, rounds: int, trigger
         cpu.append(cpu_seconds(server_pid) - cpu0)
         latencies += [(s - t0) * 1000 for s in stamps]
         reached.append(len(stamps))
-    for parent in pipes:
-        parent.send("close")
-    for parent in pipes:
-        parent.poll(120) and parent.recv()
-    for p in procs:
-        p.join(10)
+    workers.close()
     return FanoutResult(latencies, statistics.median(cpu), int(statistics.median(reached)), failed)
 
 
@@ -340,20 +283,7 @@ def fanout_xdscp(work: Path, count: int, rounds: int) -> FanoutResult:
 
 def fanout_floor(count: int, rounds: int) -> FanoutResult:
     port, control = free_port(), free_port()
-    ctx = mp.get_context("spawn")
-    floor = ctx.Process(target=floor_server, args=(port, control, nacos_server_options(64 * 1024 * 1024)),
-                        daemon=True)
-    floor.start()
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{control}/none", timeout=1)
-        except urllib.error.HTTPError:
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+    floor = start_floor(floor_server, (port, control, nacos_server_options(64 * 1024 * 1024)), control)
 
     def push(rnd: int) -> float:
         urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{control}/push?weight={2 + rnd}",
@@ -364,8 +294,7 @@ def fanout_floor(count: int, rounds: int) -> FanoutResult:
         assert floor.pid is not None
         return run_subscribers(port, floor.pid, count, rounds, push)
     finally:
-        floor.terminate()
-        floor.join(10)
+        stop_floor(floor)
 
 
 def fanout(args: argparse.Namespace, work: Path) -> None:

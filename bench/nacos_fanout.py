@@ -21,8 +21,9 @@ from typing import Any
 
 import grpc
 from aiohttp import web
+from nacos_client import NacosClient
 
-from xdscp.nacos_protocol import BI_STREAM_METHOD, REQUEST_METHOD, decode, encode, message_type
+from xdscp.nacos_protocol import decode, encode, message_type
 
 PER_PROCESS = 1250
 SERVICE = "hot"
@@ -50,47 +51,27 @@ def victim_weight(body: dict[str, Any]) -> float | None:
 
 
 class Subscriber:
+    """An SDK-like connection subscribed to SERVICE, stamping when a push carries ``expect``."""
+
     def __init__(self, port: int) -> None:
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)])
-        self.unary = self.channel.unary_unary(REQUEST_METHOD)
+        self.client = NacosClient(port, on_push=self._pushed, timeout=120)
         self.expect: float | None = None
         self.arrived: asyncio.Event = asyncio.Event()
         self.stamp = 0.0
-        self._reader: asyncio.Task[None] | None = None
+
+    def _pushed(self, body: dict[str, Any]) -> None:
+        if self.expect is not None and victim_weight(body) == self.expect and not self.arrived.is_set():
+            self.stamp = time.time()
+            self.arrived.set()
 
     async def start(self) -> None:
-        await self.unary(encode("ServerCheckRequest", {"requestId": "0"}), timeout=120)
-        stream = self.channel.stream_stream(BI_STREAM_METHOD)()
-        await stream.write(encode("ConnectionSetupRequest", {"clientVersion": "bench", "tenant": "", "labels": {},
-                                                             "abilityTable": {}}))
-        acked = asyncio.Event()
-
-        async def read() -> None:
-            async for raw in stream:
-                kind, body, _ = decode(raw)
-                if kind == "SetupAckRequest":
-                    acked.set()
-                    continue
-                if kind == "NotifySubscriberRequest" and self.expect is not None \
-                        and victim_weight(body) == self.expect and not self.arrived.is_set():
-                    self.stamp = time.time()
-                    self.arrived.set()
-                if kind.endswith("Request"):
-                    await stream.write(encode(kind.removesuffix("Request") + "Response",
-                                              {"resultCode": 200, "requestId": body.get("requestId")}))
-
-        self._reader = asyncio.create_task(read())
-        await asyncio.wait_for(acked.wait(), 120)
-        _, answer, _ = decode(await self.unary(encode("SubscribeServiceRequest", {
-            "requestId": "1", "namespace": "public", "serviceName": SERVICE, "groupName": "DEFAULT_GROUP",
-            "subscribe": True, "clusters": ""}), timeout=120))
-        if answer.get("errorCode"):
-            raise RuntimeError(f"subscribe refused: {answer}")
+        await self.client.connect()
+        await self.client.call("SubscribeServiceRequest", {"namespace": "public", "serviceName": SERVICE,
+                                                           "groupName": "DEFAULT_GROUP", "subscribe": True,
+                                                           "clusters": ""})
 
     async def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-        await self.channel.close()
+        await self.client.close()
 
 
 def subscriber_worker(port: int, count: int, rounds: int, conn: Any) -> None:
@@ -151,7 +132,7 @@ def floor_server(port: int, control_port: int, options: list[tuple[str, Any]]) -
         raw = await context.read()
         if not isinstance(raw, bytes) or message_type(raw) != "ConnectionSetupRequest":
             return
-        wake, pending = asyncio.Event(), []
+        wake, pending = asyncio.Event(), list[bytes]()
         streams[context.peer()] = (wake, pending)
         await context.write(encode("SetupAckRequest", {"requestId": "1", "module": "internal", "headers": {},
                                                        "abilityTable": {}}))
