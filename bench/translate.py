@@ -109,23 +109,23 @@ def locality_costs(services: int, instances: int, groups: list[int], changes: in
     gc.collect()
     rss0 = rss_bytes()
     for loc in zones:
-        translator.open(loc)
+        translator.localities.open(loc)
     gc.collect()
     rss_kept = (rss_bytes() - rss0) / len(zones)
     for loc in zones:
-        translator.close(loc)
+        translator.localities.close(loc)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    translator.open(zones[0])
+    translator.localities.open(zones[0])
     gc.collect()
     kept = sum(st.size_diff for st in tracemalloc.take_snapshot().compare_to(before, "filename"))
     tracemalloc.stop()
-    translator.close(zones[0])
+    translator.localities.close(zones[0])
     started = time.perf_counter()
-    translator.open(Locality("r1", "z1"))
+    translator.localities.open(Locality("r1", "z1"))
     opening = time.perf_counter() - started
-    translator.close(Locality("r1", "z1"))
+    translator.localities.close(Locality("r1", "z1"))
     print(f"\nlocality failover on all {services} services, instances in 3 zones:")
     print(f"- opening a locality group (first node of a locality): {opening * 1000:.0f} ms, "
           f"{opening / services * 1e6:.0f} us per service")
@@ -139,7 +139,7 @@ def locality_costs(services: int, instances: int, groups: list[int], changes: in
     base = None
     for count in groups:
         for loc in places[:count]:
-            translator.open(loc)
+            translator.localities.open(loc)
         times = []
         for i in range(changes):
             view[target.key] = flipped if i % 2 == 0 else target
@@ -153,7 +153,7 @@ def locality_costs(services: int, instances: int, groups: list[int], changes: in
         per = f"{(p50 - base) / count * 1000:.0f} us" if count else "-"
         print(f"| {count} | {p50:.2f} / {max(times):.2f} ms | {per} |")
         for loc in places[:count]:
-            translator.close(loc)
+            translator.localities.close(loc)
 
 
 def main() -> None:

@@ -94,7 +94,7 @@ class Fleet:
     def __init__(self, default: bool = False, limit: int = 1000) -> None:
         self.registry = Registry(["s"])
         self.translator = translator(Config(xds=XdsConfig(locality_failover=default)))
-        self.cache = SnapshotCache(Localities(self.translator, limit))
+        self.cache = SnapshotCache(Localities(self.translator.localities, limit))
         self.publisher = Publisher(self.registry, self.translator, self.cache, 0.0, None, {})
 
     def load(self, *services: Service) -> None:

@@ -52,7 +52,7 @@ class ControlPlane:
                                           cfg.optional_sources())
         self.translator = runtime_settings.translator(cfg)
         self.credentials = runtime_settings.credentials(cfg.admin)
-        self.cache = runtime_settings.snapshot_cache(cfg.xds, self.translator)
+        self.cache = runtime_settings.snapshot_cache(cfg.xds, self.translator.localities)
         self.tracker = StreamTracker()
         self.publisher = Publisher(self.registry, self.translator, self.cache, cfg.xds.debounce,
                                    cfg.xds.debounce_max, cfg.optional_sources())

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 
+from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import TypeSnapshot
 from xdscp.logfmt import log_event
@@ -36,8 +37,6 @@ SLICE = 250
 # The translator's current state: every service's plain assignment, and the services
 # (by cluster name) whose assignments depend on the locality.
 Current = Callable[[], tuple[TypeSnapshot, Mapping[str, Service]]]
-# Where a locality built in the background is delivered (SnapshotCache.set_local).
-Deliver = Callable[[Locality, TypeSnapshot], None]
 
 
 def localized_assignment(name: str, svc: Service, locality: Locality) -> Resource:
@@ -48,21 +47,21 @@ def localized_assignment(name: str, svc: Service, locality: Locality) -> Resourc
 
 
 class LocalityEndpoints:
-    """Per open locality, the ENDPOINT type it is served."""
+    """Per open locality, the ENDPOINT type it is served: the owner's cache.LocalityViews."""
 
     def __init__(self, current: Current) -> None:
         self._current = current
         self._open: dict[Locality, TypeSnapshot] = {}
         self._building: dict[Locality, asyncio.Task[None]] = {}
-        self._deliver: Deliver | None = None
+        self._cache: SnapshotCache | None = None  # where a locality built in the background goes
 
-    def bind(self, deliver: Deliver) -> None:
-        self._deliver = deliver
+    def bind(self, cache: SnapshotCache) -> None:
+        self._cache = cache
 
     def open(self, locality: Locality) -> TypeSnapshot | None:
         """The locality's assignments; None while they are built in the background."""
         plain, failover = self._current()
-        if len(failover) > SLICE and self._deliver is not None:
+        if len(failover) > SLICE and self._cache is not None:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
@@ -94,8 +93,8 @@ class LocalityEndpoints:
         ts = plain.evolve(upserts, ())
         del self._building[locality]
         self._open[locality] = ts
-        assert self._deliver is not None
-        self._deliver(locality, ts)
+        assert self._cache is not None
+        self._cache.set_local(locality, ts)
         log_event(log, logging.INFO, "locality.built", locality=str(locality), services=len(upserts),
                   build_ms=round((time.perf_counter() - started) * 1000, 1), version=ts.version)
 

@@ -16,13 +16,11 @@ from types import MappingProxyType
 
 from envoy.config.route.v3 import route_components_pb2
 
-from xdscp.cache.cache import SnapshotCache
 from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.errors import TranslationError
 from xdscp.logfmt import log_event
 from xdscp.metrics import PROTECT_THRESHOLD_ACTIVE
-from xdscp.model.locality import Locality
 from xdscp.model.naming import cluster_name
 from xdscp.model.service import Service, ServiceKey
 from xdscp.translation.clusters import build_cluster
@@ -82,6 +80,7 @@ class Translator:
         self._mcp = mcp
         self._locality_failover = locality_failover
         self._failover: dict[str, Service] = {}  # cluster name -> service, for services with locality failover
+        # The owner's locality views (cache.LocalityViews), built from this translation.
         self.localities = LocalityEndpoints(lambda: (self._types[ENDPOINT], self._failover))
         self._config_source = build_config_source(sources.mode, sources.xds_cluster, sources.rest_refresh_delay)
         self._entries: dict[ServiceKey, _Translated] = {}
@@ -111,16 +110,6 @@ class Translator:
     def fails_over(self, svc: Service) -> bool:
         """Whether the service's assignments are prioritised by each node's locality."""
         return self._locality_failover if svc.locality_failover is None else svc.locality_failover
-
-    # -- cache.LocalityViews: the owner's locality views ------------------------------
-    def bind(self, cache: SnapshotCache) -> None:
-        self.localities.bind(cache.set_local)
-
-    def open(self, locality: Locality) -> TypeSnapshot | None:
-        return self.localities.open(locality)
-
-    def close(self, locality: Locality) -> None:
-        self.localities.close(locality)
 
     def update(self, services: Mapping[ServiceKey, Service], changed: Iterable[ServiceKey]) -> Snapshot:
         """Re-translate the ``changed`` services against the current view."""

@@ -10,9 +10,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from prometheus_client import REGISTRY
-
 from xdscp.cache.cache import SnapshotCache
+from xdscp.metrics import PUSH_LATENCY
 from xdscp.model.locality import Locality
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
@@ -156,9 +155,7 @@ def push_latency() -> dict[str, Any]:
     fell in it, for the chart."""
     uppers: list[float] = []
     cumulative: list[float] = []
-    for metric in REGISTRY.collect():
-        if metric.name != "xdscp_push_latency_seconds":
-            continue
+    for metric in PUSH_LATENCY.collect():  # this histogram only, not every collector
         for sample in metric.samples:
             if sample.name.endswith("_bucket"):
                 le = sample.labels["le"]
