@@ -110,7 +110,8 @@ class SnapshotCache:
                 ev.set()
 
     def set_local(self, locality: Locality, endpoints: TypeSnapshot) -> None:
-        """A worker's: the owner's assignments for an open locality arrived."""
+        """An open locality's assignments arrived: built in the background (the owner's), or
+        answered by the owner (a worker's)."""
         if locality not in self._local:
             return
         self._local[locality] = endpoints
@@ -120,10 +121,6 @@ class SnapshotCache:
 
     def localities(self) -> list[Locality]:
         return sorted(self._local)
-
-    def views(self) -> list[View]:
-        """The views streams watch (None: the plain one)."""
-        return list(self._watchers)
 
     def watch(self, view: View, event: asyncio.Event) -> None:
         if view is not None:
