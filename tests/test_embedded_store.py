@@ -167,3 +167,30 @@ async def test_a_batch_registration_is_one_change() -> None:
     assert changed == [frozenset({ECHO})]
     assert len(served(reg)) == 51 and "10.0.0.9:9" in served(reg) and "10.0.0.1:1" not in served(reg)
     assert await store.release("conn-1", ECHO, "10.0.1.1", 100) is True  # held by conn-1
+
+
+async def test_last_ref_time_rises_with_each_change_and_answers_follow_the_clock_without_running_ahead() -> None:
+    """nacos-sdk-go keeps a ServiceInfo only if its lastRefTime is newer than the one it
+    holds: a change in the millisecond of an answer, or after the clock stepped back, must
+    still give a newer one. Answers are stamped with the clock, as Nacos stamps them, and
+    ten thousand in one millisecond must not run the stamps ahead of it."""
+    wall = [1_700_000_000_000]
+    store = EmbeddedStore("embedded", None, Clock(), now_ms=lambda: wall[0])
+    store.bind(Registry(["embedded"]))
+    other = ServiceKey("public", "DEFAULT_GROUP", "other")
+    stamps = [store.ref_time(ECHO)]  # not a service yet: what a client asking for it holds
+    assert stamps == [wall[0]]
+    for port in range(1, 6):  # five changes in that millisecond, each answered
+        await store.register(ECHO, Instance(host="10.0.0.1", port=port))
+        stamps.append(store.ref_time(ECHO))
+    wall[0] -= 60_000  # the clock steps back a minute
+    await store.deregister(ECHO, "10.0.0.1", 1)
+    stamps.append(store.ref_time(ECHO))
+    assert stamps == sorted(set(stamps)), stamps
+    for _ in range(10_000):
+        assert store.ref_time(ECHO) == stamps[-1]
+    wall[0] += 120_000
+    assert store.ref_time(ECHO) == wall[0]  # a later answer: the clock, as Nacos stamps it
+    assert store.ref_time(other) == wall[0]
+    await store.register(other, Instance(host="10.0.0.1", port=9))  # created in the millisecond it was asked for
+    assert store.ref_time(other) == wall[0] + 1

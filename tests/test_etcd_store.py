@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +22,12 @@ from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.runtime_settings import translator
 from xdscp.sources.embedded.contract import CheckTarget, StoreUnavailable
 from xdscp.sources.embedded.etcd_store import EtcdStore
+from xdscp.sources.embedded.ref_times import wall_ms
 from xdscp.sources.embedded.source import EmbeddedSource
 
 from conftest import Plane, eventually, start_plane
+from nacos_go_sdk_cache import GoSdkCache
+from test_nacos_grpc_protocol import Client, grpc_port, register
 
 pytestmark = pytest.mark.skipif(etcd_binary() is None, reason="etcd not installed: make sysdeps installs etcd-server")
 
@@ -67,12 +70,16 @@ async def pair(replicas: list[Replica], etcd: EtcdServer) -> list[Replica]:
 
 
 async def start(replicas: list[Replica], endpoints: list[str], checks: InstanceCheckConfig | None = None,
-                 unhealthy_after: float = 2.0, remove_after: float = 4.0) -> Replica:
+                 unhealthy_after: float = 2.0, remove_after: float = 4.0,
+                 now_ms: Callable[[], int] | None = None) -> Replica:
     settings = EmbeddedSourceConfig(kind="embedded", store="etcd", database=None,
                                     heartbeat_unhealthy_after=unhealthy_after, heartbeat_remove_after=remove_after,
                                     instance_check=checks or InstanceCheckConfig(enabled=False),
                                     etcd=EmbeddedEtcdConfig(endpoints=endpoints, timeout=2.0, leader_ttl=2))
     source = EmbeddedSource("embedded", settings)
+    if now_ms is not None:  # this replica's wall clock (as if its machine's were off)
+        assert isinstance(source.store, EtcdStore)
+        source.store.now_ms = now_ms
     registry = Registry(["embedded"])
     replica = Replica(source, registry, asyncio.create_task(source.run(registry)))
     replicas.append(replica)
@@ -209,6 +216,8 @@ async def test_nacos_clients_register_on_one_replica_and_beat_on_another(tmp_pat
         async with aiohttp.ClientSession() as http:
             async with http.post(url(a, ""), params=echo) as r:  # ephemeral, as Nacos clients register
                 assert (r.status, await r.text()) == (200, "ok")
+            # b's watch brings it (a beat that came first would get 20404, and the client register again)
+            await eventually(lambda: ECHO in b.cp.registry.services, timeout=10, what="b sees the registration")
             for _ in range(6):  # beats on b only, past heartbeat_remove_after
                 async with http.put(url(b, "/beat"), params=echo) as r:
                     assert (await r.json(content_type=None))["code"] == 10200
@@ -283,3 +292,91 @@ async def test_a_batch_registration_is_one_commit_and_releases_are_another(pair:
                             [("10.0.0.1", 1)])
     assert commits == 2  # the release, then all 50 held instances
     await eventually(lambda: len(b.health()) == 50 and "10.0.0.1:1" not in b.health(), what="b sees the batch")
+
+
+async def test_last_ref_time_rises_with_every_change_whichever_replica_serves_and_whatever_its_clock(
+        replicas: list[Replica], etcd: EtcdServer) -> None:
+    """nacos-sdk-go keeps a ServiceInfo only if its lastRefTime is newer than the one it
+    holds, also after it moves to another replica. Replicas whose clocks are an hour apart
+    stamp each state of a service the same, every change higher than the last, and a
+    replica started later with a clock behind never lowers them."""
+    hour = 3_600_000
+    slow = await start(replicas, [etcd.url], now_ms=lambda: wall_ms() - hour)
+    await eventually(lambda: slow.store.ref_time(ECHO) >= wall_ms() - hour - 60_000, what="slow wrote the offset")
+    held = slow.store.ref_time(ECHO)  # a client of the slow replica holds this
+    fast = await start(replicas, [etcd.url], now_ms=lambda: wall_ms() + hour)
+    await eventually(lambda: fast.store.ref_time(ECHO) >= wall_ms() + hour - 60_000, what="fast raised the offset")
+    late = await start(replicas, [etcd.url], now_ms=lambda: wall_ms() - 2 * hour)  # never lowers it
+
+    async def same_state() -> int:
+        """The stamp all three give once their mirrors are at one revision."""
+        def agreed() -> int | None:
+            revisions = {r.store.mirror.revision for r in (slow, fast, late)}
+            stamps = {r.store.ref_time(ECHO) for r in (slow, fast, late)}
+            return stamps.pop() if len(revisions) == 1 and len(stamps) == 1 else None
+        return await eventually(agreed, what="the replicas agree on the stamp")
+
+    stamps = [held, await same_state()]
+    writers = [slow, fast, late]
+    for i in range(12):  # changes from each replica in turn, as fast as they come
+        w = writers[i % 3]
+        if i % 4 == 3:
+            assert await w.store.deregister(ECHO, "10.0.0.1", 1000 + i - 1)
+        else:
+            await w.store.register(ECHO, Instance(host="10.0.0.1", port=1000 + i, ephemeral=False))
+        stamps.append(w.store.ref_time(ECHO))  # what its own client is pushed at once
+        stamps.append(await same_state())  # what a client moving to any replica is answered
+    changes = [stamps[0], *stamps[1::2]]  # one per state: strictly rising across replicas
+    assert changes == sorted(set(changes)), changes
+    assert stamps[1:] == sorted(stamps[1:]), stamps  # and no replica ever answers lower
+    assert stamps[-1] >= wall_ms() + hour - 60_000  # on the fastest replica's wall clock
+
+
+async def test_a_go_sdk_moving_between_replicas_keeps_every_change(tmp_path: Path, etcd: EtcdServer) -> None:
+    """The Nacos gRPC face of two replicas: a client that follows nacos-sdk-go's cache rule
+    (GoSdkCache) subscribes on one, changes come through both, and
+    it moves to the other, as the SDK does when its server goes away. No change is dropped
+    as stale. (Replicas with skewed clocks: the store test above.)"""
+    source = EmbeddedSourceConfig(kind="embedded", name="embedded", store="etcd",
+                                  etcd=EmbeddedEtcdConfig(endpoints=[etcd.url], timeout=2.0),
+                                  instance_check=InstanceCheckConfig(enabled=False),
+                                  nacos_grpc={"address": "127.0.0.1:0"})
+    planes: list[Plane] = []
+    clients: list[Client] = []
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            planes.append(await start_plane(tmp_path / name, None, sources=[source]))
+        for p in planes:
+            clients.append(Client(grpc_port(p)))
+            await clients[-1].setup()
+        cache = GoSdkCache()
+        sub = {"namespace": "public", "groupName": "DEFAULT_GROUP", "subscribe": True, "clusters": "",
+               "serviceName": "echo", "requestId": "s"}
+        expected: list[int] = []
+
+        def offer_pushes(c: Client) -> None:
+            while c.received:
+                kind, body = c.received.pop(0)
+                if kind == "NotifySubscriberRequest":
+                    cache.offer(body["serviceInfo"])
+
+        for round_, (follower, _) in enumerate([(clients[0], clients[1]), (clients[1], clients[0])]):
+            cache.offer((await follower.call("SubscribeServiceRequest", sub))[1]["serviceInfo"])
+            for i in range(10):  # through both replicas in turn
+                port = 9000 + 10 * round_ + i
+                await clients[i % 2].call("PersistentInstanceRequest", register(port))
+                expected.append(port)
+
+                def caught_up(c: Client = follower) -> bool:
+                    offer_pushes(c)
+                    return sorted(h["port"] for h in cache.held["echo"]["hosts"]) == expected
+
+                await eventually(caught_up, what=f"the follower holds {port}")
+            await follower.call("SubscribeServiceRequest", {**sub, "subscribe": False})
+        assert cache.lost == 0
+    finally:
+        for c in clients:
+            await c.close()
+        for p in planes:
+            await p.cp.stop(0)

@@ -19,24 +19,10 @@ import pytest
 from xdscp.nacos_protocol import BI_STREAM_METHOD, Payload, decode, encode
 
 from conftest import Plane, eventually
+from nacos_go_sdk_cache import GoSdkCache
 from test_nacos_grpc_protocol import Client, connected, grpc_port, register, running_nacos_plane
 
 SUB = {"namespace": "public", "groupName": "DEFAULT_GROUP", "subscribe": True, "clusters": ""}
-
-
-class GoSdkCache:
-    """nacos-sdk-go's service cache: keeps a ServiceInfo only if its lastRefTime is newer."""
-
-    def __init__(self) -> None:
-        self.held: dict[str, dict[str, Any]] = {}
-        self.dropped = 0
-
-    def offer(self, info: dict[str, Any]) -> None:
-        old = self.held.get(info["name"])
-        if old is not None and info["lastRefTime"] <= old["lastRefTime"]:
-            self.dropped += 1
-            return
-        self.held[info["name"]] = info
 
 
 @pytest.fixture
@@ -97,7 +83,7 @@ async def test_last_ref_time_strictly_increases_so_the_go_sdk_keeps_every_change
     assert times == sorted(set(times)), "lastRefTime went back or repeated"
     for info in seen:
         cache.offer(info)
-    assert cache.dropped == 0 and cache.held["echo"]["hosts"] == []  # the other connection closed: gone
+    assert cache.lost == 0 and cache.held["echo"]["hosts"] == []  # the other connection closed: gone
 
 
 async def test_every_subscriber_of_a_change_gets_the_same_encoded_push(plane: Plane, client: Client) -> None:
@@ -267,12 +253,12 @@ async def test_higress_mcp_bridge_rules_hold_through_a_reconnect(plane: Plane) -
                 "errorCode"] == 0
         sdk.subscribed = [f"svc-{i}" for i in range(600)]
         await sdk.connect()
-        assert len(sdk.cache.held) == 600 and sdk.cache.dropped == 0
+        assert len(sdk.cache.held) == 600 and sdk.cache.lost == 0
         assert set(await sdk.reconnect()) == {0}  # the redo: all 600 again, none refused
         await writer.call("PersistentInstanceRequest", register(9100, "svc-7"))
         await eventually(lambda: (sdk.absorb_pushes() or True) and any(
             h["port"] == 9100 for h in sdk.cache.held["svc-7"]["hosts"]), what="a change after the redo kept")
-        assert sdk.cache.dropped == 0  # never stale, across the reconnect
+        assert sdk.cache.lost == 0  # never stale, across the reconnect
         for port in (9001, 9100):  # svc-7 loses its last instances
             await writer.call("PersistentInstanceRequest", {**register(port, "svc-7"), "type": "deregisterInstance"})
         await eventually(lambda: not svc_instances(plane, "svc-7"), what="svc-7 emptied")

@@ -8,6 +8,8 @@ Keys under ``prefix`` (default ``/xdscp/registry``), each segment URL-quoted::
     alive/{namespace}/{group}/{name}/{host}/{port}    ephemeral only, bound to a lease of
                                                       heartbeat_unhealthy_after; gone = unhealthy
     leader                                            the replica that runs the active checks
+    ref-offset                                        Nacos' lastRefTime is this plus the
+                                                      revision (see ref_times)
 
 Every replica mirrors the prefix with one watch and builds its services from the mirror
 alone, so replicas with the same etcd revision serve byte-identical resources. A write
@@ -37,7 +39,17 @@ from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound, StoreListener, StoreUnavailable
 from xdscp.sources.embedded.etcd_view import EtcdServiceView, instance_path, service_path
-from xdscp.sources.etcd.client import EtcdClient, EtcdError, delete_op, key_absent, key_lease, key_present, put_op
+from xdscp.sources.embedded.ref_times import WallMs, parse_offset, raised_offset, wall_ms
+from xdscp.sources.etcd.client import (
+    EtcdClient,
+    EtcdError,
+    delete_op,
+    key_absent,
+    key_lease,
+    key_present,
+    key_value,
+    put_op,
+)
 from xdscp.sources.etcd.mirror import EtcdMirror
 from xdscp.sources.health import SourceHealth
 
@@ -45,6 +57,7 @@ log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 _ALIVE = b"1"
+REF_OFFSET = "ref-offset"  # relative to the prefix
 
 
 async def _false() -> bool:
@@ -55,8 +68,10 @@ class EtcdStore:
     """Services mirrored from etcd; writes are etcd transactions (see the module doc)."""
 
     def __init__(self, source_name: str, client: EtcdClient, prefix: str, unhealthy_after: float,
-                 remove_after: float, connection_lease_ttl: int) -> None:
+                 remove_after: float, connection_lease_ttl: int, now_ms: WallMs = wall_ms) -> None:
         self.source_name = source_name
+        self.now_ms = now_ms
+        self._listed = asyncio.Event()  # set at each full listing, when the lastRefTime offset is checked
         self.client = client
         # etcd is this registry's own store: retry it often (every 2 s at most) while it is away
         self.health = SourceHealth(source_name, log, 0.25, max_delay=2.0)
@@ -87,7 +102,7 @@ class EtcdStore:
 
     async def run(self) -> None:
         try:
-            await asyncio.gather(self.mirror.run(), self._renew_connection_lease())
+            await asyncio.gather(self.mirror.run(), self._renew_connection_lease(), self._raise_ref_offset())
         finally:
             await self.client.close()
 
@@ -112,6 +127,15 @@ class EtcdStore:
     def check_targets(self) -> list[CheckTarget]:
         return [CheckTarget(key, i.host, i.port) for key, svc in self.view.services.items()
                 for i in svc.instances if not i.ephemeral]
+
+    def ref_time(self, key: ServiceKey) -> int:
+        """The offset plus the revision the mirror is at: the same on every replica at that
+        revision, and past every earlier state's (see ref_times)."""
+        held = self.mirror.kvs.get(REF_OFFSET)
+        offset = parse_offset(held.value) if held is not None else None
+        if offset is None:  # a new registry's first moments, before any replica wrote it
+            return self.now_ms()
+        return offset + self.mirror.revision
 
     # -- writes -----------------------------------------------------------------------
     async def upsert_service(self, spec: Service) -> Service:
@@ -304,6 +328,31 @@ class EtcdStore:
                   "instance.check_failed" if not new.healthy else "instance.check_recovered",
                   service=repr(target.key), instance=f"{target.host}:{target.port}", store="etcd")
 
+    async def _raise_ref_offset(self) -> None:
+        """After each full listing, raise the lastRefTime offset so that stamps are at
+        least this replica's wall clock; a replica that raced us and won is read back and
+        checked again. Never lowered, so stamps never go back."""
+        key = self.prefix + REF_OFFSET
+        while True:
+            await self._listed.wait()
+            self._listed.clear()
+            held = self.mirror.kvs.get(REF_OFFSET)
+            new = raised_offset(parse_offset(held.value) if held is not None else None, self.mirror.revision,
+                                self.now_ms())
+            if new is None:
+                continue
+            try:
+                data = await self._commit([put_op(key, str(new))], [],
+                                          [key_absent(key) if held is None else key_value(key, held.value)])
+            except StoreUnavailable as e:  # the next listing (once etcd is back) tries again
+                log_event(log, logging.WARNING, "store.ref_offset_unwritten", source=self.source_name, reason=str(e))
+                continue
+            if not data.get("succeeded"):
+                self._listed.set()
+            else:
+                log_event(log, logging.INFO, "store.ref_offset_raised", source=self.source_name, offset=new,
+                          revision=self.mirror.revision)
+
     # -- etcd calls -------------------------------------------------------------------
     async def _commit(self, success: list[dict[str, Any]], failure: list[dict[str, Any]] | None = None,
                       compare: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -341,6 +390,7 @@ class EtcdStore:
 
     def _reset(self) -> None:
         self.view.reset()
+        self._listed.set()
         if self._registry is not None:
             self._registry.apply(self.source_name, FullSnapshot(dict(self.view.services)))
         for listener in self._listeners:

@@ -19,6 +19,7 @@ from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
 from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound, StoreListener
 from xdscp.sources.embedded.database import RegistryDatabase
+from xdscp.sources.embedded.ref_times import LocalRefTimes, WallMs, wall_ms
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,11 @@ class EmbeddedStore:
     """All embedded services; the only writer of their state."""
 
     def __init__(self, source_name: str, database: RegistryDatabase | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, now_ms: WallMs = wall_ms) -> None:
         self.source_name = source_name
         self._db = database
         self._clock = clock
+        self._ref_times = LocalRefTimes(now_ms)
         self._entries: dict[ServiceKey, _Entry] = {}
         self._registry: Registry | None = None
         self._listeners: list[StoreListener] = []
@@ -93,6 +95,9 @@ class EmbeddedStore:
     def check_targets(self) -> list[CheckTarget]:
         return [CheckTarget(key, host, port) for key, e in self._entries.items()
                 for (host, port), inst in e.instances.items() if not inst.ephemeral]
+
+    def ref_time(self, key: ServiceKey) -> int:
+        return self._ref_times.stamp(key, key in self._entries)
 
     # -- writes ---------------------------------------------------------------------
     async def upsert_service(self, spec: Service) -> Service:
@@ -271,6 +276,7 @@ class EmbeddedStore:
         return entry.spec.model_copy(update={"instances": instances})
 
     def _publish(self, key: ServiceKey) -> None:
+        self._ref_times.changed(key)
         if self._registry is not None:
             self._registry.apply(self.source_name, ServiceChange(upserted=(self._service(key),)))
         changed = frozenset((key,))

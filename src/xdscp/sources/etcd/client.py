@@ -62,6 +62,11 @@ def key_present(key: str) -> dict[str, Any]:
     return {"key": b64(key), "target": "CREATE", "result": "GREATER", "create_revision": "0"}
 
 
+def key_value(key: str, value: bytes) -> dict[str, Any]:
+    """A transaction's compare: ``key`` holds ``value``."""
+    return {"key": b64(key), "target": "VALUE", "result": "EQUAL", "value": b64(value)}
+
+
 def key_lease(key: str, lease: int) -> dict[str, Any]:
     """A transaction's compare: ``key`` is bound to ``lease``."""
     return {"key": b64(key), "target": "LEASE", "result": "EQUAL", "lease": str(lease)}

@@ -204,7 +204,7 @@ class NacosApi:
         if dialect.generation == 3:  # 3.x: data is the bare instance array
             return selected_hosts(key, svc, self.beats, clusters, bool(healthy_only))
         return service_info(key, svc, self.beats, name=grouped_name(key.group, key.name), clusters=clusters,
-                            healthy_only=bool(healthy_only))
+                            healthy_only=bool(healthy_only), ref_time=self.store.ref_time(key))
 
     async def list_services(self, p: Params, dialect: Dialect) -> dict[str, Any]:
         page_no = p.integer("pageNo", None if not dialect.unified else 1, required=not dialect.unified, low=1)

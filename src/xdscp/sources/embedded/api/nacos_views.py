@@ -3,7 +3,6 @@ ServiceInfo of a query, a subscription or a push (HTTP and gRPC alike)."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,9 +73,9 @@ def selected_hosts(key: ServiceKey, svc: Service | None, beats: HeartbeatPolicy,
 
 def service_info(key: ServiceKey, svc: Service | None, beats: HeartbeatPolicy, *, name: str,
                  clusters: list[str] | None = None, healthy_only: bool = False,
-                 ref_time: int | None = None) -> dict[str, Any]:
+                 ref_time: int) -> dict[str, Any]:
     """Nacos' ServiceInfo. ``name``: the HTTP v1 API shows ``group@@name``, gRPC the bare name;
-    ``ref_time``: its lastRefTime (default: now, in ms)."""
+    ``ref_time``: its lastRefTime, the store's (see ref_times)."""
     clusters = clusters or []
     enabled = [i for i in svc.instances if i.enabled] if svc is not None else []
     healthy = sum(1 for i in enabled if i.healthy)
@@ -88,27 +87,9 @@ def service_info(key: ServiceKey, svc: Service | None, beats: HeartbeatPolicy, *
         "clusters": ",".join(clusters),
         "cacheMillis": 10000,
         "hosts": selected_hosts(key, svc, beats, clusters, healthy_only),
-        "lastRefTime": ref_time if ref_time is not None else int(time.time() * 1000),
+        "lastRefTime": ref_time,
         "checksum": "",
         "allIPs": False,
         "reachProtectionThreshold": bool(total and threshold and healthy / total < threshold),
         "valid": True,
     }
-
-
-class RefTimes:
-    """lastRefTime per service, strictly increasing: SDKs (nacos-sdk-go, which Higress
-    uses) drop a ServiceInfo whose lastRefTime is not newer than the one they hold, so two
-    changes in one millisecond, or a clock step back, must still give a newer one."""
-
-    def __init__(self) -> None:
-        self._last: dict[ServiceKey, int] = {}
-
-    def stamp(self, key: ServiceKey) -> int:
-        """The next lastRefTime of ``key``: now in ms, or one past the last given if that is later."""
-        t = max(int(time.time() * 1000), self._last.get(key, 0) + 1)
-        self._last[key] = t
-        return t
-
-    def forget(self, key: ServiceKey) -> None:
-        self._last.pop(key, None)

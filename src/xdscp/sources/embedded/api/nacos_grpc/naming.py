@@ -22,7 +22,7 @@ from xdscp.errors import XdscpError
 from xdscp.model.service import DEFAULT_GROUP, DEFAULT_NAMESPACE, Instance, ServiceKey
 from xdscp.nacos_protocol import nacos_instance
 from xdscp.sources.embedded.api.nacos_grpc.connection import Address, NacosConnection
-from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy, RefTimes, service_info, service_key
+from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy, service_info, service_key
 from xdscp.sources.embedded.api.request_params import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, to_bool, to_int
 from xdscp.sources.embedded.contract import RegistryStore
 
@@ -58,7 +58,6 @@ class NamingRequests:
         self.store = store
         self.beats = beats
         self.max_subscriptions = max_subscriptions
-        self.ref_times = RefTimes()
         # who subscribes to each service: a change is pushed to its subscribers without
         # visiting every connection (kept with each connection's own ``subscribed``)
         self.subscribers: dict[ServiceKey, set[NacosConnection]] = {}
@@ -146,13 +145,9 @@ class NamingRequests:
 
     # -- shared ------------------------------------------------------------------------------
     def service_info(self, key: ServiceKey, clusters: list[str], healthy_only: bool = False) -> dict[str, Any]:
-        """The ServiceInfo answered or pushed now, its lastRefTime newer than any before for
-        the service (only services that exist are remembered)."""
-        svc = self.store.service(key)
-        if svc is None:
-            self.ref_times.forget(key)
-        return service_info(key, svc, self.beats, name=key.name, clusters=clusters, healthy_only=healthy_only,
-                            ref_time=self.ref_times.stamp(key) if svc is not None else None)
+        """The ServiceInfo answered or pushed now, stamped by the store (see ref_times)."""
+        return service_info(key, self.store.service(key), self.beats, name=key.name, clusters=clusters,
+                            healthy_only=healthy_only, ref_time=self.store.ref_time(key))
 
     async def replace_held(self, conn: NacosConnection, key: ServiceKey, instances: dict[Address, Instance]) -> None:
         """Make ``instances`` the connection's registration in ``key`` (empty: none)."""
