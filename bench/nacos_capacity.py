@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import resource
 import statistics
@@ -47,6 +48,7 @@ from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, Discovery
 from fanout import cpu_seconds, rss_kib
 from nacos_client import NacosClient
 from nacos_fanout import PER_PROCESS, SERVICE, VICTIM, floor_server, json_body, subscriber_worker
+from sampled_profile import sampled
 from worker_processes import start_floor, start_workers, stop_floor
 
 from xdscp.local.control_plane import XdscpProcess
@@ -222,8 +224,8 @@ class FanoutResult:
     failed: int  # subscribers that could not set up
 
 
-def run_subscribers(port: int, server_pid: int, count: int, rounds: int, trigger: Callable[[int], float]
-                    ) -> FanoutResult:
+def run_subscribers(port: int, server_pid: int, count: int, rounds: int, trigger: Callable[[int], float],
+                    profile: bool = False) -> FanoutResult:
     workers = start_workers(subscriber_worker, count, PER_PROCESS, lambda size: (port, size, rounds))
     pipes = workers.pipes
     failed = 0
@@ -235,6 +237,14 @@ def run_subscribers(port: int, server_pid: int, count: int, rounds: int, trigger
     latencies: list[float] = []
     cpu: list[float] = []
     reached: list[int] = []
+    with sampled(server_pid, f"xdscp, {count} subscribers, {rounds} changes") if profile else contextlib.nullcontext():
+        push_rounds(pipes, server_pid, rounds, trigger, latencies, cpu, reached)
+    workers.close()
+    return FanoutResult(latencies, statistics.median(cpu), int(statistics.median(reached)), failed)
+
+
+def push_rounds(pipes: list[Any], server_pid: int, rounds: int, trigger: Callable[[int], float],
+                latencies: list[float], cpu: list[float], reached: list[int]) -> None:
     for rnd in range(rounds):
         time.sleep(0.3)
         weight = float(2 + rnd)
@@ -250,11 +260,9 @@ def run_subscribers(port: int, server_pid: int, count: int, rounds: int, trigger
         cpu.append(cpu_seconds(server_pid) - cpu0)
         latencies += [(s - t0) * 1000 for s in stamps]
         reached.append(len(stamps))
-    workers.close()
-    return FanoutResult(latencies, statistics.median(cpu), int(statistics.median(reached)), failed)
 
 
-def fanout_xdscp(work: Path, count: int, rounds: int) -> FanoutResult:
+def fanout_xdscp(work: Path, count: int, rounds: int, profile: bool) -> FanoutResult:
     # Client detection relaxed: thousands of subscribers decoding pushes on the two cores the
     # server uses answer its probes late, and would be closed for it (as Nacos closes them).
     xdscp = XdscpProcess(work, log_level="warning", name=f"fanout-{count}", sources=[{
@@ -276,7 +284,7 @@ def fanout_xdscp(work: Path, count: int, rounds: int) -> FanoutResult:
             return float(2 + rnd)
 
         assert xdscp.pid is not None
-        return run_subscribers(xdscp.admin_port + GRPC_PORT_OFFSET, xdscp.pid, count, rounds, change)
+        return run_subscribers(xdscp.admin_port + GRPC_PORT_OFFSET, xdscp.pid, count, rounds, change, profile)
     finally:
         xdscp.stop()
 
@@ -302,7 +310,8 @@ def fanout(args: argparse.Namespace, work: Path) -> None:
     print(f"{'subscribers':>11} {'server':<7}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'cpu ms':>9}{'us/sub':>9}"
           f"{'reached':>9}")
     for count in (int(x) for x in args.fanout.split(",")):
-        rows = {"xdscp": fanout_xdscp(work, count, args.rounds), "floor": fanout_floor(count, args.rounds)}
+        rows = {"xdscp": fanout_xdscp(work, count, args.rounds, args.profile),
+                "floor": fanout_floor(count, args.rounds)}
         for name, r in rows.items():
             lat = r.latencies_ms or [float("nan")]
             print(f"{count:>11} {name:<7}{statistics.median(lat):9.1f}{pct(lat, 0.99):9.1f}{max(lat):9.1f}"
@@ -326,6 +335,8 @@ def main() -> None:
     p.add_argument("--deaths", type=int, default=50)
     p.add_argument("--fanout", default="", help="subscriber counts for the push fan-out phase (it alone runs)")
     p.add_argument("--rounds", type=int, default=5, help="changes pushed per fan-out run")
+    p.add_argument("--profile", action="store_true",
+                   help="sample xdscp with py-spy during the fan-out rounds and print the top self-time frames")
     args = p.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # two descriptors a connection, both ends here

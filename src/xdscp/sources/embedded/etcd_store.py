@@ -31,15 +31,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
-from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound, StoreListener, StoreUnavailable
+from xdscp.sources.embedded.contract import CheckTarget, StoreUnavailable
 from xdscp.sources.embedded.etcd_view import EtcdServiceView, instance_path, service_path
 from xdscp.sources.embedded.ref_times import WallMs, parse_offset, raised_offset, wall_ms
+from xdscp.sources.embedded.store_base import StoreBase
 from xdscp.sources.etcd.client import (
     EtcdClient,
     EtcdError,
@@ -64,12 +66,14 @@ async def _false() -> bool:
     return False
 
 
-class EtcdStore:
+class EtcdStore(StoreBase):
     """Services mirrored from etcd; writes are etcd transactions (see the module doc)."""
+
+    store_kind = "etcd"
 
     def __init__(self, source_name: str, client: EtcdClient, prefix: str, unhealthy_after: float,
                  remove_after: float, connection_lease_ttl: int, now_ms: WallMs = wall_ms) -> None:
-        self.source_name = source_name
+        super().__init__(source_name)
         self.now_ms = now_ms
         self._listed = asyncio.Event()  # set at each full listing, when the lastRefTime offset is checked
         self.client = client
@@ -81,9 +85,7 @@ class EtcdStore:
         self._unhealthy_ttl = max(1, math.ceil(unhealthy_after))
         self._remove_ttl = max(self._unhealthy_ttl, math.ceil(remove_after))
         self.view = EtcdServiceView(lambda: self.mirror.kvs, self._bad_record)
-        self._checks: dict[tuple[ServiceKey, Address], CheckCounts] = {}
         self._registry: Registry | None = None
-        self._listeners: list[StoreListener] = []
         self._connection_ttl = connection_lease_ttl
         self._connection_lease = 0  # granted on first use
         self._lease_lock = asyncio.Lock()
@@ -96,9 +98,6 @@ class EtcdStore:
     def bind(self, registry: Registry) -> None:
         """Publish to ``registry``; the first snapshot is the first listing of etcd."""
         self._registry = registry
-
-    def add_listener(self, listener: StoreListener) -> None:
-        self._listeners.append(listener)
 
     async def run(self) -> None:
         try:
@@ -119,10 +118,11 @@ class EtcdStore:
     def service(self, key: ServiceKey) -> Service | None:
         return self.view.services.get(key)
 
-    def services(self, namespace: str | None = None, group: str | None = None) -> list[Service]:
-        keys = sorted(k for k in self.view.services
-                      if (namespace is None or k.namespace == namespace) and (group is None or k.group == group))
-        return [self.view.services[k] for k in keys]
+    def _service_keys(self) -> Iterable[ServiceKey]:
+        return self.view.services.keys()
+
+    def _stored(self, key: ServiceKey, host: str, port: int) -> Instance | None:
+        return self.view.record(key, host, port)
 
     def check_targets(self) -> list[CheckTarget]:
         return [CheckTarget(key, i.host, i.port) for key, svc in self.view.services.items()
@@ -155,7 +155,7 @@ class EtcdStore:
             ops = [put_op(ik, inst.model_dump_json(), remove_lease), put_op(ak, _ALIVE, alive_lease)]
         else:
             ops = [put_op(ik, inst.model_dump_json()), delete_op(ak)]
-        self._checks.pop((key, (inst.host, inst.port)), None)
+        self._forget_checks(key, (inst.host, inst.port))
         await self._commit_instance(key, ops)
         log_event(log, logging.INFO, "instance.registered", service=repr(key), instance=f"{inst.host}:{inst.port}",
                   ephemeral=inst.ephemeral, healthy=inst.healthy, enabled=inst.enabled, store="etcd")
@@ -267,18 +267,12 @@ class EtcdStore:
                       store="etcd")
         return deleted > 0
 
-    async def update(self, key: ServiceKey, host: str, port: int, changes: dict[str, Any]) -> Instance:
-        """Change some fields of a registered instance (validated as a whole)."""
-        old = self.view.record(key, host, port)
-        if old is None:
-            raise InstanceNotFound(key, host, port)
-        new = Instance.model_validate({**old.model_dump(), **changes, "host": host, "port": port})
-        held = self._held.get((key, (host, port)))
+    async def _rewrite(self, key: ServiceKey, inst: Instance) -> None:
+        held = self._held.get((key, (inst.host, inst.port)))
         if held is not None:
-            await self.hold(held[0], key, new)  # a held instance stays held
+            await self.hold(held[0], key, inst)  # a held instance stays held
         else:
-            await self.register(key, new)
-        return new
+            await self.register(key, inst)
 
     async def beat(self, key: ServiceKey, host: str, port: int, template: Instance | None = None) -> bool:
         """Renew an ephemeral instance's leases; an unknown instance is registered from ``template``.
@@ -310,23 +304,9 @@ class EtcdStore:
         await self.register(key, template.model_copy(update={"ephemeral": True}))
         return True
 
-    async def record_check(self, target: CheckTarget, ok: bool, healthy_threshold: int,
-                           unhealthy_threshold: int) -> None:
-        """Count a probe result; flip health when a threshold of consecutive results is reached."""
-        inst = self.view.record(target.key, target.host, target.port)
-        addr = (target.host, target.port)
-        if inst is None or inst.ephemeral:
-            self._checks.pop((target.key, addr), None)
-            return
-        counts = self._checks.setdefault((target.key, addr), CheckCounts())
-        if not counts.flips(ok, inst.healthy, healthy_threshold, unhealthy_threshold):
-            return
-        new = inst.model_copy(update={"healthy": not inst.healthy})
-        ik, _ = self._instance_keys(target.key, target.host, target.port)
-        await self._commit([put_op(ik, new.model_dump_json())], [], [key_present(ik)])
-        log_event(log, logging.WARNING if not new.healthy else logging.INFO,
-                  "instance.check_failed" if not new.healthy else "instance.check_recovered",
-                  service=repr(target.key), instance=f"{target.host}:{target.port}", store="etcd")
+    async def _write_health(self, key: ServiceKey, inst: Instance) -> None:
+        ik, _ = self._instance_keys(key, inst.host, inst.port)
+        await self._commit([put_op(ik, inst.model_dump_json())], [], [key_present(ik)])
 
     async def _raise_ref_offset(self) -> None:
         """After each full listing, raise the lastRefTime offset so that stamps are at
@@ -393,8 +373,7 @@ class EtcdStore:
         self._listed.set()
         if self._registry is not None:
             self._registry.apply(self.source_name, FullSnapshot(dict(self.view.services)))
-        for listener in self._listeners:
-            listener(None)
+        self._tell(None)
         log_event(log, logging.INFO, "source.loaded", source=self.source_name, revision=self.mirror.revision,
                   services=len(self.view.services), store="etcd")
 
@@ -403,8 +382,7 @@ class EtcdStore:
         if self._registry is not None and (upserted or removed):
             self._registry.apply(self.source_name, ServiceChange(tuple(upserted), tuple(removed)))
         if touched:
-            for listener in self._listeners:
-                listener(touched)
+            self._tell(touched)
 
     def _bad_record(self, rel: str, reason: str) -> None:
         log_event(log, logging.ERROR, "store.bad_record", source=self.source_name, key=self.prefix + rel,

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
-from xdscp.sources.embedded.contract import CheckCounts, CheckTarget, InstanceNotFound, StoreListener
+from xdscp.sources.embedded.contract import CheckTarget
 from xdscp.sources.embedded.database import RegistryDatabase
 from xdscp.sources.embedded.ref_times import LocalRefTimes, WallMs, wall_ms
+from xdscp.sources.embedded.store_base import StoreBase
 
 log = logging.getLogger(__name__)
 
@@ -32,22 +32,22 @@ class _Entry:
     instances: dict[Address, Instance] = field(default_factory=dict)
     last_beat: dict[Address, float] = field(default_factory=dict)  # ephemeral instances only
     silenced: set[Address] = field(default_factory=set)  # unhealthy by heartbeat silence; a beat heals
-    checks: dict[Address, CheckCounts] = field(default_factory=dict)
     held: dict[Address, str] = field(default_factory=dict)  # ephemeral instances a connection holds: owner
 
 
-class EmbeddedStore:
+class EmbeddedStore(StoreBase):
     """All embedded services; the only writer of their state."""
+
+    store_kind = "sqlite"
 
     def __init__(self, source_name: str, database: RegistryDatabase | None,
                  clock: Callable[[], float] = time.monotonic, now_ms: WallMs = wall_ms) -> None:
-        self.source_name = source_name
+        super().__init__(source_name)
         self._db = database
         self._clock = clock
         self._ref_times = LocalRefTimes(now_ms)
         self._entries: dict[ServiceKey, _Entry] = {}
         self._registry: Registry | None = None
-        self._listeners: list[StoreListener] = []
         if database is not None:
             self._load(database)
 
@@ -72,11 +72,7 @@ class EmbeddedStore:
                 if inst.ephemeral:
                     entry.last_beat.setdefault(addr, now)
         registry.apply(self.source_name, FullSnapshot({k: self._service(k) for k in self._entries}))
-        for listener in self._listeners:
-            listener(None)
-
-    def add_listener(self, listener: StoreListener) -> None:
-        self._listeners.append(listener)
+        self._tell(None)
 
     def close(self) -> None:
         if self._db is not None:
@@ -87,10 +83,12 @@ class EmbeddedStore:
     def service(self, key: ServiceKey) -> Service | None:
         return self._service(key) if key in self._entries else None
 
-    def services(self, namespace: str | None = None, group: str | None = None) -> list[Service]:
-        keys = sorted(k for k in self._entries
-                      if (namespace is None or k.namespace == namespace) and (group is None or k.group == group))
-        return [self._service(k) for k in keys]
+    def _service_keys(self) -> Iterable[ServiceKey]:
+        return self._entries.keys()
+
+    def _stored(self, key: ServiceKey, host: str, port: int) -> Instance | None:
+        entry = self._entries.get(key)
+        return entry.instances.get((host, port)) if entry is not None else None
 
     def check_targets(self) -> list[CheckTarget]:
         return [CheckTarget(key, host, port) for key, e in self._entries.items()
@@ -131,7 +129,7 @@ class EmbeddedStore:
         entry = self._entry_for(key)
         for host, port in release:
             if entry.held.get((host, port)) == owner and (host, port) in entry.instances:
-                self._forget(entry, (host, port))
+                self._forget(key, entry, (host, port))
                 log_event(log, logging.INFO, "instance.deregistered", service=repr(key), instance=f"{host}:{port}",
                           released_by=owner, left=len(entry.instances))
         for inst in hold:
@@ -149,7 +147,7 @@ class EmbeddedStore:
                 self._db.delete_instance(key, inst.host, inst.port)
         entry.instances[addr] = inst
         entry.silenced.discard(addr)
-        entry.checks.pop(addr, None)
+        self._forget_checks(key, addr)
         if owner is not None:
             entry.held[addr] = owner
             entry.last_beat.pop(addr, None)  # its connection keeps it, not heartbeats
@@ -173,21 +171,15 @@ class EmbeddedStore:
         inst = entry.instances[(host, port)]
         if self._db is not None and not inst.ephemeral:
             self._db.delete_instance(key, host, port)
-        self._forget(entry, (host, port))
+        self._forget(key, entry, (host, port))
         log_event(log, logging.INFO, "instance.deregistered", service=repr(key), instance=f"{host}:{port}",
                   left=len(entry.instances))
         self._publish(key)
         return True
 
-    async def update(self, key: ServiceKey, host: str, port: int, changes: dict[str, Any]) -> Instance:
-        """Change some fields of a registered instance (validated as a whole)."""
-        entry = self._entries.get(key)
-        old = entry.instances.get((host, port)) if entry is not None else None
-        if entry is None or old is None:
-            raise InstanceNotFound(key, host, port)
-        new = Instance.model_validate({**old.model_dump(), **changes, "host": host, "port": port})
-        self._put(key, new, entry.held.get((host, port)))  # a held instance stays held
-        return new
+    async def _rewrite(self, key: ServiceKey, inst: Instance) -> None:
+        entry = self._entries[key]
+        self._put(key, inst, entry.held.get((inst.host, inst.port)))  # a held instance stays held
 
     async def beat(self, key: ServiceKey, host: str, port: int, template: Instance | None = None) -> bool:
         """A heartbeat; an unknown instance is registered from ``template`` (as Nacos does)."""
@@ -219,7 +211,7 @@ class EmbeddedStore:
                 inst = entry.instances[addr]
                 silence = now - entry.last_beat[addr]
                 if silence >= remove_after:
-                    self._forget(entry, addr)
+                    self._forget(key, entry, addr)
                     log_event(log, logging.WARNING, "instance.expired", service=repr(key),
                               instance=f"{addr[0]}:{addr[1]}", silent_s=round(silence, 3))
                     changed = True
@@ -232,25 +224,11 @@ class EmbeddedStore:
             if changed:
                 self._publish(key)
 
-    async def record_check(self, target: CheckTarget, ok: bool, healthy_threshold: int,
-                           unhealthy_threshold: int) -> None:
-        """Count a probe result; flip health when a threshold of consecutive results is reached."""
-        entry = self._entries.get(target.key)
-        addr = (target.host, target.port)
-        inst = entry.instances.get(addr) if entry is not None else None
-        if entry is None or inst is None or inst.ephemeral:
-            return  # deregistered while the probe ran
-        counts = entry.checks.setdefault(addr, CheckCounts())
-        if not counts.flips(ok, inst.healthy, healthy_threshold, unhealthy_threshold):
-            return
-        new = inst.model_copy(update={"healthy": not inst.healthy})
+    async def _write_health(self, key: ServiceKey, inst: Instance) -> None:
         if self._db is not None:
-            self._db.save_instance(target.key, new)  # a restart must come back with the same health
-        entry.instances[addr] = new
-        log_event(log, logging.WARNING if not new.healthy else logging.INFO,
-                  "instance.check_failed" if not new.healthy else "instance.check_recovered",
-                  service=repr(target.key), instance=f"{target.host}:{target.port}")
-        self._publish(target.key)
+            self._db.save_instance(key, inst)  # a restart must come back with the same health
+        self._entries[key].instances[(inst.host, inst.port)] = inst
+        self._publish(key)
 
     # -- internals ------------------------------------------------------------------
     def _entry_for(self, key: ServiceKey) -> _Entry:
@@ -262,13 +240,12 @@ class EmbeddedStore:
             entry = self._entries[key] = _Entry(spec)
         return entry
 
-    @staticmethod
-    def _forget(entry: _Entry, addr: Address) -> None:
+    def _forget(self, key: ServiceKey, entry: _Entry, addr: Address) -> None:
         del entry.instances[addr]
         entry.last_beat.pop(addr, None)
         entry.silenced.discard(addr)
-        entry.checks.pop(addr, None)
         entry.held.pop(addr, None)
+        self._forget_checks(key, addr)
 
     def _service(self, key: ServiceKey) -> Service:
         entry = self._entries[key]
@@ -279,6 +256,4 @@ class EmbeddedStore:
         self._ref_times.changed(key)
         if self._registry is not None:
             self._registry.apply(self.source_name, ServiceChange(upserted=(self._service(key),)))
-        changed = frozenset((key,))
-        for listener in self._listeners:
-            listener(changed)
+        self._tell(frozenset((key,)))
