@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test test-fast lint sysdeps bench clean protos vendor
+.PHONY: venv demo test test-unit test-fast lint sysdeps bench clean protos vendor
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -60,6 +60,10 @@ sysdeps:
 
 test: venv lint sysdeps
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)
+
+# tests/unit alone: in-process only, no etcd, Envoy or browser needed; under a minute.
+test-unit: venv
+	$(PY) -m pytest -q -ra tests/unit $(PYTEST_ARGS)
 
 # Everything but the docker-compose test.
 test-fast: venv lint

@@ -5,7 +5,7 @@
 registry. Prints the snapshots published for the burst (xdscp_snapshots_published_total)
 and the ratio of events to snapshots, per debounce setting. How many land in one
 window depends on how fast the clients and the server run, which is why this is a
-figure and not a test (tests/test_publisher.py checks the window on a manual clock).
+figure and not a test (tests/unit/test_publisher.py checks the window on a manual clock).
 
     python bench/burst.py --events 1000 --debounce 0,0.003,0.02
 """
