@@ -23,6 +23,7 @@ from xdscp.config import EmbeddedEtcdConfig, EmbeddedSourceConfig, InstanceCheck
 from xdscp.local.etcd import EtcdServer, etcd_binary
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, ServiceKey
+from xdscp.runtime_settings import embedded_settings
 from xdscp.sources.embedded.contract import RegistryStore
 from xdscp.sources.embedded.source import EmbeddedSource
 
@@ -40,7 +41,7 @@ def line(what: str, samples: list[float]) -> str:
 
 
 async def start(settings: EmbeddedSourceConfig) -> tuple[EmbeddedSource, Registry, asyncio.Task[None]]:
-    source = EmbeddedSource("embedded", settings)
+    source = EmbeddedSource("embedded", embedded_settings(settings))
     registry = Registry(["embedded"])
     task = asyncio.create_task(source.run(registry))
     while not registry.ready:

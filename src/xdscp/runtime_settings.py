@@ -3,7 +3,8 @@
 Every setting's default is the config model's (xdscp.config), defined once; the runtime
 dataclasses have none of their own. The owner process and its ``--workers`` followers
 (which receive the same config sections as JSON) build their xDS server here alike.
-Sources take their own config section (xdscp.sources.kinds).
+Each source kind's settings are built here too (xdscp.sources.kinds pairs them with the
+source): no source reads the config module.
 """
 
 from __future__ import annotations
@@ -18,16 +19,36 @@ from xdscp.config import (
     AdminConfig,
     AuthorizationConfig,
     Config,
+    ConsulSourceConfig,
+    EmbeddedSourceConfig,
+    EtcdAccessConfig,
+    EtcdSourceConfig,
+    FileSourceConfig,
+    HttpSourceConfig,
+    InstanceCheckConfig,
     McpConfig,
+    NacosGrpcConfig,
+    NacosSourceConfig,
     XdsConfig,
     XdsLimitsConfig,
     XdsTlsConfig,
+    ZooKeeperSourceConfig,
 )
 from xdscp.credentials import Credentials, User
 from xdscp.server.authorization import NodePolicy, Rule
 from xdscp.server.stream import StreamLimits
 from xdscp.server.tls import TlsSettings, server_credentials
 from xdscp.server.xds_server import XdsServerSettings
+from xdscp.sources.consul import ConsulSettings
+from xdscp.sources.embedded.api.nacos_grpc.server import NacosGrpcSettings
+from xdscp.sources.embedded.checks import CheckSettings
+from xdscp.sources.embedded.source import EmbeddedEtcdSettings, EmbeddedSettings
+from xdscp.sources.etcd.client import EtcdAccess
+from xdscp.sources.etcd.source import EtcdSourceSettings
+from xdscp.sources.file import FileSettings
+from xdscp.sources.http import HttpSettings
+from xdscp.sources.nacos.settings import NacosSettings
+from xdscp.sources.zookeeper.source import ZooKeeperSettings
 from xdscp.translation.placeholders import missing_resource
 from xdscp.translation.service_entries import McpSettings
 from xdscp.translation.translator import ConfigSourceSettings, ListenerSettings, Translator
@@ -63,11 +84,14 @@ def stream_limits(limits: XdsLimitsConfig) -> StreamLimits:
     return StreamLimits(limits.max_streams, limits.max_names, limits.max_requests_per_second)
 
 
+def tls_settings(tls: XdsTlsConfig | None) -> TlsSettings | None:
+    return TlsSettings(tls.cert_file, tls.key_file, tls.client_ca_file) if tls is not None else None
+
+
 def tls_credentials(tls: XdsTlsConfig | None) -> grpc.ServerCredentials | None:
     """None for plain text; ConfigError if the files cannot be used."""
-    if tls is None:
-        return None
-    return server_credentials(TlsSettings(tls.cert_file, tls.key_file, tls.client_ca_file))
+    settings = tls_settings(tls)
+    return server_credentials(settings) if settings is not None else None
 
 
 def xds_server_settings(xds: XdsConfig, policy: NodePolicy, node_group_by: str,
@@ -89,3 +113,52 @@ def credentials(admin: AdminConfig) -> Credentials:
     """Who may read and write the registry (admin write token, Nacos users)."""
     return Credentials(admin.write_token, [User(u.username, u.password_hash, u.write) for u in admin.users],
                        admin.token_ttl, admin.token_secret)
+
+
+# -- sources: each kind's config section -> the settings its source runs with ------------------
+def file_settings(c: FileSourceConfig) -> FileSettings:
+    return FileSettings(c.path, c.poll_interval)
+
+
+def http_settings(c: HttpSourceConfig) -> HttpSettings:
+    return HttpSettings(c.url, c.interval, c.timeout, dict(c.headers))
+
+
+def consul_settings(c: ConsulSourceConfig) -> ConsulSettings:
+    return ConsulSettings(c.address, c.datacenter, c.token, c.warning_as, c.wait, c.timeout)
+
+
+def zookeeper_settings(c: ZooKeeperSourceConfig) -> ZooKeeperSettings:
+    return ZooKeeperSettings(tuple(c.hosts), c.root, c.namespace, c.session_timeout, c.timeout, c.username,
+                             c.password)
+
+
+def etcd_access(c: EtcdAccessConfig) -> EtcdAccess:
+    return EtcdAccess(tuple(c.endpoints), c.timeout, c.username, c.password)
+
+
+def etcd_source_settings(c: EtcdSourceConfig) -> EtcdSourceSettings:
+    return EtcdSourceSettings(etcd_access(c), c.prefix)
+
+
+def nacos_settings(c: NacosSourceConfig) -> NacosSettings:
+    return NacosSettings(tuple(c.servers), c.username, c.password, c.access_token, c.namespace, tuple(c.groups),
+                         c.api_version, c.transport, c.grpc_port, c.interval, c.timeout)
+
+
+def check_settings(c: InstanceCheckConfig) -> CheckSettings:
+    return CheckSettings(c.enabled, c.type, c.path, frozenset(c.expected_statuses), c.interval, c.timeout,
+                         c.healthy_threshold, c.unhealthy_threshold)
+
+
+def nacos_grpc_settings(c: NacosGrpcConfig) -> NacosGrpcSettings:
+    return NacosGrpcSettings(c.enabled, c.address, tls_settings(c.tls), c.max_message_bytes, c.max_connections,
+                             c.max_subscriptions, c.max_requests_per_second, c.keepalive_time, c.detection_timeout,
+                             c.detection_interval)
+
+
+def embedded_settings(c: EmbeddedSourceConfig) -> EmbeddedSettings:
+    etcd = (EmbeddedEtcdSettings(etcd_access(c.etcd), c.etcd.prefix, c.etcd.leader_ttl, c.etcd.connection_lease_ttl)
+            if c.etcd is not None else None)
+    return EmbeddedSettings(c.database, etcd, c.heartbeat_unhealthy_after, c.heartbeat_remove_after,
+                            c.expiry_interval, check_settings(c.instance_check), nacos_grpc_settings(c.nacos_grpc))

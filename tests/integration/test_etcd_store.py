@@ -19,7 +19,7 @@ from xdscp.config import Config, EmbeddedEtcdConfig, EmbeddedSourceConfig, Insta
 from xdscp.local.etcd import EtcdServer, etcd_binary, etcd_cluster
 from xdscp.model.registry import Registry
 from xdscp.model.service import Instance, Service, ServiceKey
-from xdscp.runtime_settings import translator
+from xdscp.runtime_settings import embedded_settings, translator
 from xdscp.sources.embedded.contract import CheckTarget, StoreUnavailable
 from xdscp.sources.embedded.etcd_store import EtcdStore
 from xdscp.sources.embedded.ref_times import wall_ms
@@ -77,7 +77,7 @@ async def start(replicas: list[Replica], endpoints: list[str], checks: InstanceC
                                     heartbeat_unhealthy_after=unhealthy_after, heartbeat_remove_after=remove_after,
                                     instance_check=checks or InstanceCheckConfig(enabled=False),
                                     etcd=EmbeddedEtcdConfig(endpoints=endpoints, timeout=2.0, leader_ttl=2))
-    source = EmbeddedSource("embedded", settings)
+    source = EmbeddedSource("embedded", embedded_settings(settings))
     if now_ms is not None:  # this replica's wall clock (as if its machine's were off)
         assert isinstance(source.store, EtcdStore)
         source.store.now_ms = now_ms

@@ -11,6 +11,7 @@ import pytest
 
 from xdscp.config import FileSourceConfig
 from xdscp.model.registry import Registry
+from xdscp.runtime_settings import file_settings
 from xdscp.sources import file as file_source
 from xdscp.sources.file import FileSource
 
@@ -22,7 +23,7 @@ async def loaded(path: Path, text: str) -> tuple[Registry, FileSource]:
     """A registry fed by a FileSource that has read ``text`` from ``path`` once."""
     path.write_text(text)
     reg = Registry(["f"])
-    src = FileSource("f", FileSourceConfig(kind="file", path=path))
+    src = FileSource("f", file_settings(FileSourceConfig(kind="file", path=path)))
     await src.poll_once(reg)
     return reg, src
 
@@ -46,7 +47,7 @@ async def test_configmap_style_symlink_swap_is_seen(tmp_path: Path) -> None:
     (tmp_path / "..data").symlink_to("..v1")
     (tmp_path / "registry.yaml").symlink_to("..data/registry.yaml")
     reg = Registry(["f"])
-    src = FileSource("f", FileSourceConfig(kind="file", path=tmp_path / "registry.yaml"))
+    src = FileSource("f", file_settings(FileSourceConfig(kind="file", path=tmp_path / "registry.yaml")))
     await src.poll_once(reg)
     assert ports(reg) == ["10.0.0.1"]
     (tmp_path / "..data_tmp").symlink_to("..v2")
@@ -74,7 +75,7 @@ async def test_unchanged_content_is_not_reapplied(tmp_path: Path, caplog) -> Non
     path = tmp_path / "registry.yaml"
     path.write_text(ONE)
     reg = Registry(["f"])
-    src = FileSource("f", FileSourceConfig(kind="file", path=path))
+    src = FileSource("f", file_settings(FileSourceConfig(kind="file", path=path)))
     caplog.set_level(logging.INFO, logger="xdscp.sources.file")
     await src.poll_once(reg)
     path.write_text(ONE)  # touched, same bytes

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from xdscp.config import HttpSourceConfig
+from xdscp.runtime_settings import http_settings
 from xdscp.sources.http import HttpSource
 from xdscp.sources.salvage import salvage_services
 from xdscp.type_urls import ENDPOINT
@@ -150,7 +151,7 @@ def test_salvage_reports_each_dropped_entry() -> None:
 
 
 def test_backoff_doubles_while_failing_and_resets() -> None:
-    src = HttpSource("s", HttpSourceConfig(kind="http", url="http://127.0.0.1:1/x", interval=1.0))
+    src = HttpSource("s", http_settings(HttpSourceConfig(kind="http", url="http://127.0.0.1:1/x", interval=1.0)))
     delays = []
     for _ in range(7):
         src._fail("down")

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
 from xdscp.background import cancel_and_wait
-from xdscp.config import ConsulSourceConfig
 from xdscp.errors import XdscpError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
@@ -38,12 +38,22 @@ class ConsulError(XdscpError):
     """Consul could not be read; the last good view stays."""
 
 
+@dataclass(frozen=True, slots=True)
+class ConsulSettings:
+    address: str
+    datacenter: str | None
+    token: str | None
+    warning_as: str  # "healthy" or "unhealthy"
+    wait: float
+    timeout: float
+
+
 class ConsulSource(RemoteSource):
     """Follows every service in one datacenter's catalog."""
 
     kind = "consul"
 
-    def __init__(self, name: str, cfg: ConsulSourceConfig) -> None:
+    def __init__(self, name: str, cfg: ConsulSettings) -> None:
         self.name = name
         self.address = cfg.address.rstrip("/")
         self.datacenter = cfg.datacenter

@@ -7,9 +7,9 @@ import hashlib
 import logging
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from xdscp.config import FileSourceConfig
 from xdscp.errors import DocumentError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
@@ -37,6 +37,12 @@ _UNREAD = (-1, -1, -1)  # the signature before the first poll: even a missing fi
 SETTLE_NS = 250_000_000
 
 
+@dataclass(frozen=True, slots=True)
+class FileSettings:
+    path: Path
+    poll_interval: float
+
+
 class FileSource(WatchingSource):
     """Polls the file's stat cheaply and re-reads it only when its content hash changes.
 
@@ -49,10 +55,10 @@ class FileSource(WatchingSource):
     kind = "file"
     reads_network = False
 
-    def __init__(self, name: str, cfg: FileSourceConfig) -> None:
+    def __init__(self, name: str, settings: FileSettings) -> None:
         self.name = name
-        self.path = cfg.path
-        self.poll_interval = cfg.poll_interval
+        self.path = settings.path
+        self.poll_interval = settings.poll_interval
         self.health = SourceHealth(name, log, None)  # no retry: the file is read again when it changes
         self.reader = RegistryReader()
         self._last_signature: tuple[int, int, int] | None = _UNREAD

@@ -18,10 +18,10 @@ import asyncio
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 
 import aiohttp
 
-from xdscp.config import HttpSourceConfig
 from xdscp.errors import XdscpError
 from xdscp.gc_pause import gc_paused
 from xdscp.logfmt import log_event
@@ -41,12 +41,20 @@ class HttpSourceError(XdscpError):
     """This poll produced nothing usable; the last good view stays."""
 
 
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    url: str
+    interval: float
+    timeout: float
+    headers: dict[str, str]
+
+
 class HttpSource(RemoteSource):
     """Polls ``url`` every ``interval`` seconds (backing off while it fails)."""
 
     kind = "http"
 
-    def __init__(self, name: str, cfg: HttpSourceConfig) -> None:
+    def __init__(self, name: str, cfg: HttpSettings) -> None:
         self.name = name
         self.url = cfg.url
         self.interval = cfg.interval

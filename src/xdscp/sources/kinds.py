@@ -1,5 +1,6 @@
-"""Every registry kind: its config section and the source that follows it. Adding a kind is
-one config model (in config.py's ``SourceConfig``) and one entry here."""
+"""Every registry kind: its config section, the settings built from it (runtime_settings)
+and the source that follows it. Adding a kind is one config model (in config.py's
+``SourceConfig``), one settings builder, and one entry here."""
 
 from __future__ import annotations
 
@@ -17,6 +18,15 @@ from xdscp.config import (
     SourceConfig,
     ZooKeeperSourceConfig,
 )
+from xdscp.runtime_settings import (
+    consul_settings,
+    embedded_settings,
+    etcd_source_settings,
+    file_settings,
+    http_settings,
+    nacos_settings,
+    zookeeper_settings,
+)
 from xdscp.sources.base import Source
 from xdscp.sources.consul import ConsulSource
 from xdscp.sources.embedded.source import EmbeddedSource
@@ -26,20 +36,21 @@ from xdscp.sources.http import HttpSource
 from xdscp.sources.nacos.source import NacosSource
 from xdscp.sources.zookeeper.source import ZooKeeperSource
 
-# config section -> the source built from (name, section)
-SOURCE_KINDS: dict[type[Any], Callable[[str, Any], Source]] = {
-    FileSourceConfig: FileSource,
-    HttpSourceConfig: HttpSource,
-    EtcdSourceConfig: EtcdSource,
-    ConsulSourceConfig: ConsulSource,
-    ZooKeeperSourceConfig: ZooKeeperSource,
-    NacosSourceConfig: NacosSource,
-    EmbeddedSourceConfig: EmbeddedSource,
+# config section -> (its settings, the source built from (name, settings))
+SOURCE_KINDS: dict[type[Any], tuple[Callable[[Any], Any], Callable[[str, Any], Source]]] = {
+    FileSourceConfig: (file_settings, FileSource),
+    HttpSourceConfig: (http_settings, HttpSource),
+    EtcdSourceConfig: (etcd_source_settings, EtcdSource),
+    ConsulSourceConfig: (consul_settings, ConsulSource),
+    ZooKeeperSourceConfig: (zookeeper_settings, ZooKeeperSource),
+    NacosSourceConfig: (nacos_settings, NacosSource),
+    EmbeddedSourceConfig: (embedded_settings, EmbeddedSource),
 }
 
 
 def build_source(name: str, cfg: SourceConfig) -> Source:
-    return SOURCE_KINDS[type(cfg)](name, cfg)
+    settings, source = SOURCE_KINDS[type(cfg)]
+    return source(name, settings(cfg))
 
 
 def build_sources(cfg: Config) -> list[Source]:

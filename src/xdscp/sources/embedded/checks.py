@@ -6,10 +6,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiohttp
 
-from xdscp.config import InstanceCheckConfig
 from xdscp.logfmt import log_event
 from xdscp.sources.embedded.contract import CheckTarget, RegistryStore, StoreUnavailable
 
@@ -17,6 +17,20 @@ log = logging.getLogger(__name__)
 
 # Probes run concurrently, but not all at once against thousands of instances.
 _MAX_CONCURRENT_PROBES = 256
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSettings:
+    """Active checks of persistent instances."""
+
+    enabled: bool
+    type: str  # "tcp" or "http"
+    path: str
+    expected_statuses: frozenset[int]
+    interval: float
+    timeout: float
+    healthy_threshold: int
+    unhealthy_threshold: int
 
 
 async def probe_tcp(host: str, port: int, timeout: float) -> bool:
@@ -30,7 +44,7 @@ async def probe_tcp(host: str, port: int, timeout: float) -> bool:
     return True
 
 
-async def probe_http(session: aiohttp.ClientSession, host: str, port: int, settings: InstanceCheckConfig) -> bool:
+async def probe_http(session: aiohttp.ClientSession, host: str, port: int, settings: CheckSettings) -> bool:
     url = f"http://{host}:{port}{settings.path}" if ":" not in host else f"http://[{host}]:{port}{settings.path}"
     try:
         async with session.get(url, timeout=aiohttp.ClientTimeout(total=settings.timeout),
@@ -46,7 +60,7 @@ class InstanceChecker:
     ``active`` says whether this process probes now: with replicas, only the leader does.
     """
 
-    def __init__(self, store: RegistryStore, settings: InstanceCheckConfig,
+    def __init__(self, store: RegistryStore, settings: CheckSettings,
                  active: Callable[[], bool] = lambda: True) -> None:
         self.store = store
         self.settings = settings

@@ -11,29 +11,50 @@ import asyncio
 import logging
 import sqlite3
 from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from xdscp.config import EmbeddedSourceConfig
 from xdscp.errors import BindError, ConfigError
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.nacos_protocol import GRPC_PORT_OFFSET
-from xdscp.server.tls import TlsSettings
 from xdscp.sources.base import AdminBinding
 from xdscp.sources.embedded.api.nacos import NacosApi
-from xdscp.sources.embedded.api.nacos_grpc.server import NacosGrpcServer
+from xdscp.sources.embedded.api.nacos_grpc.server import NacosGrpcServer, NacosGrpcSettings
 from xdscp.sources.embedded.api.nacos_views import HeartbeatPolicy
 from xdscp.sources.embedded.api.native import RegistryApi
-from xdscp.sources.embedded.checks import InstanceChecker
+from xdscp.sources.embedded.checks import CheckSettings, InstanceChecker
 from xdscp.sources.embedded.database import RegistryDatabase
 from xdscp.sources.embedded.etcd_store import EtcdStore
 from xdscp.sources.embedded.leader import EtcdLeader
 from xdscp.sources.embedded.store import EmbeddedStore
-from xdscp.sources.etcd.client import EtcdClient
+from xdscp.sources.etcd.client import EtcdAccess, EtcdClient
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedEtcdSettings:
+    """``store: etcd``: where, under which prefix, and the leader's and connections' lease TTLs."""
+
+    access: EtcdAccess
+    prefix: str
+    leader_ttl: int
+    connection_lease_ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedSettings:
+    database: Path | None  # with no etcd: SQLite at this path (None: memory only)
+    etcd: EmbeddedEtcdSettings | None  # set exactly for ``store: etcd``
+    heartbeat_unhealthy_after: float
+    heartbeat_remove_after: float
+    expiry_interval: float
+    instance_check: CheckSettings
+    nacos_grpc: NacosGrpcSettings
 
 
 class EmbeddedSource:
@@ -41,7 +62,7 @@ class EmbeddedSource:
 
     kind = "embedded"
 
-    def __init__(self, name: str, cfg: EmbeddedSourceConfig) -> None:
+    def __init__(self, name: str, cfg: EmbeddedSettings) -> None:
         self.name = name
         self.settings = cfg
         self.store: EmbeddedStore | EtcdStore
@@ -49,7 +70,7 @@ class EmbeddedSource:
         self.nacos_grpc: NacosGrpcServer | None = None
         self._grpc_error: str | None = None
         if cfg.etcd is not None:  # set exactly when store is etcd (the config checks it)
-            client = EtcdClient(cfg.etcd)
+            client = EtcdClient(cfg.etcd.access)
             self.store = EtcdStore(name, client, cfg.etcd.prefix, cfg.heartbeat_unhealthy_after,
                                    cfg.heartbeat_remove_after, cfg.etcd.connection_lease_ttl)
             self.leader = EtcdLeader(client, self.store.prefix + "leader", cfg.etcd.leader_ttl)
@@ -94,8 +115,7 @@ class EmbeddedSource:
             return
         address = grpc_cfg.address or f"{admin.host}:{admin.port + GRPC_PORT_OFFSET}"
         server = NacosGrpcServer(self.store, grpc_cfg, self.beats, admin.credentials)
-        own = grpc_cfg.tls
-        tls = TlsSettings(own.cert_file, own.key_file, own.client_ca_file) if own is not None else admin.tls
+        tls = grpc_cfg.tls if grpc_cfg.tls is not None else admin.tls
         try:
             await server.start(address, tls)
         except BindError as e:

@@ -10,11 +10,11 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from xdscp.config import EtcdAccessConfig
 from xdscp.errors import XdscpError
 
 _MAX_LINE = 64 * 1024 * 1024
@@ -79,10 +79,20 @@ def prefix_end(prefix: str) -> str:
     return raw.decode()
 
 
+@dataclass(frozen=True, slots=True)
+class EtcdAccess:
+    """Where etcd is and how to log in: shared by the etcd source and the embedded registry's store."""
+
+    endpoints: tuple[str, ...]
+    timeout: float
+    username: str | None
+    password: str | None
+
+
 class EtcdClient:
     """Calls to one etcd cluster; owns its HTTP session (``close()`` it)."""
 
-    def __init__(self, access: EtcdAccessConfig) -> None:
+    def __init__(self, access: EtcdAccess) -> None:
         endpoints, timeout, username, password = access.endpoints, access.timeout, access.username, access.password
         if not endpoints:
             raise EtcdError("no etcd endpoints given")

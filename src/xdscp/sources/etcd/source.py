@@ -18,14 +18,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from xdscp.config import EtcdSourceConfig
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
 from xdscp.model.updates import FullSnapshot, ServiceChange
-from xdscp.sources.etcd.client import EtcdClient
+from xdscp.sources.etcd.client import EtcdAccess, EtcdClient
 from xdscp.sources.etcd.mirror import EtcdMirror
 from xdscp.sources.health import RemoteSource, SourceHealth
 from xdscp.sources.salvage import salvage_services
@@ -33,15 +33,21 @@ from xdscp.sources.salvage import salvage_services
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True, slots=True)
+class EtcdSourceSettings:
+    access: EtcdAccess
+    prefix: str
+
+
 class EtcdSource(RemoteSource):
     """Lists ``prefix`` once, then follows it with a watch from the listed revision."""
 
     kind = "etcd"
 
-    def __init__(self, name: str, cfg: EtcdSourceConfig) -> None:
+    def __init__(self, name: str, cfg: EtcdSourceSettings) -> None:
         self.name = name
         self.health = SourceHealth(name, log, 0.5)
-        self.client = EtcdClient(cfg)
+        self.client = EtcdClient(cfg.access)
         self.mirror = EtcdMirror(name, self.client, cfg.prefix, self.health, self._reset, self._changed)
         self.prefix = self.mirror.prefix
         self._applied: dict[str, ServiceKey] = {}  # service name -> the key it was applied under

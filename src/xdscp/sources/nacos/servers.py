@@ -10,8 +10,8 @@ import json
 
 import aiohttp
 
-from xdscp.config import NacosSourceConfig
 from xdscp.sources.nacos.errors import NacosLoginFailed, NacosUnreachable
+from xdscp.sources.nacos.settings import NacosSettings
 
 _LOGIN_PATHS = ("/nacos/v1/auth/login", "/nacos/v3/auth/user/login")
 
@@ -19,7 +19,7 @@ _LOGIN_PATHS = ("/nacos/v1/auth/login", "/nacos/v3/auth/user/login")
 class NacosServers:
     """The configured servers, in turn, and the access token (configured, or from logging in)."""
 
-    def __init__(self, cfg: NacosSourceConfig) -> None:
+    def __init__(self, cfg: NacosSettings) -> None:
         self.servers = [s.rstrip("/") for s in cfg.servers]
         self.username, self.password = cfg.username, cfg.password
         self._token = cfg.access_token

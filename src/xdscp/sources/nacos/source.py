@@ -29,7 +29,6 @@ from typing import Any
 
 import aiohttp
 
-from xdscp.config import NacosSourceConfig
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import DEFAULT_NAMESPACE, ServiceKey
@@ -38,6 +37,7 @@ from xdscp.nacos_protocol import SERVICE_PAGE_SIZE, nacos_instance, split_groupe
 from xdscp.sources.health import RemoteSource, SourceHealth
 from xdscp.sources.nacos.errors import NacosError, NacosLoginFailed, NacosUnreachable
 from xdscp.sources.nacos.servers import NacosServers
+from xdscp.sources.nacos.settings import NacosSettings
 from xdscp.sources.nacos.subscriptions import NacosSubscriptions
 from xdscp.sources.salvage import salvage_services
 
@@ -59,7 +59,7 @@ class NacosSource(RemoteSource):
 
     kind = "nacos"
 
-    def __init__(self, name: str, cfg: NacosSourceConfig) -> None:
+    def __init__(self, name: str, cfg: NacosSettings) -> None:
         self.name = name
         self.namespace = cfg.namespace or DEFAULT_NAMESPACE
         self.groups = tuple(cfg.groups)

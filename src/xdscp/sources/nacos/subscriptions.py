@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from xdscp.config import NacosSourceConfig
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
@@ -28,6 +27,7 @@ from xdscp.sources.health import SourceHealth
 from xdscp.sources.nacos.errors import NacosError
 from xdscp.sources.nacos.push import NacosPushError, NacosPushSession
 from xdscp.sources.nacos.servers import NacosServers
+from xdscp.sources.nacos.settings import NacosSettings
 from xdscp.sources.salvage import salvage_services
 
 log = logging.getLogger("xdscp.sources.nacos")
@@ -38,7 +38,7 @@ _CONCURRENCY = 16
 class NacosSubscriptions:
     """The push mode of one Nacos source: ``groups`` of ``namespace``, on ``servers``."""
 
-    def __init__(self, name: str, namespace: str, groups: tuple[str, ...], cfg: NacosSourceConfig,
+    def __init__(self, name: str, namespace: str, groups: tuple[str, ...], cfg: NacosSettings,
                  servers: NacosServers, health: SourceHealth) -> None:
         self.name = name
         self.namespace = namespace

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
@@ -25,7 +26,6 @@ from kazoo.interfaces import IAsyncResult
 from kazoo.protocol.states import EventType, WatchedEvent
 from kazoo.retry import KazooRetry
 
-from xdscp.config import ZooKeeperSourceConfig
 from xdscp.logfmt import log_event
 from xdscp.model.registry import Registry
 from xdscp.model.service import Service, ServiceKey
@@ -39,12 +39,23 @@ log = logging.getLogger(__name__)
 _ROOT = ""  # the dirty-set key of the root's children (interfaces are never empty)
 
 
+@dataclass(frozen=True, slots=True)
+class ZooKeeperSettings:
+    hosts: tuple[str, ...]
+    root: str
+    namespace: str
+    session_timeout: float
+    timeout: float
+    username: str | None
+    password: str | None
+
+
 class ZooKeeperSource(RemoteSource):
     """Watches ``{root}/*/providers`` and applies each interface as it changes."""
 
     kind = "zookeeper"
 
-    def __init__(self, name: str, cfg: ZooKeeperSourceConfig) -> None:
+    def __init__(self, name: str, cfg: ZooKeeperSettings) -> None:
         self.name = name
         self.hosts = ",".join(cfg.hosts)
         self.root = "/" + cfg.root.strip("/")

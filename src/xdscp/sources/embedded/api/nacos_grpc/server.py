@@ -23,6 +23,7 @@ import contextlib
 import itertools
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -30,7 +31,6 @@ from grpc import aio
 
 from xdscp.addresses import split_host_port
 from xdscp.background import cancel_and_wait
-from xdscp.config import NacosGrpcConfig
 from xdscp.credentials import Credentials
 from xdscp.errors import BindError
 from xdscp.grpc_options import ACCEPT_STORMS, KEEPALIVE
@@ -83,10 +83,27 @@ def _served(request_type: str, response_type: str, request_id: str, fields: dict
     return request_type, 0, encode(response_type, body)
 
 
+@dataclass(frozen=True, slots=True)
+class NacosGrpcSettings:
+    """The Nacos gRPC face: where (``address`` None: the admin port + 1000), its own TLS
+    (None: the admin address's), and its limits and client detection."""
+
+    enabled: bool
+    address: str | None
+    tls: TlsSettings | None
+    max_message_bytes: int
+    max_connections: int
+    max_subscriptions: int
+    max_requests_per_second: float
+    keepalive_time: float
+    detection_timeout: float
+    detection_interval: float
+
+
 class NacosGrpcServer:
     """Serves Nacos' gRPC protocol over ``store``; ``start`` binds, ``stop`` closes every connection."""
 
-    def __init__(self, store: RegistryStore, settings: NacosGrpcConfig, beats: HeartbeatPolicy,
+    def __init__(self, store: RegistryStore, settings: NacosGrpcSettings, beats: HeartbeatPolicy,
                  credentials: Credentials) -> None:
         self.store = store
         self.settings = settings
