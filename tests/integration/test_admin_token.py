@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -26,11 +26,9 @@ async def guarded(tmp_path: Path) -> AsyncIterator[Plane]:
 
 
 async def call(plane: Plane, method: str, path: str, headers: dict[str, str] | None = None,
-               **params: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http:
-        async with http.request(method, f"http://127.0.0.1:{plane.cp.admin_port}{path}", params=params,
-                                headers=headers or {}) as resp:
-            return resp.status, await resp.text()
+               **params: str) -> tuple[int, str]:
+    status, body = await plane.admin(method, path, params=params, headers=headers)
+    return status, body if isinstance(body, str) else json.dumps(body)
 
 
 def instances(plane: Plane) -> int:

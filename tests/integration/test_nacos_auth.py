@@ -5,11 +5,7 @@ over gRPC, 1.0 over HTTP) are configured as a production Nacos client is."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import urllib.error
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +27,8 @@ USERS = [{"username": "app", "password_hash": hash_password("app-pass", 1000), "
 
 
 async def http(plane: Plane, method: str, path: str, **params: str) -> tuple[int, Any]:
-    url = f"http://127.0.0.1:{plane.cp.admin_port}{path}"
-    data = urllib.parse.urlencode(params).encode()
-
-    def call() -> tuple[int, Any]:
-        req = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
-        try:
-            with urllib.request.urlopen(req, timeout=10) as r:
-                body = r.read()
-                return r.status, json.loads(body) if body.startswith(b"{") else body.decode()
-        except urllib.error.HTTPError as e:
-            body = e.read()
-            return e.code, json.loads(body) if body.startswith(b"{") else body.decode()
-
-    return await asyncio.to_thread(call)
+    """A form-encoded call, as Nacos' HTTP clients make them."""
+    return await plane.admin(method, path, form=params)
 
 
 @pytest.fixture

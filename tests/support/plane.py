@@ -57,13 +57,18 @@ class Plane:
             await asyncio.sleep(0.01)
 
     async def admin(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None,
-                    headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        """Call the admin address: (status, body as JSON, or as text when it is not JSON)."""
+                    headers: dict[str, str] | None = None, form: dict[str, str] | None = None) -> tuple[int, Any]:
+        """Call the admin address: (status, the body as JSON, or as text when it is not JSON).
+        ``params`` go in the query string; ``body`` is sent as JSON, ``form`` form-encoded."""
         url = f"http://127.0.0.1:{self.cp.admin_port}{path}"
         if params:
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode(params)
-        data = json.dumps(body).encode() if body is not None else None
-        hdrs = {"Content-Type": "application/json", **(headers or {})} if data is not None else dict(headers or {})
+        hdrs = dict(headers or {})
+        data = None
+        if body is not None:
+            data, hdrs["Content-Type"] = json.dumps(body).encode(), "application/json"
+        elif form is not None:
+            data, hdrs["Content-Type"] = urllib.parse.urlencode(form).encode(), "application/x-www-form-urlencoded"
         req = urllib.request.Request(url, data=data, method=method, headers=hdrs)
 
         def call() -> tuple[int, Any]:

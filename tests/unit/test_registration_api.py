@@ -37,13 +37,7 @@ def snapshot(plane: Plane) -> Any:
 
 
 async def call(plane: Plane, method: str, path: str, **params: str) -> tuple[int, Any]:
-    async with aiohttp.ClientSession() as http:
-        async with http.request(method, base(plane) + path, params=params) as resp:
-            text = await resp.text()
-            try:
-                return resp.status, await resp.json(content_type=None)
-            except ValueError:
-                return resp.status, text
+    return await plane.admin(method, path, params=params)
 
 
 async def test_register_list_beat_update_deregister_in_every_dialect(embedded: Plane) -> None:
