@@ -153,6 +153,10 @@ class ListenerConfig(_Section):
     address: str = "0.0.0.0"
     port: int = Field(default=10000, ge=1, le=65535)
     route_config_name: str | None = None
+    # true: Envoy learns each service on its first request (VHDS by Host, on-demand CDS),
+    # instead of being sent every cluster and virtual host. Needs Delta ADS
+    # (envoy/bootstrap-on-demand.yaml): see docs/envoy-bootstraps.md.
+    on_demand: bool = False
 
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

@@ -6,6 +6,8 @@ CLUSTER = "type.googleapis.com/envoy.config.cluster.v3.Cluster"
 ENDPOINT = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 LISTENER = "type.googleapis.com/envoy.config.listener.v3.Listener"
 ROUTE = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration"
+# VHDS (``listener.on_demand``): one virtual host per service, asked for by Host over Delta.
+VIRTUAL_HOST = "type.googleapis.com/envoy.config.route.v3.VirtualHost"
 
 # MCP-over-xDS (Istio configSources, Higress): a collection's type URL is its Istio
 # group/version/kind; every resource in it is an Any holding an istio.mcp.v1alpha1.Resource.
@@ -30,7 +32,7 @@ def canonical(type_url: str) -> str:
 
 # A Cluster goes out before the ClusterLoadAssignment it needs, a Listener before its
 # RouteConfiguration, so Envoy warms without waiting on a missing dependency.
-PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE)
+PUSH_ORDER: tuple[str, ...] = (CLUSTER, ENDPOINT, LISTENER, ROUTE, VIRTUAL_HOST)
 
 # In SotW, every Listener/Cluster response is the complete set; for the other types a
 # response carries only what changed (xDS protocol, "grouping resources into responses").

@@ -98,10 +98,8 @@ async def start_plane(tmp_path: Path, services: list[dict[str, Any]] | None, **c
     config.setdefault("sources", [FileSourceConfig(kind="file", name="file", path=registry, poll_interval=0.02)])
     config["xds"] = {**config.get("xds", {}), "address": "127.0.0.1:0"}
     config["admin"] = {"address": "127.0.0.1:0", **config.get("admin", {})}
-    cfg = Config(
-        listener=ListenerConfig(address="127.0.0.1", port=10000),
-        **config,
-    )
+    config.setdefault("listener", ListenerConfig(address="127.0.0.1", port=10000))
+    cfg = Config(**config)
     cp = ControlPlane(cfg)
     await cp.start()
     return Plane(cp, registry)

@@ -27,8 +27,10 @@ class XdscpProcess:
     def __init__(self, workdir: Path, registry: Path | None = None, *, listener_port: int | None = None,
                  poll_interval: float = 0.02, log_level: str = "info", name: str = "xdscp",
                  xds_settings: dict[str, Any] | None = None,
-                 sources: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None) -> None:
-        """``extra``: more top-level config sections (``authorization``, ``mcp``...)."""
+                 sources: list[dict[str, Any]] | None = None, extra: dict[str, Any] | None = None,
+                 listener: dict[str, Any] | None = None) -> None:
+        """``extra``: more top-level config sections (``authorization``, ``mcp``...);
+        ``listener``: more listener settings (``on_demand``...)."""
         if sources is None:
             if registry is None:
                 raise ValueError("give a registry file or sources")
@@ -42,7 +44,7 @@ class XdscpProcess:
         self.config_path.write_text(yaml.safe_dump({
             "xds": {"address": f"127.0.0.1:{self.xds_port}", **(xds_settings or {})},
             "admin": {"address": f"127.0.0.1:{self.admin_port}"},
-            "listener": {"address": "127.0.0.1", "port": self.listener_port},
+            "listener": {"address": "127.0.0.1", "port": self.listener_port, **(listener or {})},
             "sources": sources,
             **(extra or {}),
         }))

@@ -15,7 +15,8 @@ from xdscp.logfmt import log_event
 from xdscp.server.names_pool import EMPTY
 from xdscp.server.stream import Stream, log
 from xdscp.server.subscription import Subscription
-from xdscp.type_urls import ENDPOINT
+from xdscp.server.vhds import namespace_marker, resolve, unresolved, with_aliases
+from xdscp.type_urls import ENDPOINT, ROUTE, VIRTUAL_HOST
 
 # DeltaDiscoveryResponse field numbers.
 _SYSTEM_VERSION, _TYPE_URL, _NONCE, _REMOVED = 1, 4, 5, 6
@@ -42,6 +43,7 @@ class _TypeState(Subscription):
     full: bool = True  # compare everything, not only what changed
     resumed: bool = False  # the first request listed initial_resource_versions
     gone: set[str] = field(default_factory=set)  # subscribed names told removed (_REMOVED_WHEN_GONE)
+    aliases: dict[str, set[str]] = field(default_factory=dict)  # VHDS: virtual host -> the names asked for it
 
 
 class DeltaStream(Stream):
@@ -72,11 +74,16 @@ class DeltaStream(Stream):
             st.overrides.update(req.initial_resource_versions)
             st.resumed = bool(req.initial_resource_versions)
             st.full = True
-            if not req.resource_names_subscribe:
-                st.wildcard = True  # legacy wildcard: first request names nothing
+            if not req.resource_names_subscribe and type_url != VIRTUAL_HOST:
+                st.wildcard = True  # legacy wildcard: first request names nothing (VHDS starts empty)
         names = st.names
-        subscribe = req.resource_names_subscribe
-        unsubscribe = req.resource_names_unsubscribe
+        subscribe: Collection[str] = req.resource_names_subscribe
+        unsubscribe: Collection[str] = req.resource_names_unsubscribe
+        if type_url == VIRTUAL_HOST:  # asked for by Host: subscribe to the virtual host it resolves to
+            for name in subscribe:
+                st.aliases.setdefault(resolve(name), set()).add(name)
+            subscribe = {resolve(n) for n in subscribe}
+            unsubscribe = {resolve(n) for n in unsubscribe}
         if subscribe:
             added = frozenset(subscribe)
             if "*" in added:
@@ -126,7 +133,7 @@ class DeltaStream(Stream):
         held = st.held
         if held is not None and held.version == ts.version and not st.pending and not st.full:
             return None
-        if held is None and not st.overrides:
+        if held is None and not st.overrides and type_url != VIRTUAL_HOST:
             shared = self._first_body(st, type_url, ts)
             if shared is not None:
                 return self._emit(st, type_url, ts, *shared)
@@ -145,6 +152,7 @@ class DeltaStream(Stream):
             candidates = ts.changed  # the usual push: what changed, nothing of the client's own
         send: list[Resource] = []
         removed: list[str] = []
+        unknown: list[str] = []  # VHDS: asked for, and no such virtual host
         for name in sorted(candidates):
             subscribed = name in st.names
             if not (subscribed or st.wildcard):
@@ -154,8 +162,11 @@ class DeltaStream(Stream):
             if res is None and subscribed:
                 res = self._stand_in(st, type_url, name, holds)
             if res is None:
+                if type_url == VIRTUAL_HOST and subscribed and holds is None:
+                    unknown.append(name)
+                    st.gone.add(name)
                 # Removed: what the client holds, and a subscribed name it was never told of.
-                if holds != _ABSENT and (subscribed or holds is not None):
+                elif holds != _ABSENT and (subscribed or holds is not None):
                     removed.append(name)
                     if subscribed and type_url in _REMOVED_WHEN_GONE:
                         st.gone.add(name)
@@ -165,6 +176,8 @@ class DeltaStream(Stream):
         # A new subscription is always answered, even with nothing: Envoy's (and a
         # relay's) initialization waits for the first response of each type. A
         # reconnect that holds everything already gets nothing.
+        if type_url == VIRTUAL_HOST:
+            return self._emit_vhosts(st, ts, send, removed, unknown)
         if not send and not removed and (held is not None or st.resumed):
             if held is None:
                 # A reconnect whose initial_resource_versions match: it holds this version.
@@ -174,6 +187,23 @@ class DeltaStream(Stream):
             self._synced(st, ts)
             return None
         return self._emit(st, type_url, ts, b"".join(r.delta_entry for r in send), len(send),
+                          b"".join(wire.string_field(_REMOVED, n) for n in removed), len(removed))
+
+    def _emit_vhosts(self, st: _TypeState, ts: TypeSnapshot, send: list[Resource], removed: list[str],
+                     unknown: list[str]) -> bytes | None:
+        """VHDS: each virtual host carries the names it was asked for by, and a name that
+        resolves to nothing is answered as such (see server/vhds.py)."""
+        if not send and not removed and not unknown and st.held is not None:
+            self._synced(st, ts)
+            return None
+        body = [with_aliases(r.delta_entry, sorted(st.aliases.get(r.name, ()))) for r in send]
+        body += [unresolved(alias) for name in unknown for alias in sorted(st.aliases.get(name, {name}))]
+        if st.held is None and not st.wildcard:
+            # Envoy's VHDS watches each route configuration's namespace and finishes its
+            # initialization only on an update inside it: say there is nothing there yet.
+            routes = self.types[ROUTE].names if ROUTE in self.types else ()
+            body += [unresolved(namespace_marker(route)) for route in sorted(routes)]
+        return self._emit(st, VIRTUAL_HOST, ts, b"".join(body), len(body),
                           b"".join(wire.string_field(_REMOVED, n) for n in removed), len(removed))
 
     def _stand_in(self, st: _TypeState, type_url: str, name: str, holds: str | None) -> Resource | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from envoy.config.core.v3 import base_pb2
+from envoy.config.core.v3 import base_pb2, config_source_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
 from xdscp.model.service import LbPolicy, Service
@@ -67,3 +67,22 @@ def build_route_configuration(
     rc = route_pb2.RouteConfiguration(name=name)
     rc.virtual_hosts.extend(sorted(virtual_hosts, key=lambda vh: vh.name))
     return rc
+
+
+def vhds_name(route_config_name: str, host: str) -> str:
+    """A virtual host's VHDS resource name: ``<route configuration>/<host>``."""
+    return f"{route_config_name}/{host}"
+
+
+def build_vhds_route_configuration(name: str, source: config_source_pb2.ConfigSource) -> route_pb2.RouteConfiguration:
+    """On demand: no virtual hosts of its own; Envoy asks for each by Host (VHDS)."""
+    rc = route_pb2.RouteConfiguration(name=name)
+    rc.vhds.config_source.CopyFrom(source)
+    return rc
+
+
+def build_vhds_virtual_host(route_config_name: str, name: str, svc: Service) -> route_components_pb2.VirtualHost:
+    """The service's virtual host as VHDS serves it: named ``<route configuration>/<service>``."""
+    vh = build_virtual_host(name, svc)
+    vh.name = vhds_name(route_config_name, name)
+    return vh

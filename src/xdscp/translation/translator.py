@@ -29,9 +29,15 @@ from xdscp.translation.endpoints import build_load_assignment, protection_active
 from xdscp.translation.istio_traffic import build_traffic_rules
 from xdscp.translation.listeners import build_listener
 from xdscp.translation.locality_endpoints import LocalityEndpoints
-from xdscp.translation.routes import build_route_configuration, build_virtual_host
+from xdscp.translation.routes import (
+    build_route_configuration,
+    build_vhds_route_configuration,
+    build_vhds_virtual_host,
+    build_virtual_host,
+    vhds_name,
+)
 from xdscp.translation.service_entries import McpSettings, build_service_entries, istio_host
-from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, MCP_TYPES, ROUTE
+from xdscp.type_urls import CLUSTER, ENDPOINT, LISTENER, MCP_TYPES, ROUTE, VIRTUAL_HOST
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,7 @@ class ListenerSettings:
     address: str
     port: int
     route_config_name: str
+    on_demand: bool = False  # VHDS and on-demand CDS (config's ``listener.on_demand``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +69,7 @@ class _Translated:
     cluster: Resource
     endpoints: Resource
     vhost: route_components_pb2.VirtualHost
+    vhds: Resource | None  # on demand: the virtual host as VHDS serves it
     entries: tuple[Resource, ...]  # Istio: ServiceEntry (+ WorkloadEntries); empty with MCP off
     rules: tuple[Resource, ...]  # Istio: DestinationRule (+ VirtualService); empty with MCP off
 
@@ -90,13 +98,14 @@ class Translator:
             LISTENER,
             listener.name,
             build_listener(listener.name, listener.address, listener.port, listener.route_config_name,
-                           self._config_source),
+                           self._config_source, listener.on_demand),
         )
         self._types: dict[str, TypeSnapshot] = {
             CLUSTER: TypeSnapshot.empty(CLUSTER),
             ENDPOINT: TypeSnapshot.empty(ENDPOINT),
             LISTENER: TypeSnapshot.build(LISTENER, [lds]),
             ROUTE: TypeSnapshot.build(ROUTE, [self._route_config()]),
+            VIRTUAL_HOST: TypeSnapshot.empty(VIRTUAL_HOST),
         }
         if mcp is not None:  # off, the collections are not served (answered empty)
             for url in MCP_TYPES:
@@ -119,6 +128,8 @@ class Translator:
         mcp_removed: dict[str, list[str]] = {url: [] for url in MCP_TYPES}
         removed: list[str] = []
         localized: dict[str, Service] = {}  # rebuilt for each open locality
+        vhosts: dict[str, Resource] = {}  # on demand
+        vhosts_removed: list[str] = []
         routes_dirty = False
         for key in sorted(changed):
             svc = services.get(key)
@@ -135,6 +146,8 @@ class Translator:
                     with contextlib.suppress(KeyError):  # never labelled: nothing to remove
                         PROTECT_THRESHOLD_ACTIVE.remove(old.name)
                     removed.append(old.name)
+                    if old.vhds is not None:
+                        vhosts_removed.append(old.vhds.name)
                     routes_dirty = True
                 continue
             try:
@@ -160,6 +173,8 @@ class Translator:
                 endpoints.setdefault(new.name, new.endpoints)  # every locality back to the plain one
             if old is None or new.vhost is not old.vhost:
                 routes_dirty = True
+                if new.vhds is not None:
+                    vhosts[new.vhds.name] = new.vhds
             if old is None or new.entries is not old.entries or new.rules is not old.rules:
                 kept = {(r.type_url, r.name) for r in new.mcp}
                 for r in old.mcp if old is not None else ():
@@ -175,7 +190,9 @@ class Translator:
         if self._mcp is not None:
             for url in MCP_TYPES:
                 types[url] = types[url].evolve(mcp[url], mcp_removed[url])
-        if routes_dirty:
+        if vhosts or vhosts_removed:
+            types[VIRTUAL_HOST] = types[VIRTUAL_HOST].evolve(vhosts, vhosts_removed)
+        if routes_dirty and not self._listener.on_demand:  # on demand, the route configuration never changes
             rc = self._route_config()
             types[ROUTE] = types[ROUTE].evolve({rc.name: rc}, ())
         return self.snapshot
@@ -193,11 +210,15 @@ class Translator:
             raise TranslationError(repr(key), f"Istio host {host!r} is already used by service {owner!r}")
         same_spec = old is not None and old.service.spec_equals(svc)
         rules: tuple[Resource, ...] = ()
+        vhds: Resource | None = None
         if old is not None and same_spec:
-            cluster, vhost, rules = old.cluster, old.vhost, old.rules
+            cluster, vhost, rules, vhds = old.cluster, old.vhost, old.rules, old.vhds
         else:
             cluster = Resource.of(CLUSTER, name, build_cluster(name, svc, self._config_source))
             vhost = build_virtual_host(name, svc)
+            if self._listener.on_demand:
+                route = self._listener.route_config_name
+                vhds = Resource.of(VIRTUAL_HOST, vhds_name(route, name), build_vhds_virtual_host(route, name, svc))
             if self._mcp is not None:
                 rules = tuple(build_traffic_rules(key, svc, self._mcp))
         same_endpoints = old is not None and (old.service.instances, old.service.protect_threshold) == (
@@ -210,7 +231,7 @@ class Translator:
         entries = tuple(build_service_entries(key, svc, self._mcp)) if self._mcp is not None else ()
         if host:
             self._hosts[host] = key
-        return _Translated(svc, name, cluster, eds, vhost, entries, rules)
+        return _Translated(svc, name, cluster, eds, vhost, vhds, entries, rules)
 
     def _host(self, key: ServiceKey) -> str:
         return istio_host(key, self._mcp.host_suffix) if self._mcp is not None else ""
@@ -228,5 +249,7 @@ class Translator:
 
     def _route_config(self) -> Resource:
         name = self._listener.route_config_name
+        if self._listener.on_demand:
+            return Resource.of(ROUTE, name, build_vhds_route_configuration(name, self._config_source))
         rc = build_route_configuration(name, (e.vhost for e in self._entries.values()))
         return Resource.of(ROUTE, name, rc)

@@ -1,0 +1,71 @@
+"""On demand with a real Envoy (envoy/bootstrap-on-demand.yaml, ``listener.on_demand``):
+Envoy starts with no service's cluster and learns each one on its first request, its
+virtual host by Host (VHDS) and then its cluster (on-demand CDS), and follows every
+change to what it learned, the last instance's deregistration included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from xdscp.local.control_plane import XdscpProcess
+from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
+from xdscp.local.traffic import count_responses
+from xdscp.local.upstream import NamedUpstream
+from xdscp.sources.registry_file import write_registry_file
+
+from waiting import until
+
+pytestmark = pytest.mark.envoy
+
+
+def clusters(envoy: EnvoyProcess) -> set[str]:
+    return {c["name"] for c in json.loads(envoy.admin("/clusters?format=json")).get("cluster_statuses", [])}
+
+
+def entry(name: str, *ups: NamedUpstream) -> dict[str, Any]:
+    return {"name": name, "instances": [{"host": "127.0.0.1", "port": u.port} for u in ups]}
+
+
+@pytest.mark.upstreams("alpha", "beta", "gamma")
+def test_an_envoy_learns_each_service_on_its_first_request_and_follows_its_changes(
+        tmp_path: Path, upstreams: list[NamedUpstream]) -> None:
+    alpha, beta, gamma = upstreams
+    registry = tmp_path / "registry.yaml"
+    unused = [entry(f"unused-{i}", gamma) for i in range(50)]
+    write_registry_file(registry, [entry("echo", alpha), entry("other", beta), *unused])
+    xdscp = XdscpProcess(tmp_path, registry, listener={"on_demand": True}).start()
+    envoy = EnvoyProcess(REPO_ENVOY_DIR / "bootstrap-on-demand.yaml", xdscp.xds_address, tmp_path).start()
+    port = xdscp.listener_port
+    try:
+        until(lambda: envoy.ready(), timeout=30, what="Envoy ready with the listener")
+        assert clusters(envoy) == {"xdscp"}  # no service's cluster before a request needs it
+        assert until(lambda: count_responses(port, "echo", 3) == {"alpha": 3}, timeout=30, what="echo learned")
+        # Envoy's VHDS initialization finished when it was answered, not by its 15 s timeout
+        timeouts = {k: v for k, v in envoy.stats("").items() if k.endswith("init_fetch_timeout") and v}
+        assert timeouts == {}, timeouts
+        assert count_responses(port, f"other:{port}", 3) == {"beta": 3}  # Host with a port
+        assert clusters(envoy) == {"xdscp", "echo", "other"}  # and none of the 50 unused
+        assert count_responses(port, "nosuch", 2) == {"HTTP 404": 2}  # no such service: answered, not timed out
+
+        # registered after Envoy asked for it and was told there is none
+        assert count_responses(port, "late", 1) == {"HTTP 404": 1}
+        write_registry_file(registry, [entry("echo", alpha), entry("other", beta), entry("late", gamma), *unused])
+        until(lambda: count_responses(port, "late", 3) == {"gamma": 3}, timeout=30, what="late reachable")
+
+        # the last instance deregistered: no traffic to it at once, and none to anything else
+        write_registry_file(registry, [entry("echo"), entry("other", beta), entry("late", gamma), *unused])
+        until(lambda: count_responses(port, "echo", 3) == {"HTTP 503": 3}, timeout=30, what="echo drained")
+        assert envoy.cluster_hosts("echo") == {}
+
+        # a service deleted from the registry leaves the Envoy that held it
+        write_registry_file(registry, [entry("echo"), entry("late", gamma), *unused])
+        until(lambda: "other" not in clusters(envoy), timeout=30, what="other's cluster removed")
+        until(lambda: count_responses(port, "other", 2) == {"HTTP 404": 2}, timeout=30, what="other gone")
+        assert count_responses(port, "late", 2) == {"gamma": 2}
+    finally:
+        envoy.stop()
+        xdscp.stop()

@@ -1,0 +1,73 @@
+"""VHDS over Delta ADS (``listener.on_demand``), against the real server over gRPC: a virtual
+host is asked for by Host, answered with the requested name as its alias, a Host with no
+service is answered "no such virtual host", and a service that comes later is pushed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+from envoy.config.route.v3 import route_components_pb2
+from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryResponse
+
+from xdscp.cache.resource import Resource
+from xdscp.server.vhds import resolve, with_aliases
+from xdscp.type_urls import LISTENER, ROUTE, VIRTUAL_HOST
+
+from plane import running_plane, service
+from xds_client import delta_request, delta_stream, node, unpack
+
+
+def test_a_requested_name_resolves_to_the_service_its_host_names() -> None:
+    assert resolve("ingress_http/echo") == "ingress_http/echo"
+    assert resolve("ingress_http/Echo:10000") == "ingress_http/echo"
+    assert resolve("ingress_http/[::1]:80") == "ingress_http/[::1]"
+    assert resolve("ingress_http/") == "ingress_http/"
+    assert resolve("nonamespace") == "nonamespace"
+
+
+def test_aliases_are_added_to_an_encoded_entry_without_touching_the_rest() -> None:
+    vh = route_components_pb2.VirtualHost(name="r/echo", domains=["echo"])
+    res = Resource.of(VIRTUAL_HOST, "r/echo", vh)
+    msg = DeltaDiscoveryResponse.FromString(with_aliases(res.delta_entry, ["r/echo:80", "r/ECHO"]))
+    [entry] = msg.resources
+    assert (entry.name, entry.version, list(entry.aliases)) == ("r/echo", res.version, ["r/echo:80", "r/ECHO"])
+    assert route_components_pb2.VirtualHost.FromString(entry.resource.value) == vh
+
+
+async def test_vhds_answers_by_host_says_what_is_unknown_and_pushes_what_comes_later(tmp_path: Path) -> None:
+    async with running_plane(tmp_path, [service("echo", 9001)], listener={
+            "address": "127.0.0.1", "port": 10000, "on_demand": True}) as plane:
+        async with grpc.aio.insecure_channel(plane.target) as ch:
+            s = delta_stream(ch)
+            s.send(delta_request(LISTENER, with_node=node()))
+            lds = await s.recv()
+            s.send(delta_request(LISTENER, nonce=lds.nonce))
+            s.send(delta_request(ROUTE, ["ingress_http"]))
+            rds = await s.recv()
+            rc = unpack(rds.resources[0].resource)
+            assert not rc.virtual_hosts and rc.vhds.config_source.HasField("ads")
+            s.send(delta_request(ROUTE, nonce=rds.nonce))
+            # Envoy's first VHDS request names nothing; the answer marks the namespace, sends no host
+            s.send(delta_request(VIRTUAL_HOST))
+            first = await s.recv()
+            assert [(r.name, r.HasField("resource")) for r in first.resources] == [("ingress_http/", False)]
+            s.send(delta_request(VIRTUAL_HOST, ["ingress_http/echo:10000"], nonce=first.nonce))
+            found = await s.recv()
+            [vh] = found.resources
+            assert (vh.name, list(vh.aliases)) == ("ingress_http/echo", ["ingress_http/echo:10000"])
+            assert route_components_pb2.VirtualHost.FromString(vh.resource.value).domains == ["echo", "echo:*"]
+            s.send(delta_request(VIRTUAL_HOST, ["ingress_http/later"], nonce=found.nonce))
+            unknown = await s.recv()
+            [none] = unknown.resources
+            assert (none.name, list(none.aliases), none.HasField("resource")) == (
+                "ingress_http/later", ["ingress_http/later"], False)
+            s.send(delta_request(VIRTUAL_HOST, nonce=unknown.nonce))
+            plane.write([service("echo", 9001), service("later", 9002)])
+            pushed = await s.recv()
+            assert [r.name for r in pushed.resources] == ["ingress_http/later"] and pushed.resources[0].resource
+            s.send(delta_request(VIRTUAL_HOST, nonce=pushed.nonce))
+            plane.write([service("later", 9002)])  # echo deleted: its virtual host goes
+            gone = await s.recv()
+            assert list(gone.removed_resources) == ["ingress_http/echo"] and not gone.resources
+            await s.close()
