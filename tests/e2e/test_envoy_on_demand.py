@@ -66,6 +66,15 @@ def test_an_envoy_learns_each_service_on_its_first_request_and_follows_its_chang
         until(lambda: "other" not in clusters(envoy), timeout=30, what="other's cluster removed")
         until(lambda: count_responses(port, "other", 2) == {"HTTP 404": 2}, timeout=30, what="other gone")
         assert count_responses(port, "late", 2) == {"gamma": 2}
+
+        # xdscp killed and restarted: Envoy resubscribes to what it holds, and only that
+        xdscp.kill()
+        assert count_responses(port, "late", 2) == {"gamma": 2}  # routing on meanwhile
+        xdscp.start()
+        write_registry_file(registry, [entry("echo"), entry("late", gamma, beta), *unused])
+        until(lambda: count_responses(port, "late", 20).keys() == {"gamma", "beta"}, timeout=30,
+              what="a change after the restart reached the Envoy")
+        assert clusters(envoy) == {"xdscp", "echo", "late"}
     finally:
         envoy.stop()
         xdscp.stop()
