@@ -212,3 +212,37 @@ def test_service_names_follow_nacos_rules() -> None:
         except ValueError:
             continue
         raise AssertionError(f"group {bad_group!r} was accepted")
+
+
+def test_the_route_configuration_joined_from_virtual_host_bytes_is_what_protobuf_serializes() -> None:
+    """The translator keeps each virtual host as bytes and joins the route configuration
+    from them: the bytes (and so the version) must be the message's own."""
+    from envoy.config.route.v3 import route_pb2
+
+    from xdscp.translation.routes import build_virtual_host, route_configuration_payload
+
+    svcs = [Service(name=n, instances=[Instance(host="10.0.0.1", port=80)]) for n in ("a", "b-1", "c")]
+    vhosts = [build_virtual_host(s.name, s) for s in svcs]
+    expected = route_pb2.RouteConfiguration(name="ingress_http", virtual_hosts=vhosts)
+    joined = route_configuration_payload("ingress_http", [v.SerializeToString(deterministic=True) for v in vhosts])
+    assert joined == expected.SerializeToString(deterministic=True)
+    snap = translator(Config()).update({s.key: s for s in svcs}, [s.key for s in svcs])
+    assert snap.get(ROUTE).resources["ingress_http"].message == expected
+
+
+def test_the_protect_threshold_series_exists_only_while_it_is_in_force() -> None:
+    from prometheus_client import REGISTRY
+
+    def series() -> float | None:
+        return REGISTRY.get_sample_value("xdscp_protect_threshold_active", {"cluster": "guarded"})
+
+    t = translator(Config())
+    down = (inst(1), inst(2, healthy=False), inst(3, healthy=False))
+    calm = svc("guarded", inst(1), inst(2), inst(3), protect_threshold=0.5)
+    t.update({calm.key: calm}, [calm.key])
+    assert series() is None  # a healthy service adds no series: a large registry stays small on /metrics
+    hit = svc("guarded", *down, protect_threshold=0.5)
+    t.update({hit.key: hit}, [hit.key])
+    assert series() == 1.0
+    t.update({calm.key: calm}, [calm.key])
+    assert series() is None

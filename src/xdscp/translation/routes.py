@@ -10,9 +10,12 @@ from collections.abc import Iterable
 from envoy.config.core.v3 import base_pb2, config_source_pb2
 from envoy.config.route.v3 import route_components_pb2, route_pb2
 
+from xdscp.cache import wire
 from xdscp.model.service import LbPolicy, Service
 from xdscp.translation.endpoints import ENDPOINT_METADATA_NAMESPACE
 from xdscp.translation.protobuf_helpers import string_struct
+
+_RC_NAME, _RC_VIRTUAL_HOSTS = 1, 2  # RouteConfiguration fields
 
 
 def build_virtual_host(name: str, svc: Service) -> route_components_pb2.VirtualHost:
@@ -61,12 +64,11 @@ def _hash(action: route_components_pb2.RouteAction, svc: Service) -> None:
             hp.connection_properties.source_ip = True
 
 
-def build_route_configuration(
-    name: str, virtual_hosts: Iterable[route_components_pb2.VirtualHost]
-) -> route_pb2.RouteConfiguration:
-    rc = route_pb2.RouteConfiguration(name=name)
-    rc.virtual_hosts.extend(sorted(virtual_hosts, key=lambda vh: vh.name))
-    return rc
+def route_configuration_payload(name: str, virtual_hosts: Iterable[bytes]) -> bytes:
+    """A RouteConfiguration serialized from its already serialized virtual hosts (in the
+    order given): the bytes the RouteConfiguration message would serialize to, without
+    keeping a message per virtual host."""
+    return wire.string_field(_RC_NAME, name) + b"".join(wire.field(_RC_VIRTUAL_HOSTS, vh) for vh in virtual_hosts)
 
 
 def vhds_name(route_config_name: str, host: str) -> str:

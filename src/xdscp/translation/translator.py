@@ -14,8 +14,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from envoy.config.route.v3 import route_components_pb2
-
 from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.errors import TranslationError
@@ -30,10 +28,10 @@ from xdscp.translation.istio_traffic import build_traffic_rules
 from xdscp.translation.listeners import build_listener
 from xdscp.translation.locality_endpoints import LocalityEndpoints
 from xdscp.translation.routes import (
-    build_route_configuration,
     build_vhds_route_configuration,
     build_vhds_virtual_host,
     build_virtual_host,
+    route_configuration_payload,
     vhds_name,
 )
 from xdscp.translation.service_entries import McpSettings, build_service_entries, istio_host
@@ -68,7 +66,7 @@ class _Translated:
     name: str
     cluster: Resource
     endpoints: Resource
-    vhost: route_components_pb2.VirtualHost
+    vhost: bytes  # its virtual host, serialized: the route configuration is joined from these
     vhds: Resource | None  # on demand: the virtual host as VHDS serves it
     entries: tuple[Resource, ...]  # Istio: ServiceEntry (+ WorkloadEntries); empty with MCP off
     rules: tuple[Resource, ...]  # Istio: DestinationRule (+ VirtualService); empty with MCP off
@@ -105,8 +103,9 @@ class Translator:
             ENDPOINT: TypeSnapshot.empty(ENDPOINT),
             LISTENER: TypeSnapshot.build(LISTENER, [lds]),
             ROUTE: TypeSnapshot.build(ROUTE, [self._route_config()]),
-            VIRTUAL_HOST: TypeSnapshot.empty(VIRTUAL_HOST),
         }
+        if listener.on_demand:  # off, VHDS is not served (answered empty)
+            self._types[VIRTUAL_HOST] = TypeSnapshot.empty(VIRTUAL_HOST)
         if mcp is not None:  # off, the collections are not served (answered empty)
             for url in MCP_TYPES:
                 self._types[url] = TypeSnapshot.empty(url)
@@ -215,7 +214,7 @@ class Translator:
             cluster, vhost, rules, vhds = old.cluster, old.vhost, old.rules, old.vhds
         else:
             cluster = Resource.of(CLUSTER, name, build_cluster(name, svc, self._config_source))
-            vhost = build_virtual_host(name, svc)
+            vhost = build_virtual_host(name, svc).SerializeToString(deterministic=True)
             if self._listener.on_demand:
                 route = self._listener.route_config_name
                 vhds = Resource.of(VIRTUAL_HOST, vhds_name(route, name), build_vhds_virtual_host(route, name, svc))
@@ -239,7 +238,11 @@ class Translator:
     def _report_protection(self, name: str, svc: Service, old: _Translated | None) -> None:
         active = protection_active(svc)
         was = old is not None and protection_active(old.service)
-        PROTECT_THRESHOLD_ACTIVE.labels(cluster=name).set(1 if active else 0)
+        if active:
+            PROTECT_THRESHOLD_ACTIVE.labels(cluster=name).set(1)
+        elif was:  # a series only while active: 100,000 services must not mean 100,000 series
+            with contextlib.suppress(KeyError):
+                PROTECT_THRESHOLD_ACTIVE.remove(name)
         if active != was:
             healthy = sum(1 for i in svc.instances if i.enabled and i.healthy)
             enabled = sum(1 for i in svc.instances if i.enabled)
@@ -251,5 +254,5 @@ class Translator:
         name = self._listener.route_config_name
         if self._listener.on_demand:
             return Resource.of(ROUTE, name, build_vhds_route_configuration(name, self._config_source))
-        rc = build_route_configuration(name, (e.vhost for e in self._entries.values()))
-        return Resource.of(ROUTE, name, rc)
+        vhosts = [e.vhost for e in sorted(self._entries.values(), key=lambda e: e.name)]
+        return Resource.from_payload(ROUTE, name, route_configuration_payload(name, vhosts))
