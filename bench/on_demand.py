@@ -6,7 +6,7 @@ route configuration), one with ``listener.on_demand: true``. A real Envoy 1.40 f
 each: ``envoy/bootstrap-delta.yaml`` (wildcard CDS) and ``envoy/bootstrap-on-demand.yaml``.
 
 Printed per N, for each side:
-- xdscp: seconds from spawn to ready, RSS, RSS per service;
+- xdscp: seconds from spawn to ready, RSS, and RSS per service beyond an empty registry's;
 - Envoy: seconds from spawn until it serves the first request (the wildcard Envoy has
   every cluster by then), RSS, clusters held;
 - the first request to each of 10 services (on demand: discovery included), p50 and max;
@@ -125,7 +125,22 @@ def main() -> None:
         up.stop()
 
 
+def empty_rss_mib(d: Path) -> float:
+    """An xdscp serving no service: the baseline per-service memory is counted from."""
+    (d / "empty").mkdir()
+    registry = d / "empty" / "registry.json"
+    write_registry(registry, 0, 1)
+    xdscp = XdscpProcess(d / "empty", registry, log_level="warning", poll_interval=1.0).start()
+    try:
+        assert xdscp.pid is not None
+        return rss_kib(xdscp.pid) / 1024
+    finally:
+        xdscp.stop()
+
+
 def run_sizes(args: argparse.Namespace, up: NamedUpstream, d: Path) -> None:
+    base = empty_rss_mib(d)
+    print(f"an empty registry's xdscp: {base:.0f} MiB RSS")
     for n in (int(x) for x in args.services.split(",")):
         work = d / str(n)
         work.mkdir()
@@ -134,7 +149,7 @@ def run_sizes(args: argparse.Namespace, up: NamedUpstream, d: Path) -> None:
         for on_demand in (False, True):
             r = side(work, registry, n, on_demand, args.timeout)
             print(f"{n:>9} {'on demand' if on_demand else 'wildcard':<10}{r['xdscp_ready_s']:9.1f}"
-                  f"{r['xdscp_rss_mib']:9.0f}{r['xdscp_rss_mib'] * 1024 / n:9.1f}{r['envoy_serving_s']:9.1f}"
+                  f"{r['xdscp_rss_mib']:9.0f}{(r['xdscp_rss_mib'] - base) * 1024 / n:9.1f}{r['envoy_serving_s']:9.1f}"
                   f"{r['envoy_rss_mib']:9.0f}{r['envoy_clusters']:9.0f}{r['first_p50_ms']:9.1f}"
                   f"{r['first_max_ms']:9.1f}{r['steady_p50_ms']:8.2f}{r['steady_p99_ms']:8.2f}", flush=True)
 
