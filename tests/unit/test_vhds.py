@@ -71,3 +71,27 @@ async def test_vhds_answers_by_host_says_what_is_unknown_and_pushes_what_comes_l
             gone = await s.recv()
             assert list(gone.removed_resources) == ["ingress_http/echo"] and not gone.resources
             await s.close()
+
+
+async def test_unknown_hosts_past_the_limit_are_forgotten_oldest_first_and_the_stream_stays(tmp_path: Path) -> None:
+    """Any client of the gateway can send any Host, and Envoy keeps each one it asked
+    about subscribed: past max_names unknown ones the oldest are dropped, never the stream."""
+    async with running_plane(tmp_path, [service("echo", 9001)], xds={"limits": {"max_names": 2}}, listener={
+            "address": "127.0.0.1", "port": 10000, "on_demand": True}) as plane:
+        async with grpc.aio.insecure_channel(plane.target) as ch:
+            s = delta_stream(ch)
+            s.send(delta_request(VIRTUAL_HOST, with_node=node()))
+            nonce = (await s.recv()).nonce
+            for host in ("a", "b", "c"):
+                s.send(delta_request(VIRTUAL_HOST, [f"ingress_http/{host}"], nonce=nonce))
+                answer = await s.recv()
+                assert [r.name for r in answer.resources] == [f"ingress_http/{host}"]  # unknown, answered
+                nonce = answer.nonce
+            s.send(delta_request(VIRTUAL_HOST, nonce=nonce))
+            plane.write([service("echo", 9001), service("a", 9002), service("c", 9003)])
+            pushed = await s.recv()
+            assert [r.name for r in pushed.resources] == ["ingress_http/c"]  # "a" was forgotten, "c" kept
+            s.send(delta_request(VIRTUAL_HOST, nonce=pushed.nonce))
+            s.send(delta_request(VIRTUAL_HOST, ["ingress_http/echo"]))
+            assert [r.name for r in (await s.recv()).resources] == ["ingress_http/echo"]  # still serving
+            await s.close()

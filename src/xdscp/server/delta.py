@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ class _TypeState(Subscription):
     resumed: bool = False  # the first request listed initial_resource_versions
     gone: set[str] = field(default_factory=set)  # subscribed names told removed (_REMOVED_WHEN_GONE)
     aliases: dict[str, set[str]] = field(default_factory=dict)  # VHDS: virtual host -> the names asked for it
+    unknown: dict[str, None] = field(default_factory=dict)  # VHDS: asked for, no such host yet (oldest first)
 
 
 class DeltaStream(Stream):
@@ -58,7 +60,8 @@ class DeltaStream(Stream):
 
     def on_request(self, req: DeltaDiscoveryRequest, raw: bytes) -> bool:
         type_url, st = self.state_for(req)
-        self.check_names(len(st.names) + len(req.resource_names_subscribe))
+        if type_url != VIRTUAL_HOST:  # VHDS names are bounded by the services and a cap on unknown ones
+            self.check_names(len(st.names) + len(req.resource_names_subscribe))
         nonce = req.response_nonce
         if nonce:
             if nonce == st.nonce:
@@ -165,6 +168,7 @@ class DeltaStream(Stream):
                 if type_url == VIRTUAL_HOST and subscribed and holds is None:
                     unknown.append(name)
                     st.gone.add(name)
+                    st.unknown[name] = None
                 # Removed: what the client holds, and a subscribed name it was never told of.
                 elif holds != _ABSENT and (subscribed or holds is not None):
                     removed.append(name)
@@ -173,6 +177,7 @@ class DeltaStream(Stream):
             elif holds != res.version:
                 send.append(res)
                 st.gone.discard(name)
+                st.unknown.pop(name, None)
         # A new subscription is always answered, even with nothing: Envoy's (and a
         # relay's) initialization waits for the first response of each type. A
         # reconnect that holds everything already gets nothing.
@@ -198,6 +203,7 @@ class DeltaStream(Stream):
             return None
         body = [with_aliases(r.delta_entry, sorted(st.aliases.get(r.name, ()))) for r in send]
         body += [unresolved(alias) for name in unknown for alias in sorted(st.aliases.get(name, {name}))]
+        self._forget_oldest_unknown(st)
         if st.held is None and not st.wildcard:
             # Envoy's VHDS watches each route configuration's namespace and finishes its
             # initialization only on an update inside it: say there is nothing there yet.
@@ -205,6 +211,23 @@ class DeltaStream(Stream):
             body += [unresolved(namespace_marker(route)) for route in sorted(routes)]
         return self._emit(st, VIRTUAL_HOST, ts, b"".join(body), len(body),
                           b"".join(wire.string_field(_REMOVED, n) for n in removed), len(removed))
+
+    def _forget_oldest_unknown(self, st: _TypeState) -> None:
+        """Envoy keeps every Host it asked about subscribed, and any client can send any
+        Host: past ``max_names`` unknown ones, the oldest are no longer watched for (a
+        service created later under such a name is not pushed to this Envoy; it is found
+        when the Envoy reconnects). The stream is never refused for it."""
+        excess = len(st.unknown) - self.env.limits.max_names
+        if excess <= 0:
+            return
+        oldest = list(itertools.islice(st.unknown, excess))
+        for name in oldest:
+            del st.unknown[name]
+            st.aliases.pop(name, None)
+            st.gone.discard(name)
+        st.names = self.env.names.canonical(st.names - frozenset(oldest))
+        log_event(log, logging.WARNING, "vhds.unknown_hosts_dropped", node=self.node_id, dropped=len(oldest),
+                  kept=len(st.unknown), stream=self.id)
 
     def _stand_in(self, st: _TypeState, type_url: str, name: str, holds: str | None) -> Resource | None:
         """What a subscribed name missing from the snapshot is answered with: its stand-in,
