@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 from xdscp.cache.resource import Resource
+from xdscp.cache.sharded_map import ShardedMap
 from xdscp.type_urls import canonical
 
 # Distinct subscriptions whose bodies one snapshot keeps; a fleet has a few.
@@ -27,7 +27,7 @@ class TypeSnapshot:
     """
 
     type_url: str
-    resources: MappingProxyType[str, Resource]
+    resources: ShardedMap[Resource]
     version: str
     prev_version: str | None = None
     changed: frozenset[str] = frozenset()
@@ -38,7 +38,7 @@ class TypeSnapshot:
 
     @classmethod
     def empty(cls, type_url: str) -> TypeSnapshot:
-        return cls(type_url, MappingProxyType({}), _version_of(0, 0))
+        return cls(type_url, ShardedMap(), _version_of(0, 0))
 
     @classmethod
     def build(cls, type_url: str, resources: Iterable[Resource]) -> TypeSnapshot:
@@ -52,30 +52,30 @@ class TypeSnapshot:
             removed = [n for n in self.resources if n not in upserts]
         elif not upserts and not removed:
             return self
-        # mappingproxy.copy() copies the underlying dict in C; dict(proxy) would iterate in Python.
-        current = self.resources.copy()
+        current = self.resources
+        overlay: dict[str, Resource | None] = {}  # what changes: None removes
         acc = self._acc
-        changed: set[str] = set()
         for name in removed:
-            old = current.pop(name, None)
+            old = overlay[name] if name in overlay else current.get(name)
             if old is not None:
                 acc ^= _entry_hash(name, old.version)
-                changed.add(name)
+                overlay[name] = None
         for name, res in upserts.items():
-            old = current.get(name)
+            old = overlay[name] if name in overlay else current.get(name)
             if old is not None and old.version == res.version:
                 continue
             if old is not None:
                 acc ^= _entry_hash(name, old.version)
             acc ^= _entry_hash(name, res.version)
-            current[name] = res
-            changed.add(name)
-        if not changed:
+            overlay[name] = res
+        if not overlay:
             return self
+        changed = set(overlay)
+        resources = current.with_changes(overlay)  # shares every shard it does not touch
         return TypeSnapshot(
             self.type_url,
-            MappingProxyType(current),
-            _version_of(acc, len(current)),
+            resources,
+            _version_of(acc, len(resources)),
             prev_version=self.version,
             changed=frozenset(changed),
             _acc=acc,
