@@ -24,6 +24,11 @@ EVENTS, WARMUP, CLIENTS, SERVICES, PORTS, WRITERS = 10_000, 2_000, 100, 20, 25, 
 NAMES = [f"svc{i}" for i in range(SERVICES)]
 State = dict[str, frozenset[tuple[int, bool]]]
 
+# About 50 s on a quiet 2-core machine; with two CPU-bound processes beside it, writing the
+# events alone took 126 s. The bounds are for a machine several times slower, not a verdict on speed.
+pytestmark = pytest.mark.timeout(1200)
+CONVERGE_S = 300
+
 
 @pytest.fixture
 def xdscp(tmp_path: Path) -> Iterator[XdscpProcess]:
@@ -92,7 +97,7 @@ async def test_soak_10000_events_100_clients(xdscp: XdscpProcess) -> None:
         await write_events(base, EVENTS - WARMUP, rng)
         elapsed = time.monotonic() - started
         truth = await registry_state(base)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + CONVERGE_S
         while time.monotonic() < deadline and any(h != truth for h in held):
             await asyncio.sleep(0.2)
         behind = [i for i, h in enumerate(held) if h != truth]
