@@ -408,6 +408,9 @@ def main() -> None:
     p.add_argument("--modes", default="sotw,delta")
     p.add_argument("--workers", type=int, default=1, help="xdscp processes sharing the xDS port")
     p.add_argument("--rounds", type=int, default=5, help="pushes per run; CPU is their mean, latencies pooled")
+    p.add_argument("--held", type=int, default=0,
+                   help="each client subscribes to this many assignments (the changed one among them), as an "
+                        "on-demand Envoy holds the few services it routes to; 0: every service's")
     p.add_argument("--zones", type=int, default=0,
                    help="locality failover: compare streams in this many zones with streams without a locality")
     args = p.parse_args()
@@ -448,10 +451,18 @@ def main() -> None:
                       f"xdscp {1e6 / xr.us_per_stream(n):,.0f}, floor {1e6 / fr.us_per_stream(n):,.0f}")
 
 
+def held_names(args: argparse.Namespace, svcs: list[Any], target: Any) -> list[str]:
+    """What each client subscribes to: every service, or ``--held`` of them with the changed one."""
+    if not args.held:
+        return [s.name for s in svcs]
+    others = [s.name for s in svcs if s.name != target.name]
+    return [target.name, *others[: args.held - 1]]
+
+
 def run_xdscp(args: argparse.Namespace, svcs: list[Any], n: int, delta: bool, zones: int) -> Result:
     """``n`` streams on xdscp (nodes in ``zones`` zones; 0: no locality) over ``args.rounds`` pushes."""
-    names = [s.name for s in svcs]
     target = svcs[args.services // 2]
+    names = held_names(args, svcs, target)
     victim = target.instances[0]
     with tempfile.TemporaryDirectory(prefix="xdscp-fanout-") as d:
         work = Path(d)
@@ -478,8 +489,8 @@ def run_xdscp(args: argparse.Namespace, svcs: list[Any], n: int, delta: bool, zo
 
 def run_floor(args: argparse.Namespace, svcs: list[Any], n: int, delta: bool) -> Result:
     """The same clients against the bare grpc.aio server."""
-    names = [s.name for s in svcs]
     target = svcs[args.services // 2]
+    names = held_names(args, svcs, target)
     port, control = free_port(), free_port()
     floor = start_floor(_floor_server, (port, control, args.services, args.instances, delta), control)
 
