@@ -66,6 +66,7 @@ async def test_vhds_answers_by_host_says_what_is_unknown_and_pushes_what_comes_l
             plane.write([service("echo", 9001), service("later", 9002)])
             pushed = await s.recv()
             assert [r.name for r in pushed.resources] == ["ingress_http/later"] and pushed.resources[0].resource
+            assert list(pushed.resources[0].aliases) == []  # the alias answered its own request, once
             s.send(delta_request(VIRTUAL_HOST, nonce=pushed.nonce))
             plane.write([service("later", 9002)])  # echo deleted: its virtual host goes
             gone = await s.recv()

@@ -203,6 +203,10 @@ class DeltaStream(Stream):
             return None
         body = [with_aliases(r.delta_entry, sorted(st.aliases.get(r.name, ()))) for r in send]
         body += [unresolved(alias) for name in unknown for alias in sorted(st.aliases.get(name, {name}))]
+        # An alias answers the request that asked by it, once: later pushes carry none, and
+        # Hosts that vary only by port or case cannot grow what every push repeats.
+        for name in (*(r.name for r in send), *unknown):
+            st.aliases.pop(name, None)
         self._forget_oldest_unknown(st)
         if st.held is None and not st.wildcard:
             # Envoy's VHDS watches each route configuration's namespace and finishes its
