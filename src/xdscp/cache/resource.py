@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from google.protobuf import descriptor_pool, message_factory
+from google.protobuf import any_pb2, descriptor_pool, message_factory
 from google.protobuf.message import Message
 
 from xdscp.cache import wire
@@ -38,10 +38,9 @@ class Resource:
     @property
     def message(self) -> Message:
         """The resource decoded from its bytes (a new message each time: not for the hot path)."""
-        _, pos = wire.read_varint(self.sotw_entry, 1)  # past the one-byte tag of resources[i]
-        any_type_url, value = _any_fields(self.sotw_entry[pos:])
-        descriptor = descriptor_pool.Default().FindMessageTypeByName(any_type_url.rsplit("/", 1)[-1])
-        return message_factory.GetMessageClass(descriptor).FromString(value)
+        packed = any_pb2.Any.FromString(wire.field_payload(self.sotw_entry))
+        descriptor = descriptor_pool.Default().FindMessageTypeByName(packed.TypeName())
+        return message_factory.GetMessageClass(descriptor).FromString(packed.value)
 
     @classmethod
     def of(cls, type_url: str, name: str, message: Message, any_type_url: str | None = None) -> Resource:
@@ -70,18 +69,3 @@ class Resource:
             sotw_entry=wire.field(_RESPONSE_RESOURCES, any_bytes),
             delta_entry=wire.field(_RESPONSE_RESOURCES, delta),
         )
-
-
-def _any_fields(any_bytes: bytes) -> tuple[str, bytes]:
-    """An encoded Any's type URL and value."""
-    type_url, value, pos = "", b"", 0
-    while pos < len(any_bytes):
-        key, pos = wire.read_varint(any_bytes, pos)
-        length, pos = wire.read_varint(any_bytes, pos)
-        chunk = any_bytes[pos:pos + length]
-        pos += length
-        if key >> 3 == _ANY_TYPE_URL:
-            type_url = chunk.decode()
-        elif key >> 3 == _ANY_VALUE:
-            value = chunk
-    return type_url, value

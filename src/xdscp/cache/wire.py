@@ -38,6 +38,13 @@ def shared_string_field(number: int, text: str) -> bytes:
     return string_field(number, text)
 
 
+def field_payload(encoded: bytes) -> bytes:
+    """The payload of one encoded length-delimited field with a one-byte tag (``field``'s
+    output for field numbers below 16): a response entry's Resource or Any."""
+    _, pos = read_varint(encoded, 1)
+    return encoded[pos:]
+
+
 def read_varint(buf: bytes, pos: int) -> tuple[int, int]:
     """The varint at ``buf[pos:]`` and the position after it; ValueError if it runs off the end."""
     value = shift = 0

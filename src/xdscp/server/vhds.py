@@ -35,8 +35,7 @@ def with_aliases(delta_entry: bytes, aliases: list[str]) -> bytes:
     """A resource entry (``Resource.delta_entry``) with ``aliases`` added."""
     if not aliases:
         return delta_entry
-    _, pos = wire.read_varint(delta_entry, 1)  # after the one-byte tag of field 2
-    inner = delta_entry[pos:] + b"".join(wire.string_field(_RES_ALIASES, a) for a in aliases)
+    inner = wire.field_payload(delta_entry) + b"".join(wire.string_field(_RES_ALIASES, a) for a in aliases)
     return wire.field(_RESPONSE_RESOURCES, inner)
 
 

@@ -48,7 +48,7 @@ class ListenerSettings:
     address: str
     port: int
     route_config_name: str
-    on_demand: bool = False  # VHDS and on-demand CDS (config's ``listener.on_demand``)
+    on_demand: bool  # VHDS and on-demand CDS (config's ``listener.on_demand``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,7 @@ class _Translated:
     name: str
     cluster: Resource
     endpoints: Resource
-    vhost: bytes  # its virtual host, serialized: the route configuration is joined from these
+    vhost: bytes | None  # its virtual host, serialized, the route configuration joined from these (None: on demand)
     vhds: Resource | None  # on demand: the virtual host as VHDS serves it
     entries: tuple[Resource, ...]  # Istio: ServiceEntry (+ WorkloadEntries); empty with MCP off
     rules: tuple[Resource, ...]  # Istio: DestinationRule (+ VirtualService); empty with MCP off
@@ -172,8 +172,8 @@ class Translator:
                 endpoints.setdefault(new.name, new.endpoints)  # every locality back to the plain one
             if old is None or new.vhost is not old.vhost:
                 routes_dirty = True
-                if new.vhds is not None:
-                    vhosts[new.vhds.name] = new.vhds
+            if new.vhds is not None and (old is None or new.vhds is not old.vhds):
+                vhosts[new.vhds.name] = new.vhds
             if old is None or new.entries is not old.entries or new.rules is not old.rules:
                 kept = {(r.type_url, r.name) for r in new.mcp}
                 for r in old.mcp if old is not None else ():
@@ -214,10 +214,12 @@ class Translator:
             cluster, vhost, rules, vhds = old.cluster, old.vhost, old.rules, old.vhds
         else:
             cluster = Resource.of(CLUSTER, name, build_cluster(name, svc, self._config_source))
-            vhost = build_virtual_host(name, svc).SerializeToString(deterministic=True)
-            if self._listener.on_demand:
+            if self._listener.on_demand:  # served alone over VHDS, never in the route configuration
                 route = self._listener.route_config_name
+                vhost = None
                 vhds = Resource.of(VIRTUAL_HOST, vhds_name(route, name), build_vhds_virtual_host(route, name, svc))
+            else:
+                vhost = build_virtual_host(name, svc).SerializeToString(deterministic=True)
             if self._mcp is not None:
                 rules = tuple(build_traffic_rules(key, svc, self._mcp))
         same_endpoints = old is not None and (old.service.instances, old.service.protect_threshold) == (
@@ -254,5 +256,5 @@ class Translator:
         name = self._listener.route_config_name
         if self._listener.on_demand:
             return Resource.of(ROUTE, name, build_vhds_route_configuration(name, self._config_source))
-        vhosts = [e.vhost for e in sorted(self._entries.values(), key=lambda e: e.name)]
+        vhosts = [e.vhost for e in sorted(self._entries.values(), key=lambda e: e.name) if e.vhost is not None]
         return Resource.from_payload(ROUTE, name, route_configuration_payload(name, vhosts))

@@ -131,11 +131,15 @@ class EtcdStore(StoreBase):
     def ref_time(self, key: ServiceKey) -> int:
         """The offset plus the revision the mirror is at: the same on every replica at that
         revision, and past every earlier state's (see ref_times)."""
-        held = self.mirror.kvs.get(REF_OFFSET)
-        offset = parse_offset(held.value) if held is not None else None
+        _, offset = self._ref_offset()
         if offset is None:  # a new registry's first moments, before any replica wrote it
             return self.now_ms()
         return offset + self.mirror.revision
+
+    def _ref_offset(self) -> tuple[bytes | None, int | None]:
+        """The offset key's value as mirrored, and the offset it holds (None: absent or garbage)."""
+        held = self.mirror.kvs.get(REF_OFFSET)
+        return (held.value, parse_offset(held.value)) if held is not None else (None, None)
 
     # -- writes -----------------------------------------------------------------------
     async def upsert_service(self, spec: Service) -> Service:
@@ -316,14 +320,13 @@ class EtcdStore(StoreBase):
         while True:
             await self._listed.wait()
             self._listed.clear()
-            held = self.mirror.kvs.get(REF_OFFSET)
-            new = raised_offset(parse_offset(held.value) if held is not None else None, self.mirror.revision,
-                                self.now_ms())
+            held, offset = self._ref_offset()
+            new = raised_offset(offset, self.mirror.revision, self.now_ms())
             if new is None:
                 continue
             try:
                 data = await self._commit([put_op(key, str(new))], [],
-                                          [key_absent(key) if held is None else key_value(key, held.value)])
+                                          [key_absent(key) if held is None else key_value(key, held)])
             except StoreUnavailable as e:  # the next listing (once etcd is back) tries again
                 log_event(log, logging.WARNING, "store.ref_offset_unwritten", source=self.source_name, reason=str(e))
                 continue
