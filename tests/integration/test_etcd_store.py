@@ -303,10 +303,10 @@ async def test_last_ref_time_rises_with_every_change_whichever_replica_serves_an
     replica started later with a clock behind never lowers them."""
     hour = 3_600_000
     slow = await start(replicas, [etcd.url], now_ms=lambda: wall_ms() - hour)
-    await eventually(lambda: slow.store.ref_time(ECHO) >= wall_ms() - hour - 60_000, what="slow wrote the offset")
+    await eventually(lambda: slow.store.ref_time(ECHO) >= wall_ms() - hour - 60_000, timeout=30, what="slow wrote the offset")
     held = slow.store.ref_time(ECHO)  # a client of the slow replica holds this
     fast = await start(replicas, [etcd.url], now_ms=lambda: wall_ms() + hour)
-    await eventually(lambda: fast.store.ref_time(ECHO) >= wall_ms() + hour - 60_000, what="fast raised the offset")
+    await eventually(lambda: fast.store.ref_time(ECHO) >= wall_ms() + hour - 60_000, timeout=30, what="fast raised the offset")
     late = await start(replicas, [etcd.url], now_ms=lambda: wall_ms() - 2 * hour)  # never lowers it
 
     async def same_state() -> int:
@@ -315,7 +315,7 @@ async def test_last_ref_time_rises_with_every_change_whichever_replica_serves_an
             revisions = {r.store.mirror.revision for r in (slow, fast, late)}
             stamps = {r.store.ref_time(ECHO) for r in (slow, fast, late)}
             return stamps.pop() if len(revisions) == 1 and len(stamps) == 1 else None
-        return await eventually(agreed, what="the replicas agree on the stamp")
+        return await eventually(agreed, timeout=30, what="the replicas agree on the stamp")
 
     stamps = [held, await same_state()]
     writers = [slow, fast, late]
@@ -373,7 +373,7 @@ async def test_a_go_sdk_moving_between_replicas_keeps_every_change(tmp_path: Pat
                     offer_pushes(c)
                     return sorted(h["port"] for h in cache.held["echo"]["hosts"]) == expected
 
-                await eventually(caught_up, what=f"the follower holds {port}")
+                await eventually(caught_up, timeout=30, what=f"the follower holds {port}")
             await follower.call("SubscribeServiceRequest", {**sub, "subscribe": False})
         assert cache.lost == 0
     finally:
