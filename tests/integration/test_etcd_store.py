@@ -303,10 +303,12 @@ async def test_last_ref_time_rises_with_every_change_whichever_replica_serves_an
     replica started later with a clock behind never lowers them."""
     hour = 3_600_000
     slow = await start(replicas, [etcd.url], now_ms=lambda: wall_ms() - hour)
-    await eventually(lambda: slow.store.ref_time(ECHO) >= wall_ms() - hour - 60_000, timeout=30, what="slow wrote the offset")
+    await eventually(lambda: slow.store.ref_time(ECHO) >= wall_ms() - hour - 60_000, timeout=30,
+                     what="slow wrote the offset")
     held = slow.store.ref_time(ECHO)  # a client of the slow replica holds this
     fast = await start(replicas, [etcd.url], now_ms=lambda: wall_ms() + hour)
-    await eventually(lambda: fast.store.ref_time(ECHO) >= wall_ms() + hour - 60_000, timeout=30, what="fast raised the offset")
+    await eventually(lambda: fast.store.ref_time(ECHO) >= wall_ms() + hour - 60_000, timeout=30,
+                     what="fast raised the offset")
     late = await start(replicas, [etcd.url], now_ms=lambda: wall_ms() - 2 * hour)  # never lowers it
 
     async def same_state() -> int:
