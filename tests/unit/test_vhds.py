@@ -96,3 +96,51 @@ async def test_unknown_hosts_past_the_limit_are_forgotten_oldest_first_and_the_s
             s.send(delta_request(VIRTUAL_HOST, ["ingress_http/echo"]))
             assert [r.name for r in (await s.recv()).resources] == ["ingress_http/echo"]  # still serving
             await s.close()
+
+
+async def test_a_reconnect_is_sent_only_what_changed_while_away_never_every_virtual_host(tmp_path: Path) -> None:
+    """After a reconnect Envoy names "*" beside the Hosts it holds, and lists as held with no
+    version the names it was told have no virtual host (the namespace's marker included).
+    "*" is the namespace, not the registry: the Envoy is sent what it holds that changed
+    (here a service created under a Host it was told was unknown) and nothing else."""
+    services = [service("echo", 9001), *(service(f"unused-{i}", 9100 + i) for i in range(5))]
+    async with running_plane(tmp_path, services, listener={
+            "address": "127.0.0.1", "port": 10000, "on_demand": True}) as plane:
+        async with grpc.aio.insecure_channel(plane.target) as ch:
+            s = delta_stream(ch)
+            s.send(delta_request(VIRTUAL_HOST, with_node=node()))
+            nonce = (await s.recv()).nonce
+            held: dict[str, str] = {"ingress_http/": ""}
+            for host in ("echo:10000", "nosuch", "later"):
+                s.send(delta_request(VIRTUAL_HOST, [f"ingress_http/{host}"], nonce=nonce))
+                answer = await s.recv()
+                held |= {r.name: r.version for r in answer.resources}
+                nonce = answer.nonce
+            assert held == {"ingress_http/": "", "ingress_http/echo": held["ingress_http/echo"],
+                            "ingress_http/nosuch": "", "ingress_http/later": ""} and held["ingress_http/echo"]
+            s.send(delta_request(VIRTUAL_HOST, nonce=nonce))
+            plane.write([*services, service("later", 9002)])
+            assert [r.name for r in (await s.recv()).resources] == ["ingress_http/later"]  # in the snapshot now
+            await s.close()
+
+            # the reconnect, as Envoy 1.40 sends it, from before "later" was pushed
+            r = delta_stream(ch)
+            r.send(delta_request(VIRTUAL_HOST, ["*", "ingress_http/echo:10000", "ingress_http/nosuch",
+                                                "ingress_http/later"], initial=held, with_node=node()))
+            resumed = await r.recv()
+            assert [(e.name, list(e.aliases)) for e in resumed.resources] == [
+                ("ingress_http/later", ["ingress_http/later"])] and resumed.resources[0].resource
+            assert not resumed.removed_resources
+            r.send(delta_request(VIRTUAL_HOST, nonce=resumed.nonce))
+            await r.close()
+
+            # a reconnect that holds all it would be sent is sent nothing: the next answer
+            # on the stream is to the next request
+            held["ingress_http/later"] = resumed.resources[0].version
+            q = delta_stream(ch)
+            q.send(delta_request(VIRTUAL_HOST, ["*", "ingress_http/echo", "ingress_http/nosuch", "ingress_http/later"],
+                                 initial=held, with_node=node()))
+            q.send(delta_request(VIRTUAL_HOST, ["ingress_http/unused-3"]))
+            nxt = await q.recv()
+            assert [e.name for e in nxt.resources] == ["ingress_http/unused-3"] and not nxt.removed_resources
+            await q.close()

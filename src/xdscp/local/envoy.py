@@ -11,6 +11,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,20 @@ class EnvoyAdmin:
             if key == name and value.strip().lstrip("-").isdigit():
                 return int(value)
         return None
+
+    def config_churn(self, clusters: Iterable[str] = ()) -> dict[str, int]:
+        """The counters that move when a control plane sends Envoy anything new: CDS and LDS
+        updates, clusters added, modified or removed, listeners changed, route
+        configurations and virtual hosts reloaded, and the membership of ``clusters``. Equal before and after a
+        control-plane restart: the restart caused no churn."""
+        stats = self.stats()
+        wanted = ("cluster_manager.cds.update_success", "listener_manager.lds.update_success",
+                  "cluster_manager.cluster_added", "cluster_manager.cluster_modified",
+                  "cluster_manager.cluster_removed", "listener_manager.listener_added",
+                  "listener_manager.listener_modified", "listener_manager.listener_removed",
+                  *(f"cluster.{c}.membership_change" for c in clusters))
+        reloads = {k: v for k, v in stats.items() if k.endswith(".config_reload")}
+        return {**{k: stats.get(k, 0) for k in wanted}, **reloads}
 
     def cluster_hosts(self, cluster: str) -> dict[str, dict[str, Any]]:
         """``host:port`` -> {"flags": [...], "eds_health": str, "weight": int} for one cluster, from /clusters."""

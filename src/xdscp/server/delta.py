@@ -82,11 +82,8 @@ class DeltaStream(Stream):
         names = st.names
         subscribe: Collection[str] = req.resource_names_subscribe
         unsubscribe: Collection[str] = req.resource_names_unsubscribe
-        if type_url == VIRTUAL_HOST:  # asked for by Host: subscribe to the virtual host it resolves to
-            for name in subscribe:
-                st.aliases.setdefault(resolve(name), set()).add(name)
-            subscribe = {resolve(n) for n in subscribe}
-            unsubscribe = {resolve(n) for n in unsubscribe}
+        if type_url == VIRTUAL_HOST:
+            subscribe, unsubscribe = self._vhds_names(st, req, first, subscribe, unsubscribe)
         if subscribe:
             added = frozenset(subscribe)
             if "*" in added:
@@ -113,6 +110,30 @@ class DeltaStream(Stream):
         if names is not st.names:
             st.names = self.env.names.canonical(names)
         return first or bool(subscribe) or bool(unsubscribe)
+
+    @staticmethod
+    def _vhds_names(st: _TypeState, req: DeltaDiscoveryRequest, first: bool, subscribe: Collection[str],
+                    unsubscribe: Collection[str]) -> tuple[set[str], set[str]]:
+        """VHDS is asked for by Host: each name subscribes to the virtual host it resolves to.
+
+        It is never a wildcard: Envoy's first VHDS request names nothing, and after a
+        reconnect it names "*" beside the Hosts it holds. Both mean the route
+        configuration's namespace, which xdscp answers only by Host, so that a reconnect is
+        not sent every virtual host of the registry. On that reconnect, a name Envoy holds
+        with no version is one it was told has no virtual host (an unknown Host, or the
+        namespace's marker): it still has none unless a service of that name came since."""
+        for name in subscribe:
+            if name != "*":
+                st.aliases.setdefault(resolve(name), set()).add(name)
+        subscribed = {resolve(n) for n in subscribe if n != "*"}
+        if first:
+            for name, version in req.initial_resource_versions.items():
+                if not version:
+                    st.overrides[name] = _ABSENT
+                    if name in subscribed:
+                        st.gone.add(name)
+                        st.unknown[name] = None
+        return subscribed, {resolve(n) for n in unsubscribe if n != "*"}
 
     def _holds(self, st: _TypeState, type_url: str, name: str) -> str | None:
         """The version of ``name`` the client holds, _ABSENT, or None for nothing."""
@@ -198,7 +219,11 @@ class DeltaStream(Stream):
                      unknown: list[str]) -> bytes | None:
         """VHDS: each virtual host carries the names it was asked for by, and a name that
         resolves to nothing is answered as such (see server/vhds.py)."""
-        if not send and not removed and not unknown and st.held is not None:
+        if not send and not removed and not unknown and (st.held is not None or st.resumed):
+            if st.held is None:  # a reconnect that holds what it would be sent: nothing is
+                st.status.version_acked = ts.version
+                log_event(log, logging.INFO, "xds.resume", node=self.node_id, type=VIRTUAL_HOST,
+                          version=ts.version, stream=self.id)
             self._synced(st, ts)
             return None
         body = [with_aliases(r.delta_entry, sorted(st.aliases.get(r.name, ()))) for r in send]
