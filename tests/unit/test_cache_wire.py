@@ -53,3 +53,19 @@ def test_type_version_is_incremental_and_order_independent() -> None:
     assert abc.version == TypeSnapshot.build(CLUSTER, [c, b, a]).version
     assert abc.evolve({}, ["c"]).version == ab.version
     assert ab.evolve({"a": a}, ()) is ab  # nothing changed: the same snapshot object
+
+
+def test_varints_and_length_delimited_fields_are_encoded_as_protobuf_encodes_them() -> None:
+    from google.protobuf import descriptor_pb2, wrappers_pb2
+
+    from xdscp.cache import wire
+    for n in (*range(300), 0x3FFF, 0x4000, 0x4001, 2**21 - 1, 2**21, 2**35 + 7):
+        ref = wrappers_pb2.UInt64Value(value=n).SerializeToString()
+        assert wire.varint(n) == ref[1:] or n == 0, n  # the field's payload: its tag (one byte) off
+    assert wire.varint(0) == b"\x00"
+    for size in (0, 1, 127, 128, 16383, 16384, 70000):
+        text = "x" * size
+        assert wire.string_field(1, text) == wrappers_pb2.StringValue(value=text).SerializeToString(), size
+        # field 36: a tag of two bytes
+        if text:  # (proto2: an empty string is still sent there)
+            assert wire.string_field(36, text) == descriptor_pb2.FileOptions(objc_class_prefix=text).SerializeToString()

@@ -56,7 +56,7 @@ class Resource:
         ``istio.mcp.v1alpha1.Resource`` messages.
         """
         version = content_version(payload)
-        any_bytes = wire.string_field(_ANY_TYPE_URL, any_type_url or type_url) + wire.field(_ANY_VALUE, payload)
+        any_bytes = wire.shared_string_field(_ANY_TYPE_URL, any_type_url or type_url) + wire.field(_ANY_VALUE, payload)
         delta = (
             wire.string_field(_RES_NAME, name)
             + wire.string_field(_RES_VERSION, version)

@@ -13,7 +13,14 @@ from functools import lru_cache
 _LEN = 2  # wire type: length-delimited
 
 
+_ONE_BYTE = tuple(bytes((n,)) for n in range(0x80))  # every varint below 128, encoded once
+
+
 def varint(n: int) -> bytes:
+    if n < 0x80:  # tags and short lengths: most calls, at startup a few million
+        return _ONE_BYTE[n]
+    if n < 0x4000:
+        return bytes(((n & 0x7F) | 0x80, n >> 7))
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
@@ -24,7 +31,12 @@ def varint(n: int) -> bytes:
 
 def field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (string, bytes or sub-message)."""
-    return varint((number << 3) | _LEN) + varint(len(payload)) + payload
+    return _tag(number) + varint(len(payload)) + payload
+
+
+@lru_cache(maxsize=64)
+def _tag(number: int) -> bytes:
+    return varint((number << 3) | _LEN)
 
 
 def string_field(number: int, text: str) -> bytes:
