@@ -94,7 +94,7 @@ def side(work: Path, registry: Path, services: int, on_demand: bool, timeout: fl
     assert xdscp.pid is not None
     out["xdscp_rss_mib"] = rss_kib(xdscp.pid) / 1024
     bootstrap = "bootstrap-on-demand.yaml" if on_demand else "bootstrap-delta.yaml"
-    envoy = EnvoyProcess(REPO_ENVOY_DIR / bootstrap, xdscp.xds_address, work / name)
+    envoy = EnvoyProcess(REPO_ENVOY_DIR / bootstrap, xdscp.xds_address, work / name, admin_timeout=300)
     try:
         t0 = time.monotonic()
         envoy.start(timeout=timeout)

@@ -36,11 +36,14 @@ def envoy_binary() -> str:
 class EnvoyAdmin:
     """Queries against an Envoy admin endpoint (one we started, or one in a container)."""
 
-    def __init__(self, admin_url: str) -> None:
+    def __init__(self, admin_url: str, timeout: float = 5.0) -> None:
+        """``timeout``: seconds one query may take (an Envoy holding 100,000 clusters
+        takes tens of seconds over a stats query)."""
         self.admin_url = admin_url
+        self.timeout = timeout
 
     def admin(self, path: str) -> str:
-        with urllib.request.urlopen(self.admin_url + path, timeout=5) as resp:
+        with urllib.request.urlopen(self.admin_url + path, timeout=self.timeout) as resp:
             return resp.read().decode()
 
     def ready(self) -> bool:
@@ -105,11 +108,12 @@ class EnvoyProcess(EnvoyAdmin):
     """One Envoy with one worker (exact round robin) and a dynamic base id (no clashes)."""
 
     def __init__(self, bootstrap: Path | dict[str, Any], xds_address: str, workdir: Path, *,
-                 node_id: str = "envoy-1", node_cluster: str = "ingress", log_level: str = "warning") -> None:
+                 node_id: str = "envoy-1", node_cluster: str = "ingress", log_level: str = "warning",
+                 admin_timeout: float = 5.0) -> None:
         """``bootstrap`` is a template from envoy/ pointed at ``xds_address``, or a whole
         bootstrap document (another control plane's) that gets only the admin port and node."""
         self.admin_port = free_port()
-        super().__init__(f"http://127.0.0.1:{self.admin_port}")
+        super().__init__(f"http://127.0.0.1:{self.admin_port}", admin_timeout)
         self.workdir = workdir
         self.log_path = workdir / f"envoy-{node_id}.log"
         if isinstance(bootstrap, dict):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Collection
-from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
@@ -13,39 +11,18 @@ from xdscp.cache import wire
 from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.logfmt import log_event
-from xdscp.server.names_pool import EMPTY
+from xdscp.server.delta_subscription import ABSENT, DeltaSubscription
 from xdscp.server.stream import Stream, log
-from xdscp.server.subscription import Subscription
-from xdscp.server.vhds import namespace_marker, resolve, unresolved, with_aliases
+from xdscp.server.vhds import VhdsSubscription
 from xdscp.type_urls import ENDPOINT, ROUTE, VIRTUAL_HOST
 
 # DeltaDiscoveryResponse field numbers.
 _SYSTEM_VERSION, _TYPE_URL, _NONCE, _REMOVED = 1, 4, 5, 6
-# What a client holds of a subscribed name that does not exist: it was told so.
-_ABSENT = "\0absent"
 # Types whose stand-in (an empty assignment) answers a name never served, but not one that
 # was: a client that held a service's assignment is told it is gone (removed_resources), as
 # the xDS protocol has Delta say of a subscribed resource that does not exist. SotW has no
 # way to say so and keeps the stand-in.
 _REMOVED_WHEN_GONE = frozenset({ENDPOINT})
-
-
-@dataclass(slots=True)
-class _TypeState(Subscription):
-    """Delta's own. What the client holds is the view of ``held`` for ``held_names`` /
-    ``held_wildcard``, except for the names in ``overrides``. Between responses only the
-    names a request touched are overridden, so an idle stream holds three shared
-    references instead of a name -> version map."""
-
-    held_names: frozenset[str] = EMPTY
-    held_wildcard: bool = False
-    overrides: dict[str, str | None] = field(default_factory=dict)  # None: holds nothing
-    pending: set[str] = field(default_factory=set)  # names to check on the next response
-    full: bool = True  # compare everything, not only what changed
-    resumed: bool = False  # the first request listed initial_resource_versions
-    gone: set[str] = field(default_factory=set)  # subscribed names told removed (_REMOVED_WHEN_GONE)
-    aliases: dict[str, set[str]] = field(default_factory=dict)  # VHDS: virtual host -> the names asked for it
-    unknown: dict[str, None] = field(default_factory=dict)  # VHDS: asked for, no such host yet (oldest first)
 
 
 class DeltaStream(Stream):
@@ -55,12 +32,15 @@ class DeltaStream(Stream):
     control_plane_field = 7
 
     request_cls = DeltaDiscoveryRequest
-    state_cls = _TypeState
-    types: dict[str, _TypeState]
+    state_cls = DeltaSubscription
+    types: dict[str, DeltaSubscription]
+
+    def new_state(self, type_url: str) -> DeltaSubscription:
+        return VhdsSubscription() if type_url == VIRTUAL_HOST else DeltaSubscription()
 
     def on_request(self, req: DeltaDiscoveryRequest, raw: bytes) -> bool:
         type_url, st = self.state_for(req)
-        if type_url != VIRTUAL_HOST:  # VHDS names are bounded by the services and a cap on unknown ones
+        if st.counts_names:
             self.check_names(len(st.names) + len(req.resource_names_subscribe))
         nonce = req.response_nonce
         if nonce:
@@ -73,17 +53,9 @@ class DeltaStream(Stream):
         first = not st.requested
         st.requested = True
         if first:
-            # Reconnect: what the client already holds is not sent again.
-            st.overrides.update(req.initial_resource_versions)
-            st.resumed = bool(req.initial_resource_versions)
-            st.full = True
-            if not req.resource_names_subscribe and type_url != VIRTUAL_HOST:
-                st.wildcard = True  # legacy wildcard: first request names nothing (VHDS starts empty)
+            st.begin(req)
         names = st.names
-        subscribe: Collection[str] = req.resource_names_subscribe
-        unsubscribe: Collection[str] = req.resource_names_unsubscribe
-        if type_url == VIRTUAL_HOST:
-            subscribe, unsubscribe = self._vhds_names(st, req, first, subscribe, unsubscribe)
+        subscribe, unsubscribe = st.names_in(req)
         if subscribe:
             added = frozenset(subscribe)
             if "*" in added:
@@ -111,42 +83,18 @@ class DeltaStream(Stream):
             st.names = self.env.names.canonical(names)
         return first or bool(subscribe) or bool(unsubscribe)
 
-    @staticmethod
-    def _vhds_names(st: _TypeState, req: DeltaDiscoveryRequest, first: bool, subscribe: Collection[str],
-                    unsubscribe: Collection[str]) -> tuple[set[str], set[str]]:
-        """VHDS is asked for by Host: each name subscribes to the virtual host it resolves to.
-
-        It is never a wildcard: Envoy's first VHDS request names nothing, and after a
-        reconnect it names "*" beside the Hosts it holds. Both mean the route
-        configuration's namespace, which xdscp answers only by Host, so that a reconnect is
-        not sent every virtual host of the registry. On that reconnect, a name Envoy holds
-        with no version is one it was told has no virtual host (an unknown Host, or the
-        namespace's marker): it still has none unless a service of that name came since."""
-        for name in subscribe:
-            if name != "*":
-                st.aliases.setdefault(resolve(name), set()).add(name)
-        subscribed = {resolve(n) for n in subscribe if n != "*"}
-        if first:
-            for name, version in req.initial_resource_versions.items():
-                if not version:
-                    st.overrides[name] = _ABSENT
-                    if name in subscribed:
-                        st.gone.add(name)
-                        st.unknown[name] = None
-        return subscribed, {resolve(n) for n in unsubscribe if n != "*"}
-
-    def _holds(self, st: _TypeState, type_url: str, name: str) -> str | None:
-        """The version of ``name`` the client holds, _ABSENT, or None for nothing."""
+    def _holds(self, st: DeltaSubscription, type_url: str, name: str) -> str | None:
+        """The version of ``name`` the client holds, ABSENT, or None for nothing."""
         if name in st.overrides:
             return st.overrides[name]
         if name in st.gone:
-            return _ABSENT
+            return ABSENT
         if st.held is None or not (st.held_wildcard or name in st.held_names):
             return None
         res = st.held.resources.get(name)
         if res is None and name in st.held_names:
             res = self.env.placeholder(type_url, name)
-            return _ABSENT if res is None else res.version
+            return ABSENT if res is None else res.version
         return None if res is None else res.version
 
     def respond(self, type_url: str, snapshot: Snapshot) -> bytes | None:
@@ -157,7 +105,7 @@ class DeltaStream(Stream):
         held = st.held
         if held is not None and held.version == ts.version and not st.pending and not st.full:
             return None
-        if held is None and not st.overrides and type_url != VIRTUAL_HOST:
+        if held is None and not st.overrides and st.shared_first_answer:
             shared = self._first_body(st, type_url, ts)
             if shared is not None:
                 return self._emit(st, type_url, ts, *shared)
@@ -176,7 +124,7 @@ class DeltaStream(Stream):
             candidates = ts.changed  # the usual push: what changed, nothing of the client's own
         send: list[Resource] = []
         removed: list[str] = []
-        unknown: list[str] = []  # VHDS: asked for, and no such virtual host
+        unknown: list[str] = []  # asked for, and told there is no such resource (VHDS)
         for name in sorted(candidates):
             subscribed = name in st.names
             if not (subscribed or st.wildcard):
@@ -186,25 +134,20 @@ class DeltaStream(Stream):
             if res is None and subscribed:
                 res = self._stand_in(st, type_url, name, holds)
             if res is None:
-                if type_url == VIRTUAL_HOST and subscribed and holds is None:
+                if subscribed and holds is None and st.tell_unknown(name):
                     unknown.append(name)
-                    st.gone.add(name)
-                    st.unknown[name] = None
                 # Removed: what the client holds, and a subscribed name it was never told of.
-                elif holds != _ABSENT and (subscribed or holds is not None):
+                elif holds != ABSENT and (subscribed or holds is not None):
                     removed.append(name)
                     if subscribed and type_url in _REMOVED_WHEN_GONE:
                         st.gone.add(name)
             elif holds != res.version:
                 send.append(res)
-                st.gone.discard(name)
-                st.unknown.pop(name, None)
+                st.sending(name)
         # A new subscription is always answered, even with nothing: Envoy's (and a
         # relay's) initialization waits for the first response of each type. A
         # reconnect that holds everything already gets nothing.
-        if type_url == VIRTUAL_HOST:
-            return self._emit_vhosts(st, ts, send, removed, unknown)
-        if not send and not removed and (held is not None or st.resumed):
+        if not send and not removed and not unknown and (held is not None or st.resumed):
             if held is None:
                 # A reconnect whose initial_resource_versions match: it holds this version.
                 st.status.version_acked = ts.version
@@ -212,63 +155,38 @@ class DeltaStream(Stream):
                           version=ts.version, stream=self.id)
             self._synced(st, ts)
             return None
-        return self._emit(st, type_url, ts, b"".join(r.delta_entry for r in send), len(send),
+        body = st.entries(send, unknown, self._route_names())
+        if isinstance(st, VhdsSubscription):
+            self._forget_oldest_unknown(st)
+        return self._emit(st, type_url, ts, b"".join(body), len(body),
                           b"".join(wire.string_field(_REMOVED, n) for n in removed), len(removed))
 
-    def _emit_vhosts(self, st: _TypeState, ts: TypeSnapshot, send: list[Resource], removed: list[str],
-                     unknown: list[str]) -> bytes | None:
-        """VHDS: each virtual host carries the names it was asked for by, and a name that
-        resolves to nothing is answered as such (see server/vhds.py)."""
-        if not send and not removed and not unknown and (st.held is not None or st.resumed):
-            if st.held is None:  # a reconnect that holds what it would be sent: nothing is
-                st.status.version_acked = ts.version
-                log_event(log, logging.INFO, "xds.resume", node=self.node_id, type=VIRTUAL_HOST,
-                          version=ts.version, stream=self.id)
-            self._synced(st, ts)
-            return None
-        body = [with_aliases(r.delta_entry, sorted(st.aliases.get(r.name, ()))) for r in send]
-        body += [unresolved(alias) for name in unknown for alias in sorted(st.aliases.get(name, {name}))]
-        # An alias answers the request that asked by it, once: later pushes carry none, and
-        # Hosts that vary only by port or case cannot grow what every push repeats.
-        for name in (*(r.name for r in send), *unknown):
-            st.aliases.pop(name, None)
-        self._forget_oldest_unknown(st)
-        if st.held is None and not st.wildcard:
-            # Envoy's VHDS watches each route configuration's namespace and finishes its
-            # initialization only on an update inside it: say there is nothing there yet.
-            routes = self.types[ROUTE].names if ROUTE in self.types else ()
-            body += [unresolved(namespace_marker(route)) for route in sorted(routes)]
-        return self._emit(st, VIRTUAL_HOST, ts, b"".join(body), len(body),
-                          b"".join(wire.string_field(_REMOVED, n) for n in removed), len(removed))
+    def _route_names(self) -> frozenset[str]:
+        """The route configurations this stream subscribes to (VHDS namespaces)."""
+        return self.types[ROUTE].names if ROUTE in self.types else frozenset()
 
-    def _forget_oldest_unknown(self, st: _TypeState) -> None:
+    def _forget_oldest_unknown(self, st: VhdsSubscription) -> None:
         """Envoy keeps every Host it asked about subscribed, and any client can send any
         Host: past ``max_names`` unknown ones, the oldest are no longer watched for (a
         service created later under such a name is not pushed to this Envoy; it is found
         when the Envoy reconnects). The stream is never refused for it."""
-        excess = len(st.unknown) - self.env.limits.max_names
-        if excess <= 0:
-            return
-        oldest = list(itertools.islice(st.unknown, excess))
-        for name in oldest:
-            del st.unknown[name]
-            st.aliases.pop(name, None)
-            st.gone.discard(name)
-        st.names = self.env.names.canonical(st.names - frozenset(oldest))
-        log_event(log, logging.WARNING, "vhds.unknown_hosts_dropped", node=self.node_id, dropped=len(oldest),
-                  kept=len(st.unknown), stream=self.id)
+        dropped = st.forget_oldest_unknown(self.env.limits.max_names)
+        if dropped:
+            st.names = self.env.names.canonical(st.names - dropped)
+            log_event(log, logging.WARNING, "vhds.unknown_hosts_dropped", node=self.node_id, dropped=len(dropped),
+                      kept=len(st.unknown), stream=self.id)
 
-    def _stand_in(self, st: _TypeState, type_url: str, name: str, holds: str | None) -> Resource | None:
+    def _stand_in(self, st: DeltaSubscription, type_url: str, name: str, holds: str | None) -> Resource | None:
         """What a subscribed name missing from the snapshot is answered with: its stand-in,
         unless the client was served the real resource (or told it was gone)."""
         stand_in = self.env.placeholder(type_url, name)
         if stand_in is None or type_url not in _REMOVED_WHEN_GONE:
             return stand_in
-        if holds == _ABSENT or (holds is not None and holds != stand_in.version):
+        if holds == ABSENT or (holds is not None and holds != stand_in.version):
             return None
         return stand_in
 
-    def _first_body(self, st: _TypeState, type_url: str, ts: TypeSnapshot) -> tuple[bytes, int] | None:
+    def _first_body(self, st: DeltaSubscription, type_url: str, ts: TypeSnapshot) -> tuple[bytes, int] | None:
         """A first answer the fleet shares (everything, or a pooled subscription), if it is one."""
         if st.wildcard and not st.names:
             return ts.delta_body(), len(ts.resources)
@@ -277,7 +195,7 @@ class DeltaStream(Stream):
         return None
 
     @staticmethod
-    def _synced(st: _TypeState, ts: TypeSnapshot) -> None:
+    def _synced(st: DeltaSubscription, ts: TypeSnapshot) -> None:
         """The client now holds this snapshot's view of its subscription."""
         st.held, st.held_names, st.held_wildcard = ts, st.names, st.wildcard
         if st.overrides:
@@ -286,7 +204,7 @@ class DeltaStream(Stream):
             st.pending = set()
         st.full = False
 
-    def _emit(self, st: _TypeState, type_url: str, ts: TypeSnapshot, body: bytes, count: int,
+    def _emit(self, st: DeltaSubscription, type_url: str, ts: TypeSnapshot, body: bytes, count: int,
               removed: bytes = b"", removed_count: int = 0) -> bytes:
         self._synced(st, ts)
         nonce = self.next_nonce()

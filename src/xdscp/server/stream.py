@@ -122,10 +122,14 @@ class Stream(ABC):
         if st is None:
             if len(self.types) >= MAX_TYPES_PER_STREAM:
                 raise ProtocolError(f"more than {MAX_TYPES_PER_STREAM} type URLs on one stream", "too_many_types")
-            st = self.types[type_url] = self.state_cls()
+            st = self.types[type_url] = self.new_state(type_url)
             self.env.callbacks.type_added(self, type_url)
             self._warn_if_not_served(type_url)
         return type_url, st
+
+    def new_state(self, type_url: str) -> Any:
+        """A new subscription to ``type_url`` on this stream."""
+        return self.state_cls()
 
     def _warn_if_not_served(self, type_url: str) -> None:
         snapshot = self.env.cache.get(self.view) if self.group is not None else None
