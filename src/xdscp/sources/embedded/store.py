@@ -47,6 +47,10 @@ class EmbeddedStore(StoreBase):
         self._clock = clock
         self._ref_times = LocalRefTimes(now_ms)
         self._entries: dict[ServiceKey, _Entry] = {}
+        # Services that have had a heartbeat-kept instance since the last expiry pass: the
+        # pass looks at these, not at every service (100,000 persistent ones cost it
+        # 7 ms every half second).
+        self._beating: set[ServiceKey] = set()
         self._registry: Registry | None = None
         if database is not None:
             self._load(database)
@@ -67,10 +71,11 @@ class EmbeddedStore(StoreBase):
         """Start publishing to ``registry``, beginning with everything known now."""
         self._registry = registry
         now = self._clock()
-        for entry in self._entries.values():
+        for key, entry in self._entries.items():
             for addr, inst in entry.instances.items():
                 if inst.ephemeral:
                     entry.last_beat.setdefault(addr, now)
+                    self._beating.add(key)
         registry.apply(self.source_name, FullSnapshot({k: self._service(k) for k in self._entries}))
         self._tell(None)
 
@@ -155,6 +160,7 @@ class EmbeddedStore(StoreBase):
             entry.held.pop(addr, None)
             if inst.ephemeral:
                 entry.last_beat[addr] = self._clock()
+                self._beating.add(key)
             else:
                 entry.last_beat.pop(addr, None)
         log_event(log, logging.INFO, "instance.registered", service=repr(key), instance=f"{inst.host}:{inst.port}",
@@ -193,6 +199,7 @@ class EmbeddedStore(StoreBase):
         if addr in entry.held:
             return True  # its connection keeps it alive
         entry.last_beat[addr] = self._clock()
+        self._beating.add(key)
         if addr in entry.silenced:
             entry.silenced.discard(addr)
             entry.instances[addr] = entry.instances[addr].model_copy(update={"healthy": True})
@@ -203,9 +210,11 @@ class EmbeddedStore(StoreBase):
     def expire(self, unhealthy_after: float, remove_after: float) -> None:
         """Mark silent ephemeral instances unhealthy, then remove them."""
         now = self._clock()
-        for key, entry in self._entries.items():
-            if not entry.last_beat:
-                continue  # only ephemeral instances have heartbeats, and only they expire
+        for key in list(self._beating):
+            entry = self._entries[key]
+            if not entry.last_beat:  # only ephemeral instances have heartbeats, and only they expire
+                self._beating.discard(key)
+                continue
             changed = False
             for addr in list(entry.last_beat):
                 inst = entry.instances[addr]
