@@ -194,3 +194,27 @@ async def test_last_ref_time_rises_with_each_change_and_answers_follow_the_clock
     assert store.ref_time(other) == wall[0]
     await store.register(other, Instance(host="10.0.0.1", port=9))  # created in the millisecond it was asked for
     assert store.ref_time(other) == wall[0] + 1
+
+
+def test_the_database_keeps_every_setting_and_instance_field_and_reads_rows_written_in_full(tmp_path: Path) -> None:
+    """Rows hold only what differs from the defaults (smaller rows, and about 2.5 KiB less
+    memory per service once loaded); what is read back is what was written, and rows
+    written with every field (by earlier versions) still read."""
+    from xdscp.model.service import HashPolicy
+    plain = Service(name="plain")
+    tuned = Service(name="tuned", namespace="ns", group="g", lb_policy="LEAST_REQUEST", connect_timeout=2.5,
+                    panic_threshold=10, protect_threshold=0.5, locality_failover=False,
+                    hash_policy=HashPolicy(header="x-user"), metadata={"team": "a"})
+    inst = Instance(host="10.0.0.1", port=80, weight=0, healthy=False, enabled=False, ephemeral=False,
+                    draining=True, zone="z", region="r", cluster="c", priority=2, metadata={"k": "v"})
+    defaults = Instance(host="10.0.0.2", port=81, ephemeral=False)
+    db = RegistryDatabase(tmp_path / "reg.db")
+    db.import_services([plain.model_copy(update={"instances": (defaults,)}),
+                        tuned.model_copy(update={"instances": (inst,)})])
+    db._db.execute("INSERT INTO instances (namespace, grp, service, host, port, data) VALUES (?, ?, ?, ?, ?, ?)",
+                   (*plain.key, "10.0.0.3", 82, Instance(host="10.0.0.3", port=82, ephemeral=False).model_dump_json()))
+    db.close()
+    services, instances = RegistryDatabase(tmp_path / "reg.db").load()
+    assert sorted(services, key=lambda s: s.name) == [plain, tuned]
+    assert sorted(instances, key=lambda ki: ki[1].host) == [
+        (tuned.key, inst), (plain.key, defaults), (plain.key, Instance(host="10.0.0.3", port=82, ephemeral=False))]

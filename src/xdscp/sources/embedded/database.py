@@ -65,13 +65,13 @@ class RegistryDatabase:
     def save_service(self, spec: Service) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO services (namespace, grp, name, spec) VALUES (?, ?, ?, ?)",
-            (spec.namespace, spec.group, spec.name, spec.model_dump_json(exclude={"instances"})),
+            (spec.namespace, spec.group, spec.name, spec.model_dump_json(exclude={"instances"}, exclude_defaults=True)),
         )
 
     def save_instance(self, key: ServiceKey, inst: Instance) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO instances (namespace, grp, service, host, port, data) VALUES (?, ?, ?, ?, ?, ?)",
-            (key.namespace, key.group, key.name, inst.host, inst.port, inst.model_dump_json()),
+            (key.namespace, key.group, key.name, inst.host, inst.port, inst.model_dump_json(exclude_defaults=True)),
         )
 
     def delete_instance(self, key: ServiceKey, host: str, port: int) -> None:
