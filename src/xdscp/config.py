@@ -157,6 +157,9 @@ class ListenerConfig(_Section):
     # instead of being sent every cluster and virtual host. Needs Delta ADS
     # (envoy/bootstrap-on-demand.yaml): see docs/envoy-bootstraps.md.
     on_demand: bool = False
+    # On demand: how long a request waits for its cluster's discovery before Envoy answers
+    # 503 (the on_demand filter's on-demand CDS timeout).
+    on_demand_timeout: float = Field(default=5.0, gt=0, le=300)
 
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")

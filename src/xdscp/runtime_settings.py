@@ -57,7 +57,8 @@ from xdscp.translation.translator import ConfigSourceSettings, ListenerSettings,
 def translator(cfg: Config) -> Translator:
     lc, xds = cfg.listener, cfg.xds
     return Translator(
-        ListenerSettings(lc.name, lc.address, lc.port, lc.route_config_name or lc.name, lc.on_demand),
+        ListenerSettings(lc.name, lc.address, lc.port, lc.route_config_name or lc.name, lc.on_demand,
+                         lc.on_demand_timeout),
         ConfigSourceSettings(xds.config_source, xds.xds_cluster, xds.rest_refresh_delay),
         mcp_settings(cfg.mcp) if cfg.mcp.enabled else None,
         locality_failover=xds.locality_failover,

@@ -96,6 +96,19 @@ def test_per_type_config_source_points_eds_and_rds_at_the_xds_cluster() -> None:
     assert listener.filter_chains[0].filters[0].typed_config.value.count(b"cp") == 1
 
 
+def test_on_demand_listener_asks_for_clusters_before_routing_within_the_configured_timeout() -> None:
+    from envoy.extensions.filters.http.on_demand.v3 import on_demand_pb2
+    from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
+    t = translator(Config(listener=ListenerConfig(on_demand=True, on_demand_timeout=2.5)))
+    snap = t.update({}, [])
+    listener = snap.get(LISTENER).resources["ingress_http"].message
+    hcm = hcm_pb2.HttpConnectionManager.FromString(listener.filter_chains[0].filters[0].typed_config.value)
+    assert [f.name for f in hcm.http_filters] == ["envoy.filters.http.on_demand", "envoy.filters.http.router"]
+    od = on_demand_pb2.OnDemand.FromString(hcm.http_filters[0].typed_config.value)
+    assert od.odcds.timeout.ToMilliseconds() == 2500 and od.odcds.source.HasField("ads")
+    assert Config().listener.on_demand_timeout == 5.0  # Envoy's own default, when not set
+
+
 def test_one_instance_change_reserializes_one_assignment_only() -> None:
     a, b = svc("a", inst(1)), svc("b", inst(2))
     t, first = translate(a, b)

@@ -12,18 +12,19 @@ from envoy.extensions.filters.http.on_demand.v3 import on_demand_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm_pb2
 
-from xdscp.translation.protobuf_helpers import pack
+from xdscp.translation.protobuf_helpers import duration, pack
 
 
 def build_listener(name: str, address: str, port: int, route_config_name: str,
-                   rds_source: config_source_pb2.ConfigSource, on_demand: bool = False) -> listener_pb2.Listener:
+                   rds_source: config_source_pb2.ConfigSource, on_demand: bool,
+                   on_demand_timeout: float) -> listener_pb2.Listener:
     hcm = hcm_pb2.HttpConnectionManager(stat_prefix=name, codec_type=hcm_pb2.HttpConnectionManager.AUTO)
     hcm.rds.route_config_name = route_config_name
     hcm.rds.config_source.CopyFrom(rds_source)
     if on_demand:
         config = on_demand_pb2.OnDemand()
         config.odcds.source.CopyFrom(rds_source)
-        config.odcds.timeout.FromSeconds(5)
+        config.odcds.timeout.CopyFrom(duration(on_demand_timeout))
         hcm.http_filters.add(name="envoy.filters.http.on_demand").typed_config.CopyFrom(pack(config))
     router = hcm.http_filters.add(name="envoy.filters.http.router")
     router.typed_config.CopyFrom(pack(router_pb2.Router()))

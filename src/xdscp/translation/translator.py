@@ -49,6 +49,7 @@ class ListenerSettings:
     port: int
     route_config_name: str
     on_demand: bool  # VHDS and on-demand CDS (config's ``listener.on_demand``)
+    on_demand_timeout: float  # seconds a request waits for its cluster's discovery
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,7 @@ class Translator:
             LISTENER,
             listener.name,
             build_listener(listener.name, listener.address, listener.port, listener.route_config_name,
-                           self._config_source, listener.on_demand),
+                           self._config_source, listener.on_demand, listener.on_demand_timeout),
         )
         self._types: dict[str, TypeSnapshot] = {
             CLUSTER: TypeSnapshot.empty(CLUSTER),
