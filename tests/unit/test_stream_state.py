@@ -122,6 +122,17 @@ def test_delta_stream_several_versions_behind_gets_exactly_what_changed() -> Non
     assert delta_parts(s.respond(ENDPOINT, snap(v4))) == (["svc-2"], ["svc-3"])
 
 
+def test_a_change_reaches_only_the_streams_subscribed_to_it() -> None:
+    """As on-demand Envoys hold a few services each: a change to one is answered on the
+    streams that hold it, and the others have nothing to send."""
+    env = server_env()
+    holders = [delta_synced(env, ["svc-1", "svc-2"])[0], delta_synced(env, ["svc-1", "svc-7"])[0]]
+    others = [delta_synced(env, ["svc-3", "svc-4"])[0], delta_synced(env, ["svc-8"])[0]]
+    v2 = V1.evolve({"svc-1": cla("svc-1", 81)}, ())
+    assert [delta_parts(h.respond(ENDPOINT, snap(v2))) for h in holders] == [(["svc-1"], [])] * 2
+    assert [o.respond(ENDPOINT, snap(v2)) for o in others] == [None, None]
+
+
 def test_delta_a_gone_assignment_is_removed_once_and_comes_back_when_its_service_does() -> None:
     s, _ = delta_synced(server_env(), NAMES)
     v2 = V1.evolve({}, ["svc-3"])
