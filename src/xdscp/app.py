@@ -24,6 +24,7 @@ from xdscp.metrics import SOURCE_UP
 from xdscp.model.registry import Registry
 from xdscp.server.authorization import TOKEN_PREFIX, Rule
 from xdscp.server.rest import RestXds
+from xdscp.server.stream import WORKERS_CLUSTER
 from xdscp.server.tls import TlsSettings
 from xdscp.server.tracker import StreamTracker
 from xdscp.server.xds_server import XdsServer
@@ -34,7 +35,6 @@ from xdscp.sources.kinds import build_sources
 from xdscp.sources.states import SourceStates
 from xdscp.translation.publisher import Publisher
 from xdscp.workers.pool import WorkerPool
-from xdscp.workers.relay import WORKERS_CLUSTER
 
 log = logging.getLogger("xdscp")
 

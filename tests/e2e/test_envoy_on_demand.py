@@ -94,3 +94,39 @@ def test_an_envoy_learns_each_service_on_its_first_request_and_follows_its_chang
     finally:
         envoy.stop()
         xdscp.stop()
+
+
+@pytest.mark.upstreams("alpha", "beta")
+def test_on_demand_through_a_worker_process(tmp_path: Path, upstreams: list[NamedUpstream]) -> None:
+    """With ``xds.workers``, an Envoy's stream may land on a worker, which serves what its
+    relay mirrors of the owner: every virtual host, for it to answer by Host."""
+    alpha, beta = upstreams
+    registry = tmp_path / "registry.yaml"
+    write_registry_file(registry, [entry("echo", alpha), *(entry(f"unused-{i}", beta) for i in range(20))])
+    xdscp = XdscpProcess(tmp_path, registry, listener={"on_demand": True}, xds_settings={"workers": 2}).start()
+    port = xdscp.listener_port
+    envoy: EnvoyProcess | None = None
+    try:
+        until(lambda: xdscp.admin("/readyz")["workers"]["following"] == 1, timeout=60, what="the worker following")
+        # Envoys until one's stream is on the worker: the owner lists only its own streams
+        # (each Envoy lands on either process; twenty all on the owner: 2**-20).
+        for i in range(20):
+            envoy = EnvoyProcess(REPO_ENVOY_DIR / "bootstrap-on-demand.yaml", xdscp.xds_address, tmp_path,
+                                 node_id=f"envoy-{i}").start()
+            until(lambda e=envoy: e.gauge("control_plane.connected_state") == 1, timeout=30, what="connected")
+            on_owner = {n["node_id"] for n in xdscp.admin("/debug/nodes")["nodes"]}
+            if f"envoy-{i}" not in on_owner:
+                break
+            envoy.stop()
+            envoy = None
+        assert envoy is not None, "no Envoy's stream landed on the worker"
+        until(lambda: count_responses(port, "echo", 3) == {"alpha": 3}, timeout=30, what="echo learned")
+        assert clusters(envoy) == {"xdscp", "echo"}
+        until(lambda: count_responses(port, "nosuch", 1) == {"HTTP 404": 1}, timeout=30, what="unknown: 404")
+        write_registry_file(registry, [entry("echo"), entry("late", beta)])
+        until(lambda: count_responses(port, "echo", 2) == {"HTTP 503": 2}, timeout=30, what="echo drained")
+        until(lambda: count_responses(port, "late", 2) == {"beta": 2}, timeout=30, what="late reachable")
+    finally:
+        if envoy is not None:
+            envoy.stop()
+        xdscp.stop()

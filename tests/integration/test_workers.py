@@ -15,10 +15,10 @@ import pytest
 from xdscp.cache.cache import SnapshotCache
 from xdscp.config import McpConfig
 from xdscp.local.control_plane import XdscpProcess
-from xdscp.type_urls import CLUSTER, ENDPOINT, MCP_RESOURCE, PUSH_ORDER, SERVICE_ENTRY
+from xdscp.type_urls import CLUSTER, ENDPOINT, MCP_RESOURCE, PUSH_ORDER, SERVICE_ENTRY, VIRTUAL_HOST
 from xdscp.workers.relay import CacheRelay, into_cache
 
-from plane import Plane, service, start_plane, write_registry
+from plane import Plane, running_plane, service, start_plane, write_registry
 from waiting import eventually, until
 from xds_client import node, sotw_request, sotw_stream
 
@@ -67,6 +67,33 @@ async def test_relay_carries_istio_service_entries_byte_for_byte(tmp_path: Path)
     finally:
         task.cancel()
         await plane.cp.stop(0)
+
+
+async def test_relay_mirrors_every_virtual_host_on_demand(tmp_path: Path) -> None:
+    """On demand, an Envoy's VHDS "*" is the route configuration's namespace, never every
+    virtual host; a worker's relay (node.cluster xdscp-workers) must still get them all,
+    since its workers answer Envoys by Host from what it holds."""
+    async with running_plane(tmp_path, [service("echo", 9001), service("api", 9101)], listener={
+            "address": "127.0.0.1", "port": 10000, "on_demand": True}) as plane:
+
+        def vhosts(cache: SnapshotCache) -> dict[str, str] | None:
+            snap = cache.get()
+            return None if snap is None else {n: r.version for n, r in snap.get(VIRTUAL_HOST).resources.items()}
+
+        mirror = SnapshotCache()
+        task = asyncio.create_task(CacheRelay(plane.target, into_cache(mirror)).run())
+        try:
+            await eventually(lambda: vhosts(mirror) == vhosts(plane.cp.cache), what="virtual hosts relayed")
+            assert set(vhosts(mirror) or {}) == {"ingress_http/echo", "ingress_http/api"}
+            plane.write([service("echo", 9001), service("api", 9101), service("new", 9201)])
+            await eventually(lambda: "ingress_http/new" in (vhosts(mirror) or {}), what="a new one relayed")
+            mine, owners = mirror.get(), plane.cp.cache.get()
+            assert mine is not None and owners is not None
+            assert mine.get(VIRTUAL_HOST).sotw_body() == owners.get(VIRTUAL_HOST).sotw_body()
+            plane.write([service("echo", 9001), service("api", 9101)])
+            await eventually(lambda: vhosts(mirror) == vhosts(plane.cp.cache), what="a removal relayed")
+        finally:
+            task.cancel()
 
 
 @pytest.fixture

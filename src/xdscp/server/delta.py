@@ -12,7 +12,7 @@ from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.logfmt import log_event
 from xdscp.server.delta_subscription import ABSENT, DeltaSubscription
-from xdscp.server.stream import Stream, log
+from xdscp.server.stream import WORKERS_CLUSTER, Stream, log
 from xdscp.server.vhds import VhdsSubscription
 from xdscp.type_urls import ENDPOINT, ROUTE, VIRTUAL_HOST
 
@@ -36,7 +36,10 @@ class DeltaStream(Stream):
     types: dict[str, DeltaSubscription]
 
     def new_state(self, type_url: str) -> DeltaSubscription:
-        return VhdsSubscription() if type_url == VIRTUAL_HOST else DeltaSubscription()
+        """Virtual hosts are asked for by Host (VhdsSubscription), except by a workers' relay,
+        which mirrors them all as it does every type."""
+        relay = self.node is not None and self.node.cluster == WORKERS_CLUSTER
+        return VhdsSubscription() if type_url == VIRTUAL_HOST and not relay else DeltaSubscription()
 
     def on_request(self, req: DeltaDiscoveryRequest, raw: bytes) -> bool:
         type_url, st = self.state_for(req)

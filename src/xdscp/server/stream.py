@@ -40,6 +40,10 @@ CONTROL_PLANE_ID = "xdscp"
 # Envoy uses a handful of types per stream; a client asking for more is broken or
 # hostile, and each type costs per-stream state.
 MAX_TYPES_PER_STREAM = 64
+# node.cluster of the workers' relay streams (workers/relay.py). A relay mirrors the owner's
+# cache for its workers to serve, so its "*" is every resource of a type, VHDS included
+# (an Envoy's VHDS "*" is only its route configuration's namespace).
+WORKERS_CLUSTER = "xdscp-workers"
 
 
 @dataclass(frozen=True, slots=True)

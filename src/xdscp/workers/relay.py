@@ -26,13 +26,13 @@ from xdscp.cache.resource import Resource
 from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.logfmt import log_event
 from xdscp.model.locality import Locality
+from xdscp.server.stream import WORKERS_CLUSTER
 from xdscp.type_urls import ENDPOINT, RELAYED_TYPES, VIRTUAL_HOST, short
 
 log = logging.getLogger(__name__)
 
 _DELTA_ADS = "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources"
 _MAX_MESSAGE = 256 * 1024 * 1024  # a whole snapshot of one type arrives in one message
-WORKERS_CLUSTER = "xdscp-workers"  # node.cluster of every relay stream
 
 
 Deliver = Callable[[Mapping[str, TypeSnapshot]], None]
