@@ -9,10 +9,11 @@ The answer carries the requested name as an alias of the virtual host it resolve
 a name that resolves to nothing is answered with an entry that has the name as its alias
 and no resource, which Envoy reads as "no such virtual host" (404 at once, no wait).
 
-VHDS is never a wildcard: Envoy's first VHDS request names nothing, and after a reconnect
-it names "*" beside the Hosts it holds. Both mean the route configuration's namespace,
-which xdscp answers only by Host, so a reconnect is not sent every virtual host of the
-registry.
+For an Envoy, VHDS is never a wildcard: its first VHDS request names nothing, and after a
+reconnect it names "*" beside the Hosts it holds. Both mean the route configuration's
+namespace, which xdscp answers only by Host, so a reconnect is not sent every virtual host
+of the registry. (A workers' relay, which mirrors every virtual host for its workers to
+answer from, subscribes as it does to any type: see ``DeltaStream.new_state``.)
 """
 
 from __future__ import annotations
