@@ -68,7 +68,13 @@ class PushLog:
 
     def _note_instances(self, key: ServiceKey, svc: Service | None, now: float) -> None:
         old = self._held.pop(key, None)
-        before = {(i.host, i.port): i for i in old.instances} if old is not None else {}
+        if old is None:  # first seen (every service, on the first publish): nothing to compare
+            if svc is not None:
+                self._held[key] = svc
+                for inst in svc.instances:
+                    self._since[(key, inst.host, inst.port)] = now
+            return
+        before = {(i.host, i.port): i for i in old.instances}
         now_at = {(i.host, i.port) for i in svc.instances} if svc is not None else set()
         for addr in before.keys() - now_at:
             self._since.pop((key, *addr), None)
