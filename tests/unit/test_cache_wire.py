@@ -69,3 +69,20 @@ def test_varints_and_length_delimited_fields_are_encoded_as_protobuf_encodes_the
         # field 36: a tag of two bytes
         if text:  # (proto2: an empty string is still sent there)
             assert wire.string_field(36, text) == descriptor_pb2.FileOptions(objc_class_prefix=text).SerializeToString()
+
+
+def test_entries_are_what_protobuf_encodes_at_every_length_size() -> None:
+    """The entries are assembled from field headers and the payload in one join each; at
+    payload sizes whose lengths take one, two and three bytes the SotW entry is protobuf's
+    encoding, and the Delta entry decodes to the same message (its name comes first, a
+    valid field order that protobuf does not choose)."""
+    from envoy.service.discovery.v3.discovery_pb2 import Resource as DiscoveryResource
+    from google.protobuf import any_pb2
+    for size in (0, 100, 127, 128, 16383, 16384, 70000):
+        c = cluster_pb2.Cluster(name="n" * 40, alt_stat_name="x" * size)
+        res = Resource.of(CLUSTER, "echo", c)
+        packed = any_pb2.Any(type_url=CLUSTER, value=c.SerializeToString(deterministic=True))
+        assert res.sotw_entry == DiscoveryResponse(resources=[packed]).SerializeToString(), size
+        delta = DeltaDiscoveryResponse(resources=[DiscoveryResource(name="echo", version=res.version, resource=packed)])
+        assert DeltaDiscoveryResponse.FromString(res.delta_entry) == delta, size
+        assert len(res.delta_entry) == len(delta.SerializeToString()), size

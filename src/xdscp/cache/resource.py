@@ -56,16 +56,17 @@ class Resource:
         ``istio.mcp.v1alpha1.Resource`` messages.
         """
         version = content_version(payload)
-        any_bytes = wire.shared_string_field(_ANY_TYPE_URL, any_type_url or type_url) + wire.field(_ANY_VALUE, payload)
-        delta = (
-            wire.string_field(_RES_NAME, name)
-            + wire.string_field(_RES_VERSION, version)
-            + wire.field(_RES_RESOURCE, any_bytes)
-        )
+        # The Any (type URL, value), then each entry around it: one join per entry, so the
+        # payload is copied twice, not once per enclosing field.
+        any_head = wire.shared_string_field(_ANY_TYPE_URL, any_type_url or type_url) + wire.header(
+            _ANY_VALUE, len(payload))
+        any_len = len(any_head) + len(payload)
+        meta = (wire.string_field(_RES_NAME, name) + wire.string_field(_RES_VERSION, version)
+                + wire.header(_RES_RESOURCE, any_len))
         return cls(
             type_url=type_url,
             name=name,
             version=version,
-            sotw_entry=wire.field(_RESPONSE_RESOURCES, any_bytes),
-            delta_entry=wire.field(_RESPONSE_RESOURCES, delta),
+            sotw_entry=b"".join((wire.header(_RESPONSE_RESOURCES, any_len), any_head, payload)),
+            delta_entry=b"".join((wire.header(_RESPONSE_RESOURCES, len(meta) + any_len), meta, any_head, payload)),
         )

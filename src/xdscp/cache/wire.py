@@ -34,6 +34,13 @@ def field(number: int, payload: bytes) -> bytes:
     return _tag(number) + varint(len(payload)) + payload
 
 
+def header(number: int, length: int) -> bytes:
+    """The start of a length-delimited field whose payload is ``length`` bytes: a message
+    is assembled from its parts with one join, without copying the payload into each
+    enclosing field."""
+    return _tag(number) + varint(length)
+
+
 @lru_cache(maxsize=64)
 def _tag(number: int) -> bytes:
     return varint((number << 3) | _LEN)
