@@ -31,11 +31,8 @@ def test_kill_9_and_restart_cause_no_churn(tmp_path: Path, upstreams: list[Named
     try:
         until(lambda: len(envoy.cluster_hosts("echo")) == 2 and envoy.ready(), what="Envoy warm")
 
-        def acked() -> dict[str, str]:
-            return {url: t["version_acked"] for n in xdscp.admin("/debug/nodes")["nodes"]
-                    for url, t in n["types"].items()}
-
-        before = until(lambda: (v := acked()) and len(v) == 4 and all(v.values()) and v, what="all types ACKed")
+        before = until(lambda: (v := xdscp.acked(in_sync=True)) and len(v) == 4 and v, timeout=30,
+                       what="every type's last response ACKed")
         churn = envoy.config_churn(["echo"])
 
         xdscp.kill()
@@ -43,7 +40,7 @@ def test_kill_9_and_restart_cause_no_churn(tmp_path: Path, upstreams: list[Named
         until(lambda: envoy.stats("control_plane.connected_state")["control_plane.connected_state"] == 0,
               what="Envoy noticed")
         xdscp.start()
-        until(lambda: acked() == before, timeout=15, what="Envoy back on the same versions")
+        until(lambda: xdscp.acked() == before, timeout=120, what="Envoy back on the same versions")
 
         assert envoy.config_churn(["echo"]) == churn
         assert set(count_responses(xdscp.listener_port, "echo", 30)) == {"alpha", "beta"}

@@ -84,6 +84,16 @@ class XdscpProcess:
         except urllib.error.HTTPError as e:
             return json.loads(e.read())
 
+    def acked(self, in_sync: bool = False) -> dict[str, str] | None:
+        """type URL -> the version the open streams' client ACKed (tests that use it hold
+        one Envoy). With ``in_sync``: None until the last response of every type is ACKed,
+        so a push still in flight is not taken for what the client holds."""
+        types = [(url, t) for n in self.admin("/debug/nodes")["nodes"] for url, t in n["types"].items()]
+        if in_sync and not (types and all(t["version_acked"] and t["version_acked"] == t["version_sent"]
+                                          for _, t in types)):
+            return None
+        return {url: t["version_acked"] for url, t in types}
+
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
