@@ -158,9 +158,11 @@ class DeltaStream(Stream):
                           version=ts.version, stream=self.id)
             self._synced(st, ts)
             return None
-        body = st.entries(send, unknown, self._route_names())
         if isinstance(st, VhdsSubscription):
+            body = st.entries(send, unknown, self._route_names())
             self._forget_oldest_unknown(st)
+        else:
+            body = [r.delta_entry for r in send]
         return self._emit(st, type_url, ts, b"".join(body), len(body),
                           b"".join(wire.string_field(_REMOVED, n) for n in removed), len(removed))
 

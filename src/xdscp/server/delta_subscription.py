@@ -4,13 +4,12 @@ one type that differs (``server/vhds.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from envoy.service.discovery.v3.discovery_pb2 import DeltaDiscoveryRequest
 
-from xdscp.cache.resource import Resource
 from xdscp.server.names_pool import EMPTY
 from xdscp.server.subscription import Subscription
 
@@ -59,7 +58,3 @@ class DeltaSubscription(Subscription):
     def sending(self, name: str) -> None:
         """``name``'s resource is in the next response."""
         self.gone.discard(name)
-
-    def entries(self, send: list[Resource], unknown: list[str], namespaces: Iterable[str]) -> list[bytes]:
-        """The response's resource entries."""
-        return [r.delta_entry for r in send]

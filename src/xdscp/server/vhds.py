@@ -86,11 +86,13 @@ class VhdsSubscription(DeltaSubscription):
 
     def names_in(self, req: DeltaDiscoveryRequest) -> tuple[set[str], set[str]]:
         """Each name subscribes to the virtual host it resolves to; "*" to nothing more."""
-        for name in req.resource_names_subscribe:
-            if name != "*":
-                self.aliases.setdefault(resolve(name), set()).add(name)
-        subscribe = {resolve(n) for n in req.resource_names_subscribe if n != "*"}
-        for name in subscribe:
+        subscribe: set[str] = set()
+        for requested in req.resource_names_subscribe:
+            if requested == "*":
+                continue
+            name = resolve(requested)
+            self.aliases.setdefault(name, set()).add(requested)
+            subscribe.add(name)
             if self.overrides.get(name) == ABSENT:  # held as unknown across a reconnect
                 self.unknown[name] = None
         return subscribe, {resolve(n) for n in req.resource_names_unsubscribe if n != "*"}

@@ -27,7 +27,7 @@ from xdscp.cache.snapshot import Snapshot, TypeSnapshot
 from xdscp.logfmt import log_event
 from xdscp.model.locality import Locality
 from xdscp.server.stream import WORKERS_CLUSTER
-from xdscp.type_urls import ENDPOINT, RELAYED_TYPES, VIRTUAL_HOST, short
+from xdscp.type_urls import ENDPOINT, RELAYED_TYPES, short
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +85,6 @@ class CacheRelay:
             outbox.put_nowait(DeltaDiscoveryRequest(
                 type_url=type_url,
                 node=node if i == 0 else None,
-                # VHDS starts empty, not wildcard: the relay asks for every virtual host by name
-                resource_names_subscribe=["*"] if type_url == VIRTUAL_HOST else None,
                 initial_resource_versions={n: r.version for n, r in held.resources.items()} if held else None,
             ))
 
