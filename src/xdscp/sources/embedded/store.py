@@ -77,8 +77,7 @@ class EmbeddedStore(StoreBase):
         for key, entry in self._entries.items():
             for addr, inst in entry.instances.items():
                 if inst.ephemeral:
-                    entry.last_beat.setdefault(addr, now)
-                    self._beating.add(key)
+                    self._beat(key, entry, addr, entry.last_beat.get(addr, now))
         registry.apply(self.source_name, FullSnapshot({k: self._service(k) for k in self._entries}))
         self._tell(None)
 
@@ -162,8 +161,7 @@ class EmbeddedStore(StoreBase):
         else:
             entry.held.pop(addr, None)
             if inst.ephemeral:
-                entry.last_beat[addr] = self._clock()
-                self._beating.add(key)
+                self._beat(key, entry, addr, self._clock())
             else:
                 entry.last_beat.pop(addr, None)
         log_event(log, logging.INFO, "instance.registered", service=repr(key), instance=f"{inst.host}:{inst.port}",
@@ -201,8 +199,7 @@ class EmbeddedStore(StoreBase):
             return True
         if addr in entry.held:
             return True  # its connection keeps it alive
-        entry.last_beat[addr] = self._clock()
-        self._beating.add(key)
+        self._beat(key, entry, addr, self._clock())
         if addr in entry.silenced:
             del entry.silenced[addr]
             entry.instances[addr] = entry.instances[addr].model_copy(update={"healthy": True})
@@ -251,6 +248,11 @@ class EmbeddedStore(StoreBase):
                 self._db.save_service(spec)
             entry = self._entries[key] = _Entry(spec)
         return entry
+
+    def _beat(self, key: ServiceKey, entry: _Entry, addr: Address, at: float) -> None:
+        """An ephemeral instance's last heartbeat; its service is one the expiry pass visits."""
+        entry.last_beat[addr] = at
+        self._beating.add(key)
 
     def _forget(self, key: ServiceKey, entry: _Entry, addr: Address) -> None:
         del entry.instances[addr]
