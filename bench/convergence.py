@@ -24,14 +24,13 @@ import json
 import statistics
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
-from xdscp.local.registration import register
+from xdscp.local.registration import patch_instance, register
 from xdscp.local.upstream import NamedUpstream
 from xdscp.model.service import Service
 from xdscp.sources.embedded.database import RegistryDatabase
@@ -56,13 +55,6 @@ def stage(path: Path, doc: dict[str, Any]) -> Path:
     staged = path.with_name(path.name + ".next")
     staged.write_text(json.dumps(doc))
     return staged
-
-
-def patch_health(admin: str, port: int, healthy: bool) -> None:
-    req = urllib.request.Request(f"http://{admin}/v1/services/echo/instances/127.0.0.1:{port}",
-                                 data=json.dumps({"healthy": healthy}).encode(), method="PATCH",
-                                 headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=5).close()
 
 
 def run(source: str, mode: str, changes: int, poll_interval: float, padding: int,
@@ -90,7 +82,7 @@ def run(source: str, mode: str, changes: int, poll_interval: float, padding: int
             register(xdscp.admin_address, "echo", "127.0.0.1", port)
 
         def prepare(unhealthy: bool) -> Callable[[], None]:
-            return lambda: patch_health(xdscp.admin_address, ports[2], not unhealthy)
+            return lambda: patch_instance(xdscp.admin_address, "echo", "127.0.0.1", ports[2], healthy=not unhealthy)
     envoy = EnvoyProcess(REPO_ENVOY_DIR / f"bootstrap-{mode}.yaml", xdscp.xds_address, workdir).start()
     samples: list[float] = []
     clock: list[float] = []

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import sys
@@ -52,6 +51,7 @@ from xdscp.cache import wire
 from xdscp.config import Config
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.ports import free_port
+from xdscp.local.registration import patch_instance
 from xdscp.runtime_settings import translator
 from xdscp.server.services import GRPC_SERVER_OPTIONS
 from xdscp.sources.embedded.database import RegistryDatabase
@@ -474,11 +474,8 @@ def run_xdscp(args: argparse.Namespace, svcs: list[Any], n: int, delta: bool, zo
             "instance_check": {"enabled": False}}]).start()
 
         def change(rnd: int, x: XdscpProcess = xdscp) -> None:
-            body = json.dumps({"healthy": rnd % 2 == 1}).encode()  # down, up, down...
-            req = urllib.request.Request(
-                f"http://{x.admin_address}/v1/services/{target.name}/instances/{victim.host}:{victim.port}",
-                data=body, method="PATCH", headers={"Content-Type": "application/json"})
-            urllib.request.urlopen(req, timeout=10).close()
+            # down, up, down...
+            patch_instance(x.admin_address, target.name, victim.host, victim.port, healthy=rnd % 2 == 1)
 
         try:
             pid = xdscp._proc.pid  # type: ignore[union-attr]

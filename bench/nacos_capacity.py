@@ -47,12 +47,13 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.service.discovery.v3.discovery_pb2 import DiscoveryRequest, DiscoveryResponse
 from fanout import cpu_seconds, rss_kib
 from nacos_client import NacosClient
-from nacos_fanout import PER_PROCESS, SERVICE, VICTIM, floor_server, json_body, subscriber_worker
+from nacos_fanout import PER_PROCESS, SERVICE, VICTIM, floor_server, subscriber_worker
 from sampled_profile import sampled
 from worker_processes import start_floor, start_workers, stop_floor
 
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.ports import free_port
+from xdscp.local.registration import patch_instance
 from xdscp.nacos_protocol import GRPC_PORT_OFFSET
 from xdscp.sources.embedded.api.nacos_grpc.server import nacos_server_options
 from xdscp.type_urls import ENDPOINT
@@ -277,10 +278,7 @@ def fanout_xdscp(work: Path, count: int, rounds: int, profile: bool) -> FanoutRe
                 headers={"Content-Type": "application/json"}), timeout=10).close()
 
         def change(rnd: int) -> float:
-            req = urllib.request.Request(
-                f"http://{xdscp.admin_address}/v1/services/{SERVICE}/instances/{VICTIM[0]}:{VICTIM[1]}",
-                data=json_body(float(2 + rnd)), method="PATCH", headers={"Content-Type": "application/json"})
-            urllib.request.urlopen(req, timeout=10).close()
+            patch_instance(xdscp.admin_address, SERVICE, VICTIM[0], VICTIM[1], weight=float(2 + rnd))
             return float(2 + rnd)
 
         assert xdscp.pid is not None

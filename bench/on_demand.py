@@ -35,7 +35,6 @@ import json
 import statistics
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +42,7 @@ from fanout import cpu_seconds, rss_kib
 
 from xdscp.local.control_plane import XdscpProcess
 from xdscp.local.envoy import REPO_ENVOY_DIR, EnvoyProcess
+from xdscp.local.registration import patch_instance
 from xdscp.local.upstream import NamedUpstream
 from xdscp.model.service import Instance, Service
 from xdscp.sources.embedded.database import RegistryDatabase
@@ -177,13 +177,6 @@ def run_sizes(args: argparse.Namespace, up: NamedUpstream, d: Path) -> None:
             fleet(args, work, n, up)
 
 
-def patch_healthy(xdscp: XdscpProcess, service: str, port: int, healthy: bool) -> None:
-    req = urllib.request.Request(
-        f"http://{xdscp.admin_address}/v1/services/{service}/instances/127.0.0.1:{port}",
-        data=json.dumps({"healthy": healthy}).encode(), method="PATCH", headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(req, timeout=30).close()
-
-
 def until_all(envoys: list[EnvoyProcess], check: Callable[[EnvoyProcess], bool], timeout: float, what: str) -> None:
     t0 = time.monotonic()
     pending = list(envoys)
@@ -250,7 +243,7 @@ def fleet(args: argparse.Namespace, work: Path, services: int, up: NamedUpstream
         for rnd in range(args.rounds):
             healthy = rnd % 2 == 1  # down, up, down...
             c0, t0 = cpu_seconds(xdscp.pid), time.monotonic()
-            patch_healthy(xdscp, target, up.port, healthy)
+            patch_instance(xdscp.admin_address, target, "127.0.0.1", up.port, healthy=healthy)
             until_all(envoys, lambda e, h=healthy: e.gauge(gauge) == int(h), args.timeout, "following the change")
             wall = time.monotonic() - t0
             cpus.append((cpu_seconds(xdscp.pid) - c0 - idle_rate * wall) * 1000)

@@ -1,7 +1,9 @@
-"""A tiny client for the embedded registry's Nacos v1 API (the demo's upstreams use it)."""
+"""A tiny client for the embedded registry: its Nacos v1 API (the demo's upstreams use it)
+and its own instance API (the benchmarks change instances through it)."""
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 import urllib.request
 
@@ -22,3 +24,13 @@ def register(admin_address: str, service: str, ip: str, port: int, *, ephemeral:
 def deregister(admin_address: str, service: str, ip: str, port: int, *, ephemeral: bool = False) -> None:
     nacos_call(admin_address, "DELETE", "/nacos/v1/ns/instance", serviceName=service, ip=ip, port=port,
                ephemeral=ephemeral)
+
+
+def patch_instance(admin_address: str, service: str, host: str, port: int, timeout: float = 30.0,
+                   **fields: object) -> None:
+    """Change an instance's fields (``healthy=False``, ``weight=2.0``...):
+    ``PATCH /v1/services/<service>/instances/<host>:<port>``."""
+    req = urllib.request.Request(f"http://{admin_address}/v1/services/{service}/instances/{host}:{port}",
+                                 data=json.dumps(fields).encode(), method="PATCH",
+                                 headers={"Content-Type": "application/json"})
+    urllib.request.urlopen(req, timeout=timeout).close()
