@@ -73,8 +73,8 @@ class EnvoyAdmin:
     def config_churn(self, clusters: Iterable[str] = ()) -> dict[str, int]:
         """The counters that move when a control plane sends Envoy anything new: CDS and LDS
         updates, clusters added, modified or removed, listeners changed, route
-        configurations and virtual hosts reloaded, and the membership of ``clusters``. Equal before and after a
-        control-plane restart: the restart caused no churn."""
+        configurations and virtual hosts reloaded, and the membership of ``clusters``.
+        Equal before and after a control-plane restart: the restart caused no churn."""
         stats = self.stats()
         wanted = ("cluster_manager.cds.update_success", "listener_manager.lds.update_success",
                   "cluster_manager.cluster_added", "cluster_manager.cluster_modified",
